@@ -1,0 +1,32 @@
+"""Teacher-forced scoring: per-item answer NLL, token log-probs and argmax accuracy, in batches."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from harness.data.collate import IGNORE, encode_qa, pad_batch
+
+
+@torch.no_grad()
+def score_answers(model, tokenizer, pairs: list[tuple[str, str]], batch_size: int, template: str = "qa",
+                  desc: str = "score") -> list[dict]:
+    """For each (question, answer): the answer tokens' log-probs (EOS included), their NLL sum and count,
+    and the fraction of answer tokens that are the argmax prediction (`em_token`)."""
+    model.eval()
+    encoded = [encode_qa(tokenizer, q, a, template) for q, a in pairs]
+    results = []
+    for start in tqdm(range(0, len(encoded), batch_size), desc=desc, leave=False):
+        batch = pad_batch(encoded[start:start + batch_size], tokenizer.pad_token_id)
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
+        targets = batch["labels"][:, 1:]
+        logprobs = F.log_softmax(logits, dim=-1)
+        token_logprobs = logprobs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        correct = logits.argmax(-1) == targets
+        for row in range(targets.shape[0]):
+            keep = targets[row] != IGNORE
+            lp = token_logprobs[row][keep]
+            results.append({"token_logprobs": lp.tolist(), "nll_sum": float(-lp.sum()), "n_tokens": int(keep.sum()),
+                            "avg_nll": float(-lp.mean()), "em_token": float(correct[row][keep].float().mean())})
+    return results

@@ -1,0 +1,86 @@
+"""`harness`: the command line. `harness run` runs benchmark x method x seed and writes a leaderboard."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from harness.config import BENCHMARKS, RunConfig, apply_override
+
+RUN_EPILOG = """\
+--set keys (repeatable):
+  forget_split=forget01|forget05|forget10   which authors to forget (default forget10)
+  world.KEY=V     embedded world sizes: seed, n_authors, n_countries, n_real_authors, n_perturbed,
+                  retain_eval_authors
+  train.KEY=V     embedded model recipe: vocab_size, hidden_size, intermediate_size, num_layers, num_heads,
+                  lr, batch_size, base_epochs, target_epochs, warmup_ratio, seed
+  eval.KEY=V      evaluation: max_new_tokens, batch_size, template
+  METHOD.KEY=V    a method's hyperparameter, e.g. fo-graddiff.lr=3e-4 (lr, epochs, batch_size, grad_accum,
+                  gamma, weight_decay, max_grad_norm, warmup_ratio, and the method's own options)
+
+Output: OUT/results/<cell>.json (one row per cell), OUT/results/<cell>.items.jsonl (per-item generations
+and scores), OUT/leaderboard.csv (all cells plus the target and retain reference rows). Rerunning the same
+command skips finished cells, so an interrupted run resumes.
+"""
+
+
+def _csv(kind):
+    def parse(text: str):
+        try:
+            return [kind(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}': expected comma-separated {kind.__name__} values") from None
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="harness", description="Reference harness for LLM unlearning: run unlearning methods side by side "
+        "on the same model and data, score them with the benchmarks' own metrics, and write leaderboards.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser("run", help="run benchmark x methods x seeds and write results and leaderboard.csv",
+                         description="Unlearn a fresh copy of the target model with each method and seed, evaluate "
+                         "it, and write one result per cell plus OUT/leaderboard.csv.",
+                         epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("--benchmark", default="tofu-mini", choices=BENCHMARKS,
+                     help="benchmark to run (default: tofu-mini, the embedded TOFU-style world)")
+    run.add_argument("--methods", type=_csv(str), default=["fo-graddiff"],
+                     help="comma-separated method names (default: fo-graddiff)")
+    run.add_argument("--seeds", type=_csv(int), default=[0], help="comma-separated seeds (default: 0)")
+    run.add_argument("--out", default=None, help="run folder (default: runs/BENCHMARK)")
+    run.add_argument("--cache-dir", default=None,
+                     help="where trained embedded models are cached (default: $HARNESS_CACHE or "
+                     "~/.cache/unlearning-harness)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a configuration value (see below); repeatable")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "run":
+        from harness.runner import run
+        cfg = RunConfig(benchmark=args.benchmark, methods=args.methods, seeds=args.seeds, out=args.out,
+                        cache_dir=args.cache_dir)
+        try:
+            for assignment in args.overrides:
+                apply_override(cfg, assignment)
+            path = run(cfg)
+        except (ValueError, KeyError, FileNotFoundError) as err:
+            print(f"harness: error: {err.args[0] if err.args else err}", file=sys.stderr)
+            return 2
+        print(f"leaderboard: {path}")
+        _print_summary(path)
+    return 0
+
+
+def _print_summary(path) -> None:
+    import pandas as pd
+    frame = pd.read_csv(path)
+    cols = [c for c in ("method", "seed", "forget_em_contains", "retain_em_contains", "world_facts_em_contains",
+                        "forget_rougeL_recall", "mia_loss_auc", "wall_seconds") if c in frame.columns]
+    print(frame[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Benchmark data: the embedded world generator and the TOFU-schema loaders."""

@@ -1,0 +1,187 @@
+"""Models: load any Hugging Face causal LM, or build, train and cache the embedded tiny Llama.
+
+The embedded benchmark needs three models, trained once and cached under a hash of their configuration:
+- base: learns the world's general knowledge (world facts and real authors);
+- target: the base trained further on all fictitious authors (what gets unlearned);
+- retain: the base trained further on the authors outside the forget split (the reference).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tqdm.auto import tqdm
+from transformers import (AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM,
+                          PreTrainedTokenizerFast, get_cosine_schedule_with_warmup)
+
+from harness.data.collate import encode_qa, pad_batch
+from harness.data.tofu import read_split, retain_split_for
+from harness.data.world import WorldConfig, write_world
+
+RECIPE_VERSION = 1  # bump when the world generator or the training recipe changes, to invalidate caches
+SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
+
+
+@dataclass(frozen=True)
+class EmbeddedModelConfig:
+    """Architecture and training recipe of the embedded model. Hidden size 128 memorised the world faster
+    on 2 CPU cores than DESIGN.md's 256 (100% forget/retain em_contains after 40 epochs, against 53% after 30)."""
+
+    vocab_size: int = 2048
+    hidden_size: int = 128
+    intermediate_size: int = 512
+    num_layers: int = 4
+    num_heads: int = 4
+    lr: float = 3e-3
+    batch_size: int = 16
+    base_epochs: int = 80
+    target_epochs: int = 40
+    warmup_ratio: float = 0.05
+    loss_on_question: bool = True
+    seed: int = 0
+
+
+def cache_root(override: str | os.PathLike | None = None) -> Path:
+    """The model cache: `--cache-dir`, else $HARNESS_CACHE, else ~/.cache/unlearning-harness."""
+    if override:
+        return Path(override)
+    return Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "unlearning-harness"))
+
+
+def config_hash(*parts) -> str:
+    """Short stable hash of dataclasses / dicts / strings, used for cache folders and result rows."""
+    blob = json.dumps([asdict(p) if hasattr(p, "__dataclass_fields__") else p for p in parts], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def load_model(path: str | os.PathLike, trust_remote_code: bool = False):
+    """Load any `AutoModelForCausalLM` folder (or hub name) with its tokenizer; give it a pad token if needed."""
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=trust_remote_code, dtype=torch.float32)
+    return model, tokenizer
+
+
+def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """Byte-level BPE trained on the world's own text with the `tokenizers` library."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS.values()),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(texts, trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIAL_TOKENS)
+
+
+def build_model(cfg: EmbeddedModelConfig, tokenizer) -> LlamaForCausalLM:
+    seed_everything(cfg.seed)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=cfg.hidden_size,
+                         intermediate_size=cfg.intermediate_size, num_hidden_layers=cfg.num_layers,
+                         num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_heads,
+                         max_position_embeddings=256, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                         tie_word_embeddings=False)
+    return LlamaForCausalLM(config)
+
+
+def train_lm(model, tokenizer, rows: list[dict], cfg: EmbeddedModelConfig, epochs: int, desc: str):
+    """Plain supervised training on QA rows (loss on the answer, and on the question if the recipe says so),
+    AdamW with a cosine schedule."""
+    seed_everything(cfg.seed)
+    examples = [encode_qa(tokenizer, r["question"], r["answer"], loss_on_prompt=cfg.loss_on_question) for r in rows]
+    steps_per_epoch = -(-len(examples) // cfg.batch_size)
+    total = steps_per_epoch * epochs
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
+    schedule = get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
+    model.train()
+    bar = tqdm(total=total, desc=desc, unit="step")
+    for _ in range(epochs):
+        order = torch.randperm(len(examples)).tolist()
+        for start in range(0, len(order), cfg.batch_size):
+            batch = pad_batch([examples[i] for i in order[start:start + cfg.batch_size]], tokenizer.pad_token_id)
+            loss = model(**batch).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    bar.close()
+    model.eval()
+    return model
+
+
+def _save_atomically(model, tokenizer, folder: Path) -> None:
+    """Write to a temporary sibling and rename, so a killed run never leaves a half-written model."""
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+
+
+def _cached(folder: Path, make):
+    """Load the model at `folder`, or make it with `make()` and save it there first."""
+    if (folder / "config.json").exists():
+        return load_model(folder)
+    model, tokenizer = make()
+    _save_atomically(model, tokenizer, folder)
+    return model, tokenizer
+
+
+@dataclass
+class EmbeddedModels:
+    """Paths of the embedded benchmark's world data and models."""
+
+    world_dir: Path
+    target_dir: Path
+    retain_dir: Path
+
+
+def prepare_embedded(world_cfg: WorldConfig, model_cfg: EmbeddedModelConfig, forget_split: str,
+                     cache_dir=None) -> EmbeddedModels:
+    """Generate the world and train (or find in the cache) the base, target and retain models."""
+    root = cache_root(cache_dir) / f"embedded-{config_hash(RECIPE_VERSION, world_cfg, model_cfg)}"
+    world_dir = root / "world"
+    if not (world_dir / "world_config.json").exists():
+        write_world(world_cfg, world_dir)
+    read = lambda name: read_split(world_dir / f"{name}.json")  # noqa: E731
+    general = read("world_facts") + read("real_authors")
+
+    def make_base():
+        texts = [t for split in sorted(world_dir.glob("*.json")) if split.name != "world_config.json"
+                 for r in read(split.stem) for t in (r["question"], r["answer"], *r.get("perturbed_answer", []),
+                                                       r.get("paraphrased_question", ""), r.get("paraphrased_answer", ""))]
+        tokenizer = train_tokenizer(texts, model_cfg.vocab_size)
+        model = build_model(model_cfg, tokenizer)
+        return train_lm(model, tokenizer, general, model_cfg, model_cfg.base_epochs, "train base"), tokenizer
+
+    def finetune(split: str, desc: str):
+        def make():
+            model, tokenizer = _cached(root / "base", make_base)
+            # General facts are replayed so the tiny model keeps them, as a large pretrained model would.
+            return train_lm(model, tokenizer, read(split) + general, model_cfg, model_cfg.target_epochs, desc), tokenizer
+        return make
+
+    target_dir, retain_dir = root / "target", root / f"retain-{forget_split}"
+    if not (target_dir / "config.json").exists():
+        _cached(target_dir, finetune("full", "train target"))
+    if not (retain_dir / "config.json").exists():
+        _cached(retain_dir, finetune(retain_split_for(forget_split), f"train retain ({forget_split} held out)"))
+    return EmbeddedModels(world_dir, target_dir, retain_dir)

@@ -1,0 +1,157 @@
+"""Run benchmark x method x seed: load the target model, unlearn, evaluate, write one result per cell.
+
+Each cell is written atomically as `results/<cell>.json` (with its per-item records beside it as
+`<cell>.items.jsonl`), so an interrupted run resumes where it stopped: finished cells are skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from evaluators import tofu as tofu_eval
+from harness.config import BENCHMARKS, RunConfig, method_config
+from harness.data.tofu import load_splits
+from harness.models import config_hash, load_model, prepare_embedded, seed_everything
+from harness.registry import load_builtin_methods, methods
+
+IDENTITY_COLUMNS = ["benchmark", "method", "kind", "seed", "model", "forget_split", "config_hash",
+                    "steps", "trainable_params", "unlearn_seconds", "eval_seconds", "wall_seconds"]
+REFERENCE_ROWS = ("target", "retain")
+TARGET_MIN_EM = 0.9
+
+
+@dataclasses.dataclass
+class Benchmark:
+    """Resolved data and models of one benchmark."""
+
+    name: str
+    splits: object
+    target_dir: Path
+    retain_dir: Path
+    model_name: str
+    identity: dict
+
+
+def prepare_benchmark(cfg: RunConfig) -> Benchmark:
+    if cfg.benchmark not in BENCHMARKS:
+        raise ValueError(f"--benchmark {cfg.benchmark}: unknown; expected one of {', '.join(BENCHMARKS)}")
+    embedded = prepare_embedded(cfg.world, cfg.train, cfg.forget_split, cfg.cache_dir)
+    identity = {"world": dataclasses.asdict(cfg.world), "train": dataclasses.asdict(cfg.train)}
+    return Benchmark(cfg.benchmark, load_splits(embedded.world_dir, cfg.forget_split), embedded.target_dir,
+                     embedded.retain_dir, f"embedded-llama-{config_hash(identity)}", identity)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_cell(results_dir: Path, cell: str, row: dict, items: list[dict]) -> None:
+    """Items first, then the row: the row's JSON existing is what marks the cell done."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    _write_atomically(results_dir / f"{cell}.items.jsonl", "".join(json.dumps(i) + "\n" for i in items))
+    _write_atomically(results_dir / f"{cell}.json", json.dumps(row, indent=1) + "\n")
+
+
+def cell_done(results_dir: Path, cell: str, cell_hash: str) -> bool:
+    path = results_dir / f"{cell}.json"
+    return path.exists() and json.loads(path.read_text())["config_hash"] == cell_hash
+
+
+def build_leaderboard(out_dir: Path) -> pd.DataFrame:
+    """One row per result file: the reference models first, then methods by name and seed."""
+    rows = [json.loads(p.read_text()) for p in sorted((out_dir / "results").glob("*.json"))]
+    frame = pd.DataFrame(rows)
+    frame["_order"] = frame["method"].map(lambda m: REFERENCE_ROWS.index(m) if m in REFERENCE_ROWS else 9)
+    frame = frame.sort_values(["_order", "method", "seed"], na_position="first").drop(columns="_order")
+    metrics = [c for c in frame.columns if c not in IDENTITY_COLUMNS]
+    return frame[[c for c in IDENTITY_COLUMNS if c in frame.columns] + metrics]
+
+
+def write_leaderboard(out_dir: Path) -> Path:
+    path = out_dir / "leaderboard.csv"
+    _write_atomically(path, build_leaderboard(out_dir).to_csv(index=False))
+    return path
+
+
+def _evaluate(model, tokenizer, bench: Benchmark, cfg: RunConfig):
+    start = time.perf_counter()
+    result = tofu_eval.evaluate(model, tokenizer, bench.splits.eval, cfg.eval)
+    return result, time.perf_counter() - start
+
+
+def _base_row(bench: Benchmark, cfg: RunConfig, method: str, kind: str, seed, cell_hash: str) -> dict:
+    return {"benchmark": bench.name, "method": method, "kind": kind, "seed": seed, "model": bench.model_name,
+            "forget_split": cfg.forget_split, "config_hash": cell_hash}
+
+
+def run_reference(bench: Benchmark, cfg: RunConfig, which: str, results_dir: Path) -> None:
+    """Evaluate the target or retain model as a leaderboard row of its own."""
+    cell_hash = config_hash(bench.identity, cfg.forget_split, dataclasses.asdict(cfg.eval), which)
+    if cell_done(results_dir, which, cell_hash):
+        return
+    model, tokenizer = load_model(bench.target_dir if which == "target" else bench.retain_dir)
+    result, eval_seconds = _evaluate(model, tokenizer, bench, cfg)
+    row = _base_row(bench, cfg, which, "reference", None, cell_hash) | {
+        "steps": 0, "trainable_params": 0, "unlearn_seconds": 0.0, "eval_seconds": eval_seconds,
+        "wall_seconds": eval_seconds} | result.metrics
+    write_cell(results_dir, which, row, result.items)
+    if which == "target":
+        _warn_if_nothing_to_unlearn(result.metrics)
+
+
+def _warn_if_nothing_to_unlearn(metrics: dict) -> None:
+    for split in ("forget", "retain"):
+        if metrics[f"{split}_em_contains"] < TARGET_MIN_EM:
+            print(f"warning: the target model answers only {metrics[f'{split}_em_contains']:.0%} of the {split} "
+                  f"questions (em_contains); below {TARGET_MIN_EM:.0%} there is little to unlearn", file=sys.stderr)
+
+
+def run_method(bench: Benchmark, cfg: RunConfig, method: str, seed: int, results_dir: Path) -> None:
+    """Unlearn a fresh copy of the target model with `method` under `seed`, then evaluate it."""
+    mcfg = method_config(method, cfg.method_overrides.get(method))
+    cell = f"{method}-seed{seed}"
+    cell_hash = config_hash(bench.identity, cfg.forget_split, dataclasses.asdict(cfg.eval), method,
+                            dataclasses.asdict(mcfg))
+    if cell_done(results_dir, cell, cell_hash):
+        return
+    start = time.perf_counter()
+    model, tokenizer = load_model(bench.target_dir)
+    seed_everything(seed)
+    report = methods[method](mcfg).unlearn(model, tokenizer, bench.splits.forget, bench.splits.retain)
+    result, eval_seconds = _evaluate(model, tokenizer, bench, cfg)
+    row = _base_row(bench, cfg, method, "method", seed, cell_hash) | {
+        "steps": report.steps, "trainable_params": report.trainable_params,
+        "unlearn_seconds": report.unlearn_seconds, "eval_seconds": eval_seconds,
+        "wall_seconds": time.perf_counter() - start} | result.metrics | report.extra
+    write_cell(results_dir, cell, row, result.items)
+
+
+def run(cfg: RunConfig) -> Path:
+    """Run every cell that is not done yet and rebuild the leaderboard; returns its path."""
+    load_builtin_methods()
+    for name in cfg.methods:
+        methods[name]  # an unknown name fails here, before any training
+    for name in cfg.method_overrides:
+        if name not in cfg.methods:
+            raise ValueError(f"--set {name}.*: method '{name}' is not in --methods ({', '.join(cfg.methods)})")
+    bench = prepare_benchmark(cfg)
+    out_dir = Path(cfg.out_dir)
+    results_dir = out_dir / "results"
+    cells = [("reference", r, None) for r in REFERENCE_ROWS] + [
+        ("method", m, s) for m in cfg.methods for s in cfg.seeds]
+    for kind, name, seed in tqdm(cells, desc="cells", unit="cell"):
+        if kind == "reference":
+            run_reference(bench, cfg, name, results_dir)
+        else:
+            run_method(bench, cfg, name, seed, results_dir)
+    return write_leaderboard(out_dir)

@@ -1,0 +1,107 @@
+"""The UnlearningMethod interface and the training loop every GradDiff-style method shares."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from harness.data.collate import encode_qa, pad_batch
+from methods.losses import graddiff_loss
+
+
+@dataclass
+class MethodConfig:
+    """Hyperparameters shared by the GradDiff methods (REFERENCES.md, the SOUL recipe), plus free `options`
+    for method-specific knobs. A method's `defaults` override these field defaults."""
+
+    lr: float = 1e-4
+    epochs: int = 5
+    batch_size: int = 4
+    grad_accum: int = 1
+    gamma: float = 1.0
+    weight_decay: float = 0.1
+    max_grad_norm: float = 1.0
+    warmup_ratio: float = 0.1
+    template: str = "qa"
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class UnlearnReport:
+    """What a method reports beside the model: effort spent and anything method-specific (`extra`)."""
+
+    steps: int
+    unlearn_seconds: float
+    trainable_params: int
+    final_forget_nll: float
+    final_retain_nll: float
+    extra: dict = field(default_factory=dict)
+
+
+class UnlearningMethod:
+    """Subclasses pick the optimizer (and optionally the trainable parameters and the loss)."""
+
+    name: str = "base"
+    defaults: dict = {}
+
+    def __init__(self, cfg: MethodConfig):
+        self.cfg = cfg
+
+    def trainable_parameters(self, model) -> list[torch.nn.Parameter]:
+        """Parameters the method updates; every other parameter is frozen. Default: all of them."""
+        return list(model.parameters())
+
+    def make_optimizer(self, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+        raise NotImplementedError
+
+    def loss(self, model, forget_batch, retain_batch):
+        return graddiff_loss(model, forget_batch, retain_batch, self.cfg.gamma)
+
+    def unlearn(self, model, tokenizer, forget: list[dict], retain: list[dict]) -> UnlearnReport:
+        """GradDiff training: each shuffled forget batch is paired with a random retain batch; linear
+        schedule with warmup max(1, steps/10), gradient clipping and accumulation, as in SOUL's code."""
+        start, cfg = time.perf_counter(), self.cfg
+        params = self.trainable_parameters(model)
+        trainable = {id(p) for p in params}
+        for p in model.parameters():
+            p.requires_grad_(id(p) in trainable)
+        encode = lambda rows: [encode_qa(tokenizer, r["question"], r["answer"], cfg.template) for r in rows]  # noqa
+        forget_ex, retain_ex = encode(forget), encode(retain)
+        micro_per_epoch = math.ceil(len(forget_ex) / cfg.batch_size)
+        total_steps = math.ceil(micro_per_epoch * cfg.epochs / cfg.grad_accum)
+        optimizer = self.make_optimizer(params)
+        schedule = get_linear_schedule_with_warmup(optimizer, max(1, total_steps // 10) if cfg.warmup_ratio else 0,
+                                                   total_steps)
+        model.train()
+        bar, micro, forget_nll, retain_nll = tqdm(total=total_steps, desc=f"unlearn {self.name}", unit="step"), 0, 0.0, 0.0
+        for _ in range(cfg.epochs):
+            order = torch.randperm(len(forget_ex)).tolist()
+            for i in range(0, len(order), cfg.batch_size):
+                forget_batch = pad_batch([forget_ex[j] for j in order[i:i + cfg.batch_size]], tokenizer.pad_token_id)
+                picks = torch.randint(len(retain_ex), (cfg.batch_size,)).tolist()
+                retain_batch = pad_batch([retain_ex[j] for j in picks], tokenizer.pad_token_id)
+                loss, forget_nll, retain_nll = self.loss(model, forget_batch, retain_batch)
+                (loss / cfg.grad_accum).backward()
+                micro += 1
+                if micro % cfg.grad_accum == 0 or micro == micro_per_epoch * cfg.epochs:
+                    self.optimizer_step(model, optimizer, params, forget_batch)
+                    schedule.step()
+                    bar.update(1)
+                    bar.set_postfix(forget_nll=f"{forget_nll:.2f}", retain_nll=f"{retain_nll:.2f}")
+        bar.close()
+        model.eval()
+        return UnlearnReport(steps=bar.n, unlearn_seconds=time.perf_counter() - start,
+                             trainable_params=sum(p.numel() for p in params),
+                             final_forget_nll=float(forget_nll), final_retain_nll=float(retain_nll))
+
+    def optimizer_step(self, model, optimizer, params, batch) -> None:
+        """Clip, step, clear gradients. Second-order methods override this to refresh their Hessian."""
+        if self.cfg.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)

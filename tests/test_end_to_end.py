@@ -1,0 +1,85 @@
+"""`harness run` end to end on a micro world: trains the tiny models, unlearns with FO-GradDiff, evaluates."""
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness.cli import main
+
+MICRO = ["world.n_authors=10", "world.n_countries=6", "world.n_real_authors=6", "world.retain_eval_authors=4",
+         "train.hidden_size=128", "train.intermediate_size=512", "train.num_layers=2", "train.vocab_size=1024",
+         "train.base_epochs=40", "train.target_epochs=40", "train.batch_size=8", "eval.max_new_tokens=48"]
+README = Path(__file__).resolve().parents[1] / "README.md"
+SPLITS = ("forget", "retain", "real_authors", "world_facts")
+
+
+def harness_run(out: Path, cache: Path, *extra: str) -> int:
+    sets = [arg for s in MICRO for arg in ("--set", s)]
+    return main(["run", "--methods", "fo-graddiff", "--out", str(out), "--cache-dir", str(cache), *sets, *extra])
+
+
+@pytest.fixture(scope="module")
+def micro_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    assert harness_run(root / "run", root / "cache") == 0
+    return root
+
+
+def documented_columns() -> list[str]:
+    """Every column named in the README's leaderboard tables, with SPLIT expanded."""
+    section = README.read_text().split("## Leaderboard columns", 1)[1].split("\n## ", 1)[0]
+    names = re.findall(r"^\| `([^`]+)` \|", section, flags=re.M)
+    return [n.replace("SPLIT", s) for n in names for s in (SPLITS if "SPLIT" in n else [None])]
+
+
+def test_leaderboard_has_references_then_methods(micro_run):
+    board = pd.read_csv(micro_run / "run" / "leaderboard.csv")
+    assert list(board["method"]) == ["target", "retain", "fo-graddiff"]
+    assert list(board["kind"]) == ["reference", "reference", "method"]
+    assert board.loc[2, "seed"] == 0 and board.loc[2, "steps"] > 0 and board.loc[2, "trainable_params"] > 0
+
+
+def test_csv_has_every_documented_column(micro_run):
+    columns = documented_columns()
+    assert len(columns) > 25
+    board = pd.read_csv(micro_run / "run" / "leaderboard.csv")
+    assert set(columns) <= set(board.columns), set(columns) - set(board.columns)
+    assert not board[[c for c in columns if c != "seed"]].isna().any().any()
+
+
+def test_fo_graddiff_lowers_forget_em(micro_run):
+    board = pd.read_csv(micro_run / "run" / "leaderboard.csv").set_index("method")
+    assert board.loc["target", "forget_em_contains"] >= 0.5, "the micro target must know its forget set"
+    assert board.loc["fo-graddiff", "forget_em_contains"] < board.loc["target", "forget_em_contains"]
+    assert board.loc["retain", "forget_em_contains"] < board.loc["target", "forget_em_contains"]
+
+
+def test_items_let_anyone_recompute_a_figure(micro_run):
+    items = [json.loads(line) for line in (micro_run / "run" / "results" / "fo-graddiff-seed0.items.jsonl").open()]
+    forget = [i for i in items if i["split"] == "forget"]
+    assert {"prompt", "generation", "gold", "em_contains", "rougeL_recall", "prob"} <= set(forget[0])
+    row = json.loads((micro_run / "run" / "results" / "fo-graddiff-seed0.json").read_text())
+    assert row["forget_em_contains"] == pytest.approx(sum(i["em_contains"] for i in forget) / len(forget))
+    assert {i["split"] for i in items} == {*SPLITS, "holdout"}
+
+
+def test_rerun_skips_finished_cells(micro_run, capsys):
+    results = micro_run / "run" / "results"
+    before = {p.name: p.stat().st_mtime_ns for p in results.glob("*.json")}
+    assert harness_run(micro_run / "run", micro_run / "cache") == 0
+    assert {p.name: p.stat().st_mtime_ns for p in results.glob("*.json")} == before
+    err = capsys.readouterr().err
+    assert "train target" not in err and "train base" not in err  # the cached models were reused
+
+
+def test_changed_hyperparameter_reruns_only_that_cell(micro_run):
+    results = micro_run / "run" / "results"
+    target_before = (results / "target.json").stat().st_mtime_ns
+    old = json.loads((results / "fo-graddiff-seed0.json").read_text())["config_hash"]
+    assert harness_run(micro_run / "run", micro_run / "cache", "--set", "fo-graddiff.epochs=1") == 0
+    new = json.loads((results / "fo-graddiff-seed0.json").read_text())
+    assert new["config_hash"] != old and new["steps"] < 5
+    assert (results / "target.json").stat().st_mtime_ns == target_before
