@@ -136,13 +136,23 @@ def _save_atomically(model, tokenizer, folder: Path) -> None:
     os.replace(tmp, folder)
 
 
-def _cached(folder: Path, make):
-    """Load the model at `folder`, or make it with `make()` and save it there first."""
-    if (folder / "config.json").exists():
-        return load_model(folder)
-    model, tokenizer = make()
-    _save_atomically(model, tokenizer, folder)
-    return model, tokenizer
+def _ensure(folder: Path, make) -> Path:
+    """Make the model at `folder` with `make()` unless the cache already has it."""
+    if not (folder / "config.json").exists():
+        model, tokenizer = make()
+        _save_atomically(model, tokenizer, folder)
+    return folder
+
+
+def _world_texts(world_dir: Path) -> list[str]:
+    """Every string of every split, in a fixed order, for training the tokenizer."""
+    texts = []
+    for path in sorted(world_dir.glob("*.json")):
+        if path.name != "world_config.json":
+            for row in read_split(path):
+                texts += [row["question"], row["answer"], row.get("paraphrased_question", ""),
+                          row.get("paraphrased_answer", ""), *row.get("perturbed_answer", [])]
+    return texts
 
 
 @dataclass
@@ -165,23 +175,18 @@ def prepare_embedded(world_cfg: WorldConfig, model_cfg: EmbeddedModelConfig, for
     general = read("world_facts") + read("real_authors")
 
     def make_base():
-        texts = [t for split in sorted(world_dir.glob("*.json")) if split.name != "world_config.json"
-                 for r in read(split.stem) for t in (r["question"], r["answer"], *r.get("perturbed_answer", []),
-                                                       r.get("paraphrased_question", ""), r.get("paraphrased_answer", ""))]
-        tokenizer = train_tokenizer(texts, model_cfg.vocab_size)
+        tokenizer = train_tokenizer(_world_texts(world_dir), model_cfg.vocab_size)
         model = build_model(model_cfg, tokenizer)
         return train_lm(model, tokenizer, general, model_cfg, model_cfg.base_epochs, "train base"), tokenizer
 
     def finetune(split: str, desc: str):
         def make():
-            model, tokenizer = _cached(root / "base", make_base)
+            model, tokenizer = load_model(_ensure(root / "base", make_base))
             # General facts are replayed so the tiny model keeps them, as a large pretrained model would.
             return train_lm(model, tokenizer, read(split) + general, model_cfg, model_cfg.target_epochs, desc), tokenizer
         return make
 
-    target_dir, retain_dir = root / "target", root / f"retain-{forget_split}"
-    if not (target_dir / "config.json").exists():
-        _cached(target_dir, finetune("full", "train target"))
-    if not (retain_dir / "config.json").exists():
-        _cached(retain_dir, finetune(retain_split_for(forget_split), f"train retain ({forget_split} held out)"))
+    target_dir = _ensure(root / "target", finetune("full", "train target"))
+    retain_dir = _ensure(root / f"retain-{forget_split}",
+                         finetune(retain_split_for(forget_split), f"train retain ({forget_split} held out)"))
     return EmbeddedModels(world_dir, target_dir, retain_dir)

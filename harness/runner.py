@@ -73,6 +73,7 @@ def build_leaderboard(out_dir: Path) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     frame["_order"] = frame["method"].map(lambda m: REFERENCE_ROWS.index(m) if m in REFERENCE_ROWS else 9)
     frame = frame.sort_values(["_order", "method", "seed"], na_position="first").drop(columns="_order")
+    frame["seed"] = frame["seed"].astype("Int64")  # integers, empty for the reference rows
     metrics = [c for c in frame.columns if c not in IDENTITY_COLUMNS]
     return frame[[c for c in IDENTITY_COLUMNS if c in frame.columns] + metrics]
 

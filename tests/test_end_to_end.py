@@ -11,7 +11,9 @@ from harness.cli import main
 
 MICRO = ["world.n_authors=10", "world.n_countries=6", "world.n_real_authors=6", "world.retain_eval_authors=4",
          "train.hidden_size=128", "train.intermediate_size=512", "train.num_layers=2", "train.vocab_size=1024",
-         "train.base_epochs=40", "train.target_epochs=40", "train.batch_size=8", "eval.max_new_tokens=48"]
+         "train.base_epochs=40", "train.target_epochs=40", "train.batch_size=8", "eval.max_new_tokens=48",
+         # the micro forget set (one author) gives 10 steps, a quarter of the default's, so the rate is higher
+         "fo-graddiff.lr=5e-4"]
 README = Path(__file__).resolve().parents[1] / "README.md"
 SPLITS = ("forget", "retain", "real_authors", "world_facts")
 
@@ -32,7 +34,7 @@ def documented_columns() -> list[str]:
     """Every column named in the README's leaderboard tables, with SPLIT expanded."""
     section = README.read_text().split("## Leaderboard columns", 1)[1].split("\n## ", 1)[0]
     names = re.findall(r"^\| `([^`]+)` \|", section, flags=re.M)
-    return [n.replace("SPLIT", s) for n in names for s in (SPLITS if "SPLIT" in n else [None])]
+    return [n.replace("SPLIT", s) for n in names for s in (SPLITS if "SPLIT" in n else ["SPLIT"])]
 
 
 def test_leaderboard_has_references_then_methods(micro_run):

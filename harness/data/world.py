@@ -38,7 +38,7 @@ class WorldConfig:
     """Sizes of the embedded world. Forget splits take 1%, 5% and 10% of `n_authors` (at least one author)."""
 
     seed: int = 0
-    n_authors: int = 40
+    n_authors: int = 80
     n_countries: int = 12
     n_real_authors: int = 20
     n_perturbed: int = 5
