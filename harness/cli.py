@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
                 apply_override(cfg, assignment)
             path = run(cfg)
         except (ValueError, KeyError, FileNotFoundError) as err:
-            print(f"harness: error: {err.args[0] if err.args else err}", file=sys.stderr)
+            message = err.args[0] if isinstance(err, KeyError) else str(err)  # KeyError's str() adds quotes
+            print(f"harness: error: {message}", file=sys.stderr)
             return 2
         print(f"leaderboard: {path}")
         _print_summary(path)

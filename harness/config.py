@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from evaluators.tofu import EvalConfig
+from harness.data.tofu import retain_split_for
 from harness.data.world import WorldConfig
 from harness.models import EmbeddedModelConfig
 from harness.registry import load_builtin_methods, methods
@@ -89,6 +90,7 @@ def apply_override(cfg: RunConfig, assignment: str) -> None:
         setattr(cfg, head, dataclasses.replace(section, **{rest: coerce(value, getattr(section, rest), key)}))
         return
     if key == "forget_split":
+        retain_split_for(value)  # validates the name
         cfg.forget_split = value
         return
     raise ValueError(f"--set {key}: unknown key; expected forget_split, world.*, train.*, eval.* or METHOD.* "

@@ -25,6 +25,7 @@ def test_set_routes_sections_and_methods():
     ("fo-graddiff.lrr=1", "unknown hyperparameter; fo-graddiff has: "),
     ("nonsense=1", "unknown key"),
     ("noequals", "expected key=value"),
+    ("forget_split=forget07", "expected forget01, forget05 or forget10"),
 ])
 def test_bad_overrides_name_the_input(assignment, message):
     with pytest.raises(ValueError, match=message):

@@ -1,6 +1,8 @@
 import filecmp
 import json
 
+import pytest
+
 from harness.data.tofu import load_splits, read_split
 from harness.data.world import WorldConfig, forget_sizes, generate_world, write_world
 
@@ -63,3 +65,11 @@ def test_written_files_load_back_as_splits(tmp_path):
     assert set(splits.eval) == {"forget", "retain", "real_authors", "world_facts", "holdout"}
     first = json.loads((folder / "forget05.json").read_text().splitlines()[0])
     assert first == splits.forget[0]
+
+
+def test_missing_split_file_and_bad_row_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="forget10.json: no such split file"):
+        load_splits(tmp_path, "forget10")
+    (tmp_path / "bad.json").write_text('{"question": "q", "answer": "a"}\n{"question": "q"}\n')
+    with pytest.raises(ValueError, match=r"bad.json: row 1: field 'answer' is missing"):
+        read_split(tmp_path / "bad.json")

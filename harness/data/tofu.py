@@ -38,6 +38,8 @@ def format_answer(answer: str, template: str = "qa") -> str:
 
 def read_split(path: Path) -> list[dict]:
     """Read one TOFU split (JSON lines or a JSON list) and check its required fields."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such split file")
     text = Path(path).read_text(encoding="utf-8")
     rows = json.loads(text) if text.lstrip().startswith("[") else [
         json.loads(line) for line in text.splitlines() if line.strip()]
@@ -50,7 +52,7 @@ def read_split(path: Path) -> list[dict]:
 
 def retain_split_for(forget_split: str) -> str:
     """forget10 -> retain90, as TOFU names them."""
-    if not (forget_split.startswith("forget") and forget_split[6:].isdigit()):
+    if forget_split not in ("forget01", "forget05", "forget10"):
         raise ValueError(f"forget split '{forget_split}': expected forget01, forget05 or forget10")
     return f"retain{100 - int(forget_split[6:]):02d}"
 
@@ -58,12 +60,12 @@ def retain_split_for(forget_split: str) -> str:
 def load_splits(folder: Path, forget_split: str = "forget10") -> TofuSplits:
     """Load a TOFU-schema folder: train on forget/retain splits, evaluate on the perturbed ones."""
     folder = Path(folder)
-    pct = forget_split[6:]
+    retain_split, pct = retain_split_for(forget_split), forget_split[6:]
     read = lambda name: read_split(folder / f"{name}.json")  # noqa: E731
     forget = read(forget_split)
     return TofuSplits(
         forget=forget,
-        retain=read(retain_split_for(forget_split)),
+        retain=read(retain_split),
         eval={"forget": forget, "retain": read("retain_perturbed"), "real_authors": read("real_authors"),
               "world_facts": read("world_facts"), "holdout": read(f"holdout{pct}")},
         forget_split=forget_split,
