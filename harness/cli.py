@@ -16,7 +16,8 @@ RUN_EPILOG = """\
                   lr, batch_size, base_epochs, target_epochs, warmup_ratio, seed
   eval.KEY=V      evaluation: max_new_tokens, batch_size, template
   METHOD.KEY=V    a method's hyperparameter, e.g. fo-graddiff.lr=3e-4 (lr, epochs, batch_size, grad_accum,
-                  gamma, weight_decay, max_grad_norm, warmup_ratio, and the method's own options)
+                  gamma, weight_decay, max_grad_norm, warmup_ratio, and the method's own options:
+                  so-graddiff has rho, beta1, beta2, hessian=gnb|squared-grad, hessian_every)
 
 Output: OUT/results/<cell>.json (one row per cell), OUT/results/<cell>.items.jsonl (per-item generations
 and scores), OUT/leaderboard.csv (all cells plus the target and retain reference rows). Rerunning the same
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _print_summary(path) -> None:
     import pandas as pd
-    frame = pd.read_csv(path)
+    frame = pd.read_csv(path, dtype={"seed": "Int64"})
     cols = [c for c in ("method", "seed", "forget_em_contains", "retain_em_contains", "world_facts_em_contains",
                         "forget_rougeL_recall", "mia_loss_auc", "wall_seconds") if c in frame.columns]
     print(frame[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))

@@ -89,7 +89,7 @@ class UnlearningMethod:
                 (loss / cfg.grad_accum).backward()
                 micro += 1
                 if micro % cfg.grad_accum == 0 or micro == micro_per_epoch * cfg.epochs:
-                    self.optimizer_step(model, optimizer, params, forget_batch)
+                    self.optimizer_step(model, optimizer, params, forget_batch, retain_batch)
                     schedule.step()
                     bar.update(1)
                     bar.set_postfix(forget_nll=f"{forget_nll:.2f}", retain_nll=f"{retain_nll:.2f}")
@@ -99,7 +99,7 @@ class UnlearningMethod:
                              trainable_params=sum(p.numel() for p in params),
                              final_forget_nll=float(forget_nll), final_retain_nll=float(retain_nll))
 
-    def optimizer_step(self, model, optimizer, params, batch) -> None:
+    def optimizer_step(self, model, optimizer, params, forget_batch, retain_batch) -> None:
         """Clip, step, clear gradients. Second-order methods override this to refresh their Hessian."""
         if self.cfg.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm)

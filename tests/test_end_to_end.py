@@ -12,15 +12,16 @@ from harness.cli import main
 MICRO = ["world.n_authors=10", "world.n_countries=6", "world.n_real_authors=6", "world.retain_eval_authors=4",
          "train.hidden_size=128", "train.intermediate_size=512", "train.num_layers=2", "train.vocab_size=1024",
          "train.base_epochs=40", "train.target_epochs=40", "train.batch_size=8", "eval.max_new_tokens=48",
-         # the micro forget set (one author) gives 10 steps, a quarter of the default's, so the rate is higher
-         "fo-graddiff.lr=5e-4"]
+         # the micro forget set (one author) gives 10 steps, an eighth of the default's, so the rates are higher
+         "fo-graddiff.lr=5e-4", "so-graddiff.lr=5e-4"]
 README = Path(__file__).resolve().parents[1] / "README.md"
 SPLITS = ("forget", "retain", "real_authors", "world_facts")
 
 
 def harness_run(out: Path, cache: Path, *extra: str) -> int:
     sets = [arg for s in MICRO for arg in ("--set", s)]
-    return main(["run", "--methods", "fo-graddiff", "--out", str(out), "--cache-dir", str(cache), *sets, *extra])
+    return main(["run", "--methods", "fo-graddiff,so-graddiff", "--out", str(out), "--cache-dir", str(cache),
+                 *sets, *extra])
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +40,8 @@ def documented_columns() -> list[str]:
 
 def test_leaderboard_has_references_then_methods(micro_run):
     board = pd.read_csv(micro_run / "run" / "leaderboard.csv")
-    assert list(board["method"]) == ["target", "retain", "fo-graddiff"]
-    assert list(board["kind"]) == ["reference", "reference", "method"]
+    assert list(board["method"]) == ["target", "retain", "fo-graddiff", "so-graddiff"]
+    assert list(board["kind"]) == ["reference", "reference", "method", "method"]
     assert board.loc[2, "seed"] == 0 and board.loc[2, "steps"] > 0 and board.loc[2, "trainable_params"] > 0
 
 
@@ -52,10 +53,11 @@ def test_csv_has_every_documented_column(micro_run):
     assert not board[[c for c in columns if c != "seed"]].isna().any().any()
 
 
-def test_fo_graddiff_lowers_forget_em(micro_run):
+@pytest.mark.parametrize("method", ["fo-graddiff", "so-graddiff"])
+def test_methods_lower_forget_em(micro_run, method):
     board = pd.read_csv(micro_run / "run" / "leaderboard.csv").set_index("method")
     assert board.loc["target", "forget_em_contains"] >= 0.5, "the micro target must know its forget set"
-    assert board.loc["fo-graddiff", "forget_em_contains"] < board.loc["target", "forget_em_contains"]
+    assert board.loc[method, "forget_em_contains"] < board.loc["target", "forget_em_contains"]
     assert board.loc["retain", "forget_em_contains"] < board.loc["target", "forget_em_contains"]
 
 
