@@ -13,11 +13,13 @@ RUN_EPILOG = """\
   world.KEY=V     embedded world sizes: seed, n_authors, n_countries, n_real_authors, n_perturbed,
                   retain_eval_authors
   train.KEY=V     embedded model recipe: vocab_size, hidden_size, intermediate_size, num_layers, num_heads,
-                  lr, batch_size, base_epochs, target_epochs, warmup_ratio, seed
+                  lr, batch_size, base_epochs, target_epochs, warmup_ratio, loss_on_question, seed
   eval.KEY=V      evaluation: max_new_tokens, batch_size, template
   METHOD.KEY=V    a method's hyperparameter, e.g. fo-graddiff.lr=3e-4 (lr, epochs, batch_size, grad_accum,
                   gamma, weight_decay, max_grad_norm, warmup_ratio, and the method's own options:
-                  so-graddiff has rho, beta1, beta2, hessian=gnb|squared-grad, hessian_every)
+                  so-graddiff has rho, beta1, beta2, hessian=gnb|squared-grad, hessian_every; simu has
+                  those plus m, t, mask=dual|forget-only, attribution=exact|fast, objective=prob|logprob,
+                  retain_attribution_rows)
 
 Output: OUT/results/<cell>.json (one row per cell), OUT/results/<cell>.items.jsonl (per-item generations
 and scores), OUT/leaderboard.csv (all cells plus the target and retain reference rows). Rerunning the same

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import torch
 from tqdm.auto import tqdm
 
 from evaluators import tofu as tofu_eval
@@ -134,7 +135,19 @@ def run_method(bench: Benchmark, cfg: RunConfig, method: str, seed: int, results
         "steps": report.steps, "trainable_params": report.trainable_params,
         "unlearn_seconds": report.unlearn_seconds, "eval_seconds": eval_seconds,
         "wall_seconds": time.perf_counter() - start} | result.metrics | report.extra
+    _write_artifacts(results_dir, cell, report.artifacts)
     write_cell(results_dir, cell, row, result.items)
+
+
+def _write_artifacts(results_dir: Path, cell: str, artifacts: dict) -> None:
+    """A method's extra files (e.g. SIMU's masks) as `results/<cell>.<name>`, before the row marks it done."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    for name, value in artifacts.items():
+        path = results_dir / f"{cell}.{name}"
+        if name.endswith(".pt"):
+            torch.save(value, path)
+        else:
+            _write_atomically(path, json.dumps(value, indent=1) + "\n")
 
 
 def run(cfg: RunConfig) -> Path:

@@ -40,7 +40,8 @@ class UnlearnReport:
     trainable_params: int
     final_forget_nll: float
     final_retain_nll: float
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)       # scalar columns for the leaderboard row
+    artifacts: dict = field(default_factory=dict)   # files saved beside the cell: "x.pt" (torch), "x.json"
 
 
 class UnlearningMethod:
