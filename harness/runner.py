@@ -135,15 +135,15 @@ def run_method(bench: Benchmark, cfg: RunConfig, method: str, seed: int, results
         "steps": report.steps, "trainable_params": report.trainable_params,
         "unlearn_seconds": report.unlearn_seconds, "eval_seconds": eval_seconds,
         "wall_seconds": time.perf_counter() - start} | result.metrics | report.extra
-    _write_artifacts(results_dir, cell, report.artifacts)
+    _write_artifacts(results_dir.parent / "artifacts" / cell, report.artifacts)
     write_cell(results_dir, cell, row, result.items)
 
 
-def _write_artifacts(results_dir: Path, cell: str, artifacts: dict) -> None:
-    """A method's extra files (e.g. SIMU's masks) as `results/<cell>.<name>`, before the row marks it done."""
-    results_dir.mkdir(parents=True, exist_ok=True)
+def _write_artifacts(folder: Path, artifacts: dict) -> None:
+    """A method's extra files (e.g. SIMU's masks) as `artifacts/<cell>/<name>`, before the row marks it done."""
+    folder.mkdir(parents=True, exist_ok=True)
     for name, value in artifacts.items():
-        path = results_dir / f"{cell}.{name}"
+        path = folder / name
         if name.endswith(".pt"):
             torch.save(value, path)
         else:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from harness.cli import main
 
@@ -13,14 +14,14 @@ MICRO = ["world.n_authors=10", "world.n_countries=6", "world.n_real_authors=6", 
          "train.hidden_size=128", "train.intermediate_size=512", "train.num_layers=2", "train.vocab_size=1024",
          "train.base_epochs=40", "train.target_epochs=40", "train.batch_size=8", "eval.max_new_tokens=48",
          # the micro forget set (one author) gives 10 steps, an eighth of the default's, so the rates are higher
-         "fo-graddiff.lr=5e-4", "so-graddiff.lr=5e-4"]
+         "fo-graddiff.lr=5e-4", "so-graddiff.lr=5e-4", "simu.lr=5e-4"]
 README = Path(__file__).resolve().parents[1] / "README.md"
 SPLITS = ("forget", "retain", "real_authors", "world_facts")
 
 
 def harness_run(out: Path, cache: Path, *extra: str) -> int:
     sets = [arg for s in MICRO for arg in ("--set", s)]
-    return main(["run", "--methods", "fo-graddiff,so-graddiff", "--out", str(out), "--cache-dir", str(cache),
+    return main(["run", "--methods", "fo-graddiff,so-graddiff,simu", "--out", str(out), "--cache-dir", str(cache),
                  *sets, *extra])
 
 
@@ -40,8 +41,8 @@ def documented_columns() -> list[str]:
 
 def test_leaderboard_has_references_then_methods(micro_run):
     board = pd.read_csv(micro_run / "run" / "leaderboard.csv")
-    assert list(board["method"]) == ["target", "retain", "fo-graddiff", "so-graddiff"]
-    assert list(board["kind"]) == ["reference", "reference", "method", "method"]
+    assert list(board["method"]) == ["target", "retain", "fo-graddiff", "simu", "so-graddiff"]
+    assert list(board["kind"]) == ["reference", "reference", "method", "method", "method"]
     assert board.loc[2, "seed"] == 0 and board.loc[2, "steps"] > 0 and board.loc[2, "trainable_params"] > 0
 
 
@@ -59,6 +60,18 @@ def test_methods_lower_forget_em(micro_run, method):
     assert board.loc["target", "forget_em_contains"] >= 0.5, "the micro target must know its forget set"
     assert board.loc[method, "forget_em_contains"] < board.loc["target", "forget_em_contains"]
     assert board.loc["retain", "forget_em_contains"] < board.loc["target", "forget_em_contains"]
+
+
+def test_simu_saves_its_masks_and_reports_them(micro_run):
+    board = pd.read_csv(micro_run / "run" / "leaderboard.csv").set_index("method")
+    folder = micro_run / "run" / "artifacts" / "simu-seed0"
+    masks = torch.load(folder / "masks.pt")
+    summary = json.loads((folder / "masks.json").read_text())
+    assert len(masks) == 2 and all(m.dtype == torch.bool for m in masks.values())   # one per layer
+    assert summary["per_layer_critical"] == [int(m.sum()) for m in masks.values()]
+    assert board.loc["simu", "simu_critical_neurons"] == sum(summary["per_layer_critical"])
+    assert 0 < board.loc["simu", "simu_critical_fraction"] < 1
+    assert board.loc["simu", "trainable_params"] < board.loc["so-graddiff", "trainable_params"]
 
 
 def test_items_let_anyone_recompute_a_figure(micro_run):
