@@ -1,20 +1,70 @@
-"""Membership-inference scores and their AUC (scikit-learn).
+"""Membership-inference attacks (LOSS, zlib, Min-K%, Min-K%++), their AUC (scikit-learn) and privleak.
 
-Orientation: members are labelled 1, non-members 0, and every score is "higher means more likely a
-member", so an AUC of 1 means the model separates its training data perfectly and 0.5 means not at all.
+Orientation: members (the forget set) are labelled 1 and non-members (holdout) 0, and every attack score is
+"higher means more likely a member" (each statistic below is negated where a member's is lower), so an AUC
+of 1 means the model separates its training data perfectly and 0.5 means not at all.
 """
 
 from __future__ import annotations
 
+import math
+import zlib
+
+import numpy as np
 from sklearn.metrics import roc_auc_score
+
+ATTACKS = ("loss", "zlib", "min_k", "min_k_pp")
 
 
 def loss_score(avg_nll: float) -> float:
-    """LOSS attack: a member has low loss, so the score is the negated average NLL."""
+    """LOSS (Yeom et al. 2018): a member has low average NLL, so the score is its negation."""
     return -avg_nll
+
+
+def zlib_score(avg_nll: float, text: str) -> float:
+    """zlib (Carlini et al. 2021): avg NLL over the zlib-compressed length of the text, negated."""
+    return -avg_nll / len(zlib.compress(text.encode("utf-8")))
+
+
+def _lowest_mean(values, k: float) -> float:
+    """Mean of the lowest ceil(k * n) values (at least one)."""
+    values = np.sort(np.asarray(values, dtype=np.float64))
+    return float(values[:max(1, math.ceil(k * len(values)))].mean())
+
+
+def min_k_score(token_logprobs, k: float = 0.4) -> float:
+    """Min-K% (Shi et al. 2024): the mean of the lowest k fraction of token log-probs (higher = member)."""
+    return _lowest_mean(token_logprobs, k)
+
+
+def min_k_pp_score(token_logprobs, token_means, token_stds, k: float = 0.4) -> float:
+    """Min-K%++ (Zhang et al. 2024): Min-K% over log-probs z-scored by the mean and std of log p under the
+    model's own next-token distribution at each position."""
+    z = (np.asarray(token_logprobs) - np.asarray(token_means)) / np.maximum(np.asarray(token_stds), 1e-12)
+    return _lowest_mean(z, k)
+
+
+def attack_scores(scored: dict, text: str, k: float) -> dict[str, float]:
+    """Every attack's score for one teacher-forced item (see `evaluators.scoring.score_answers`)."""
+    return {"loss": loss_score(scored["avg_nll"]), "zlib": zlib_score(scored["avg_nll"], text),
+            "min_k": min_k_score(scored["token_logprobs"], k),
+            "min_k_pp": min_k_pp_score(scored["token_logprobs"], scored["token_means"], scored["token_stds"], k)}
 
 
 def auc(member_scores: list[float], nonmember_scores: list[float]) -> float:
     """`roc_auc_score([1]*members + [0]*nonmembers, scores)`."""
     labels = [1] * len(member_scores) + [0] * len(nonmember_scores)
     return float(roc_auc_score(labels, list(member_scores) + list(nonmember_scores)))
+
+
+def privleak(auc_model: float, auc_reference: float) -> float:
+    """MUSE's PrivLeak: `((1-AUC) - (1-AUC_ref)) / (1-AUC_ref) * 100`, the reference being the retain model.
+    0 means the model leaks as much as one never trained on the forget set; NaN if the reference AUC is 1."""
+    if auc_reference >= 1:
+        return float("nan")
+    return ((1 - auc_model) - (1 - auc_reference)) / (1 - auc_reference) * 100
+
+
+def mia_score(auc_value: float) -> float:
+    """LUME's MIA score `1 - 2|AUC - 0.5|`: 1 when the attack is at chance."""
+    return 1 - 2 * abs(auc_value - 0.5)

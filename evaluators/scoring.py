@@ -13,7 +13,8 @@ from harness.data.collate import IGNORE, encode_qa, pad_batch
 def score_answers(model, tokenizer, pairs: list[tuple[str, str]], batch_size: int, template: str = "qa",
                   desc: str = "score") -> list[dict]:
     """For each (question, answer): the answer tokens' log-probs (EOS included), their NLL sum and count,
-    and the fraction of answer tokens that are the argmax prediction (`em_token`)."""
+    the fraction of answer tokens that are the argmax prediction (`em_token`), and per token the mean and
+    std of log p under the model's own next-token distribution (for Min-K%++)."""
     model.eval()
     encoded = [encode_qa(tokenizer, q, a, template) for q, a in pairs]
     results = []
@@ -24,9 +25,13 @@ def score_answers(model, tokenizer, pairs: list[tuple[str, str]], batch_size: in
         logprobs = F.log_softmax(logits, dim=-1)
         token_logprobs = logprobs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
         correct = logits.argmax(-1) == targets
+        probs = logprobs.exp()
+        means = (probs * logprobs).sum(-1)
+        stds = ((probs * logprobs.square()).sum(-1) - means.square()).clamp(min=0).sqrt()
         for row in range(targets.shape[0]):
             keep = targets[row] != IGNORE
             lp = token_logprobs[row][keep]
             results.append({"token_logprobs": lp.tolist(), "nll_sum": float(-lp.sum()), "n_tokens": int(keep.sum()),
-                            "avg_nll": float(-lp.mean()), "em_token": float(correct[row][keep].float().mean())})
+                            "avg_nll": float(-lp.mean()), "em_token": float(correct[row][keep].float().mean()),
+                            "token_means": means[row][keep].tolist(), "token_stds": stds[row][keep].tolist()})
     return results

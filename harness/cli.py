@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
-from harness.config import BENCHMARKS, RunConfig, apply_override
+from harness.config import BENCHMARKS, PRESETS, RunConfig, apply_override, apply_preset
+from harness.data.tofu import TEMPLATES
 
 RUN_EPILOG = """\
 --set keys (repeatable):
@@ -14,12 +16,16 @@ RUN_EPILOG = """\
                   retain_eval_authors
   train.KEY=V     embedded model recipe: vocab_size, hidden_size, intermediate_size, num_layers, num_heads,
                   lr, batch_size, base_epochs, target_epochs, warmup_ratio, loss_on_question, seed
-  eval.KEY=V      evaluation: max_new_tokens, batch_size, template
+  eval.KEY=V      evaluation: max_new_tokens, batch_size, template, min_k
   METHOD.KEY=V    a method's hyperparameter, e.g. fo-graddiff.lr=3e-4 (lr, epochs, batch_size, grad_accum,
                   gamma, weight_decay, max_grad_norm, warmup_ratio, and the method's own options:
                   so-graddiff has rho, beta1, beta2, hessian=gnb|squared-grad, hessian_every; simu has
                   those plus m, t, mask=dual|forget-only, attribution=exact|fast, objective=prob|logprob,
-                  retain_attribution_rows)
+                  retain_attribution_rows, reuse_attribution)
+
+Real TOFU: harness run --benchmark tofu --data DIR_OR_HUB_NAME --model PATH [--retain-model PATH |
+  --retain-eval FILE] --methods simu,so-graddiff. --preset tofu-llama2-7b or tofu-olmo-1b fills in the
+  paper setup (SOUL's hyperparameters); flags and --set given beside it win.
 
 Output: OUT/results/<cell>.json (one row per cell), OUT/results/<cell>.items.jsonl (per-item generations
 and scores), OUT/leaderboard.csv (all cells plus the target and retain reference rows). Rerunning the same
@@ -45,8 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Unlearn a fresh copy of the target model with each method and seed, evaluate "
                          "it, and write one result per cell plus OUT/leaderboard.csv.",
                          epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    run.add_argument("--benchmark", default="tofu-mini", choices=BENCHMARKS,
-                     help="benchmark to run (default: tofu-mini, the embedded TOFU-style world)")
+    run.add_argument("--benchmark", default=None, choices=BENCHMARKS,
+                     help="benchmark to run: tofu-mini, the embedded TOFU-style world (default), or tofu, real "
+                     "TOFU data with --data and --model")
     run.add_argument("--methods", type=_csv(str), default=["fo-graddiff"],
                      help="comma-separated method names (default: fo-graddiff)")
     run.add_argument("--seeds", type=_csv(int), default=[0], help="comma-separated seeds (default: 0)")
@@ -54,6 +61,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cache-dir", default=None,
                      help="where trained embedded models are cached (default: $HARNESS_CACHE or "
                      "~/.cache/unlearning-harness)")
+    run.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                     help="a paper setup: benchmark, data, models, template and SOUL's hyperparameters")
+    run.add_argument("--data", default=None, help="--benchmark tofu: a folder of official TOFU files "
+                     "(.json/.jsonl/.parquet) or a hub dataset name such as locuslab/TOFU")
+    run.add_argument("--model", default=None, help="--benchmark tofu: the target model, any "
+                     "AutoModelForCausalLM folder or hub name")
+    run.add_argument("--retain-model", default=None, help="the retain model (trained without the forget set), "
+                     "evaluated as the reference for forget_quality and privleak")
+    run.add_argument("--retain-eval", default=None, help="instead of --retain-model: a saved retain-model "
+                     "evaluation (OUT/reference/retain.json of an earlier run, or open-unlearning's TOFU_EVAL.json)")
+    run.add_argument("--template", choices=list(TEMPLATES), default=None,
+                     help="prompt template: qa ('Question: q\\nAnswer: a', the default), llama2 ('[INST] q [/INST]') "
+                     "or chat (the tokenizer's chat template)")
+    run.add_argument("--trust-remote-code", action="store_true", default=None,
+                     help="let transformers run code shipped with the model (off by default)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a configuration value (see below); repeatable")
     return parser
@@ -63,19 +85,31 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "run":
         from harness.runner import run
-        cfg = RunConfig(benchmark=args.benchmark, methods=args.methods, seeds=args.seeds, out=args.out,
-                        cache_dir=args.cache_dir)
         try:
-            for assignment in args.overrides:
-                apply_override(cfg, assignment)
+            cfg = config_from_args(args)
             path = run(cfg)
-        except (ValueError, KeyError, FileNotFoundError) as err:
+        except (ValueError, KeyError, OSError) as err:
             message = err.args[0] if isinstance(err, KeyError) else str(err)  # KeyError's str() adds quotes
             print(f"harness: error: {message}", file=sys.stderr)
             return 2
         print(f"leaderboard: {path}")
         _print_summary(path)
     return 0
+
+
+def config_from_args(args) -> RunConfig:
+    """Defaults, then the preset, then the flags given, then `--set` in order."""
+    cfg = RunConfig(methods=args.methods, seeds=args.seeds, out=args.out, cache_dir=args.cache_dir)
+    if args.preset:
+        apply_preset(cfg, args.preset)
+    for key in ("benchmark", "data", "model", "retain_model", "retain_eval", "trust_remote_code"):
+        if getattr(args, key) is not None:
+            setattr(cfg, key, getattr(args, key))
+    if args.template is not None:
+        cfg.eval = dataclasses.replace(cfg.eval, template=args.template)
+    for assignment in args.overrides:
+        apply_override(cfg, assignment)
+    return cfg
 
 
 def _print_summary(path) -> None:

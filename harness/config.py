@@ -12,7 +12,7 @@ from harness.models import EmbeddedModelConfig
 from harness.registry import load_builtin_methods, methods
 from methods.base import MethodConfig
 
-BENCHMARKS = ("tofu-mini",)
+BENCHMARKS = ("tofu-mini", "tofu")
 
 
 @dataclass
@@ -26,6 +26,12 @@ class RunConfig:
     out: str | None = None
     cache_dir: str | None = None
     forget_split: str = "forget10"
+    data: str | None = None            # --benchmark tofu: a folder of official TOFU files, or a hub name
+    model: str | None = None           # --benchmark tofu: the target model (any AutoModelForCausalLM)
+    retain_model: str | None = None    # the retain-model reference, evaluated ...
+    retain_eval: str | None = None     # ... or read from a saved evaluation JSON
+    trust_remote_code: bool = False
+    preset: str | None = None          # a paper preset's method hyperparameters (PRESETS), under --set
     world: WorldConfig = field(default_factory=WorldConfig)
     train: EmbeddedModelConfig = field(default_factory=EmbeddedModelConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -34,6 +40,11 @@ class RunConfig:
     @property
     def out_dir(self) -> str:
         return self.out or f"runs/{self.benchmark}"
+
+    def overrides_for(self, method: str) -> dict:
+        """The method's hyperparameter overrides: the preset's, then `--set METHOD.key=v`."""
+        preset = PRESETS[self.preset]["method_overrides"].get(method, {}) if self.preset else {}
+        return preset | self.method_overrides.get(method, {})
 
 
 def coerce(value: str, like, key: str):
@@ -95,3 +106,34 @@ def apply_override(cfg: RunConfig, assignment: str) -> None:
         return
     raise ValueError(f"--set {key}: unknown key; expected forget_split, world.*, train.*, eval.* or METHOD.* "
                      f"with METHOD one of {', '.join(methods.names())}")
+
+
+# The paper setups with SOUL's published hyperparameters (REFERENCES.md, GradDiff table): FO is AdamW with
+# lr 5e-6 and gamma 0.3; SO is Sophia with betas (0.9, 0.95), rho 0.04 and gamma 2, "the rest as FO"; SIMU
+# adds m=5, t=0.3. All: wd 0.1, 5 epochs, batch 1 x grad-accum 4, forget10/retain90. They need a GPU at size.
+_SOUL = {"lr": 5e-6, "weight_decay": 0.1, "epochs": 5, "batch_size": 1, "grad_accum": 4, "max_grad_norm": 1.0}
+_SOUL_SO = _SOUL | {"gamma": 2.0, "beta1": 0.9, "beta2": 0.95, "rho": 0.04}
+PRESETS = {
+    "tofu-llama2-7b": {
+        "benchmark": "tofu", "data": "locuslab/TOFU", "forget_split": "forget10", "template": "llama2",
+        "model": "open-unlearning/tofu_Llama-2-7b-chat-hf_full",
+        "retain_model": "open-unlearning/tofu_Llama-2-7b-chat-hf_retain90",
+        "method_overrides": {"fo-graddiff": _SOUL | {"gamma": 0.3}, "so-graddiff": _SOUL_SO,
+                             "simu": _SOUL_SO | {"m": 5, "t": 0.3}}},
+    "tofu-olmo-1b": {
+        "benchmark": "tofu", "data": "locuslab/TOFU", "forget_split": "forget10", "template": "qa",
+        "model": None, "retain_model": None,   # SOUL fine-tuned OLMo-1B on TOFU itself: pass --model
+        "method_overrides": {"fo-graddiff": _SOUL | {"gamma": 0.3}, "so-graddiff": _SOUL_SO,
+                             "simu": _SOUL_SO | {"m": 5, "t": 0.3}}},
+}
+
+
+def apply_preset(cfg: RunConfig, name: str) -> None:
+    """Fill `cfg` from a paper preset; flags and `--set` given on the command line are applied after it."""
+    if name not in PRESETS:
+        raise ValueError(f"--preset {name}: unknown; expected one of {', '.join(PRESETS)}")
+    preset = PRESETS[name]
+    for key in ("benchmark", "data", "forget_split", "model", "retain_model"):
+        setattr(cfg, key, preset[key])
+    cfg.eval = dataclasses.replace(cfg.eval, template=preset["template"])
+    cfg.preset = name

@@ -68,12 +68,29 @@ def seed_everything(seed: int) -> None:
 
 
 def load_model(path: str | os.PathLike, trust_remote_code: bool = False):
-    """Load any `AutoModelForCausalLM` folder (or hub name) with its tokenizer; give it a pad token if needed."""
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=trust_remote_code, dtype=torch.float32)
+    """Load any `AutoModelForCausalLM` folder (or hub name) with its tokenizer, in float32;
+    `trust_remote_code` stays off unless asked for."""
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=trust_remote_code, dtype=torch.float32)
+    except (OSError, ValueError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise OSError(f"{path}: cannot load it as a causal LM with its tokenizer ({first_line})") from None
+    ensure_pad_token(model, tokenizer)
     return model, tokenizer
+
+
+def ensure_pad_token(model, tokenizer) -> None:
+    """Give a tokenizer without a pad token one. Padding is always masked out (attention mask, IGNORE
+    labels), so reusing EOS is safe; with no EOS either, a new `<pad>` token is added and embeddings grow."""
+    if tokenizer.pad_token is not None:
+        return
+    if tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    else:
+        tokenizer.add_special_tokens({"pad_token": "<pad>"})
+        model.resize_token_embeddings(len(tokenizer))
+    model.config.pad_token_id = tokenizer.pad_token_id
 
 
 def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:

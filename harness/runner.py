@@ -18,12 +18,13 @@ import torch
 from tqdm.auto import tqdm
 
 from evaluators import tofu as tofu_eval
+from evaluators.tofu import RetainReference
 from harness.config import BENCHMARKS, RunConfig, method_config
-from harness.data.tofu import load_splits
+from harness.data.tofu import check_template, load_splits
 from harness.models import config_hash, load_model, prepare_embedded, seed_everything
 from harness.registry import load_builtin_methods, methods
 
-IDENTITY_COLUMNS = ["benchmark", "method", "kind", "seed", "model", "forget_split", "config_hash",
+IDENTITY_COLUMNS = ["benchmark", "method", "kind", "seed", "model", "forget_split", "template", "config_hash",
                     "steps", "trainable_params", "unlearn_seconds", "eval_seconds", "wall_seconds"]
 REFERENCE_ROWS = ("target", "retain")
 TARGET_MIN_EM = 0.9
@@ -31,19 +32,31 @@ TARGET_MIN_EM = 0.9
 
 @dataclasses.dataclass
 class Benchmark:
-    """Resolved data and models of one benchmark."""
+    """Resolved data and models of one benchmark (`retain_dir` None: no retain model to evaluate)."""
 
     name: str
     splits: object
-    target_dir: Path
-    retain_dir: Path
+    target_dir: Path | str
+    retain_dir: Path | str | None
     model_name: str
     identity: dict
 
 
 def prepare_benchmark(cfg: RunConfig) -> Benchmark:
+    """The embedded world and its cached models (tofu-mini), or real TOFU data with `--model` (tofu)."""
     if cfg.benchmark not in BENCHMARKS:
         raise ValueError(f"--benchmark {cfg.benchmark}: unknown; expected one of {', '.join(BENCHMARKS)}")
+    if cfg.benchmark == "tofu":
+        if not cfg.data or not cfg.model:
+            raise ValueError("--benchmark tofu: needs --data (a TOFU folder or hub name) and --model (the target model)")
+        if cfg.retain_model and cfg.retain_eval:
+            raise ValueError("--retain-model and --retain-eval: give one retain reference, not both")
+        identity = {"data": str(cfg.data), "model": str(cfg.model), "retain_model": cfg.retain_model}
+        return Benchmark("tofu", load_splits(cfg.data, cfg.forget_split), cfg.model, cfg.retain_model,
+                         Path(str(cfg.model).rstrip("/")).name, identity)
+    for flag, value in (("--data", cfg.data), ("--model", cfg.model), ("--retain-model", cfg.retain_model)):
+        if value:
+            raise ValueError(f"{flag}: the embedded benchmark brings its own; use --benchmark tofu for real data and models")
     embedded = prepare_embedded(cfg.world, cfg.train, cfg.forget_split, cfg.cache_dir)
     identity = {"world": dataclasses.asdict(cfg.world), "train": dataclasses.asdict(cfg.train)}
     return Benchmark(cfg.benchmark, load_splits(embedded.world_dir, cfg.forget_split), embedded.target_dir,
@@ -85,30 +98,59 @@ def write_leaderboard(out_dir: Path) -> Path:
     return path
 
 
-def _evaluate(model, tokenizer, bench: Benchmark, cfg: RunConfig):
+def _evaluate(model, tokenizer, bench: Benchmark, cfg: RunConfig, reference: RetainReference | None):
+    """All TOFU figures, plus forget quality and privleak when there is a retain reference."""
     start = time.perf_counter()
     result = tofu_eval.evaluate(model, tokenizer, bench.splits.eval, cfg.eval)
+    if reference is not None:
+        result.metrics |= tofu_eval.reference_metrics(result, reference)
     return result, time.perf_counter() - start
 
 
 def _base_row(bench: Benchmark, cfg: RunConfig, method: str, kind: str, seed, cell_hash: str) -> dict:
     return {"benchmark": bench.name, "method": method, "kind": kind, "seed": seed, "model": bench.model_name,
-            "forget_split": cfg.forget_split, "config_hash": cell_hash}
+            "forget_split": cfg.forget_split, "template": cfg.eval.template, "config_hash": cell_hash}
 
 
-def run_reference(bench: Benchmark, cfg: RunConfig, which: str, results_dir: Path) -> None:
-    """Evaluate the target or retain model as a leaderboard row of its own."""
-    cell_hash = config_hash(bench.identity, cfg.forget_split, dataclasses.asdict(cfg.eval), which)
-    if cell_done(results_dir, which, cell_hash):
+def retain_reference(bench: Benchmark, cfg: RunConfig, out_dir: Path) -> RetainReference | None:
+    """The retain model's reference: evaluated as the `retain` row (and saved as `reference/retain.json`),
+    or read from `--retain-eval`; None (with a warning) when there is neither."""
+    if cfg.retain_eval:
+        return RetainReference.load(cfg.retain_eval)
+    if bench.retain_dir is None:
+        print("warning: no retain model (--retain-model or --retain-eval), so no forget_quality or privleak",
+              file=sys.stderr)
+        return None
+    path = out_dir / "reference" / "retain.json"
+    cell_hash = config_hash(bench.identity, cfg.forget_split, dataclasses.asdict(cfg.eval), "retain")
+    if cell_done(out_dir / "results", "retain", cell_hash) and path.exists():
+        return RetainReference.load(path)
+    model, tokenizer = load_model(bench.retain_dir, cfg.trust_remote_code)
+    result, eval_seconds = _evaluate(model, tokenizer, bench, cfg, None)
+    reference = RetainReference.from_result(result, str(bench.retain_dir))
+    result.metrics |= tofu_eval.reference_metrics(result, reference)
+    reference.save(path)
+    _write_reference_row(bench, cfg, "retain", cell_hash, result, eval_seconds, out_dir / "results")
+    return reference
+
+
+def run_target(bench: Benchmark, cfg: RunConfig, results_dir: Path, reference: RetainReference | None) -> None:
+    """Evaluate the target model (before unlearning) as a leaderboard row of its own."""
+    cell_hash = config_hash(bench.identity, cfg.forget_split, dataclasses.asdict(cfg.eval), "target",
+                            reference and dataclasses.asdict(reference))
+    if cell_done(results_dir, "target", cell_hash):
         return
-    model, tokenizer = load_model(bench.target_dir if which == "target" else bench.retain_dir)
-    result, eval_seconds = _evaluate(model, tokenizer, bench, cfg)
+    model, tokenizer = load_model(bench.target_dir, cfg.trust_remote_code)
+    result, eval_seconds = _evaluate(model, tokenizer, bench, cfg, reference)
+    _write_reference_row(bench, cfg, "target", cell_hash, result, eval_seconds, results_dir)
+    _warn_if_nothing_to_unlearn(result.metrics)
+
+
+def _write_reference_row(bench, cfg, which: str, cell_hash: str, result, eval_seconds: float, results_dir) -> None:
     row = _base_row(bench, cfg, which, "reference", None, cell_hash) | {
         "steps": 0, "trainable_params": 0, "unlearn_seconds": 0.0, "eval_seconds": eval_seconds,
         "wall_seconds": eval_seconds} | result.metrics
     write_cell(results_dir, which, row, result.items)
-    if which == "target":
-        _warn_if_nothing_to_unlearn(result.metrics)
 
 
 def _warn_if_nothing_to_unlearn(metrics: dict) -> None:
@@ -118,19 +160,20 @@ def _warn_if_nothing_to_unlearn(metrics: dict) -> None:
                   f"questions (em_contains); below {TARGET_MIN_EM:.0%} there is little to unlearn", file=sys.stderr)
 
 
-def run_method(bench: Benchmark, cfg: RunConfig, method: str, seed: int, results_dir: Path) -> None:
+def run_method(bench: Benchmark, cfg: RunConfig, method: str, seed: int, results_dir: Path,
+               reference: RetainReference | None) -> None:
     """Unlearn a fresh copy of the target model with `method` under `seed`, then evaluate it."""
-    mcfg = method_config(method, cfg.method_overrides.get(method))
+    mcfg = dataclasses.replace(method_config(method, cfg.overrides_for(method)), template=cfg.eval.template)
     cell = f"{method}-seed{seed}"
     cell_hash = config_hash(bench.identity, cfg.forget_split, dataclasses.asdict(cfg.eval), method,
-                            dataclasses.asdict(mcfg))
+                            dataclasses.asdict(mcfg), reference and dataclasses.asdict(reference))
     if cell_done(results_dir, cell, cell_hash):
         return
     start = time.perf_counter()
-    model, tokenizer = load_model(bench.target_dir)
+    model, tokenizer = load_model(bench.target_dir, cfg.trust_remote_code)
     seed_everything(seed)
     report = methods[method](mcfg).unlearn(model, tokenizer, bench.splits.forget, bench.splits.retain)
-    result, eval_seconds = _evaluate(model, tokenizer, bench, cfg)
+    result, eval_seconds = _evaluate(model, tokenizer, bench, cfg, reference)
     row = _base_row(bench, cfg, method, "method", seed, cell_hash) | {
         "steps": report.steps, "trainable_params": report.trainable_params,
         "unlearn_seconds": report.unlearn_seconds, "eval_seconds": eval_seconds,
@@ -158,14 +201,13 @@ def run(cfg: RunConfig) -> Path:
     for name in cfg.method_overrides:
         if name not in cfg.methods:
             raise ValueError(f"--set {name}.*: method '{name}' is not in --methods ({', '.join(cfg.methods)})")
+    check_template(cfg.eval.template)
     bench = prepare_benchmark(cfg)
     out_dir = Path(cfg.out_dir)
     results_dir = out_dir / "results"
-    cells = [("reference", r, None) for r in REFERENCE_ROWS] + [
-        ("method", m, s) for m in cfg.methods for s in cfg.seeds]
-    for kind, name, seed in tqdm(cells, desc="cells", unit="cell"):
-        if kind == "reference":
-            run_reference(bench, cfg, name, results_dir)
-        else:
-            run_method(bench, cfg, name, seed, results_dir)
+    reference = retain_reference(bench, cfg, out_dir)
+    run_target(bench, cfg, results_dir, reference)
+    cells = [(m, s) for m in cfg.methods for s in cfg.seeds]
+    for name, seed in tqdm(cells, desc="cells", unit="cell"):
+        run_method(bench, cfg, name, seed, results_dir, reference)
     return write_leaderboard(out_dir)

@@ -120,3 +120,25 @@ def test_unsupported_architecture_names_the_model_class():
 
     with pytest.raises(ValueError, match=r"MambaLike \(model_type='mamba'\): SIMU does not know"):
         attribution.output_projections(MambaLike())
+
+
+def test_reused_attribution_gives_the_same_unlearned_model(tokenizer):
+    """`reuse_attribution` only skips recomputing identical scores: same masks, same weights, bit for bit;
+    a different starting model is attributed afresh."""
+    def unlearned(reuse: bool):
+        torch.manual_seed(0)
+        model = tiny_llama(tokenizer)
+        torch.manual_seed(1)
+        report = SIMU(simu_cfg(reuse_attribution=reuse)).unlearn(model, tokenizer, ROWS, RETAIN)
+        return model.state_dict(), report.extra["simu_attribution_reused"]
+
+    fresh, reused_none = unlearned(False)
+    first, reused_first = unlearned(True)
+    second, reused_second = unlearned(True)
+    assert (reused_none, reused_first, reused_second) == (0, 0, 2)
+    assert all(torch.equal(fresh[n], first[n]) and torch.equal(fresh[n], second[n]) for n in fresh)
+    other = tiny_llama(tokenizer)
+    with torch.no_grad():
+        other.model.layers[0].self_attn.q_proj.weight[0, 0] += 1e-3
+    assert SIMU(simu_cfg(reuse_attribution=True)).unlearn(other, tokenizer, ROWS, RETAIN).extra[
+        "simu_attribution_reused"] == 0

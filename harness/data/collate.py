@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from harness.data.tofu import format_answer, format_prompt
+from harness.data.tofu import format_answer, prompt_ids
 
 IGNORE = -100
 
@@ -12,11 +12,11 @@ IGNORE = -100
 def encode_qa(tokenizer, question: str, answer: str, template: str = "qa", loss_on_prompt: bool = False) -> dict:
     """Prompt and answer are tokenized separately and joined, so the answer tokens are the same at training,
     scoring and generation time; EOS ends the answer and is part of its loss."""
-    prompt_ids = tokenizer(format_prompt(question, template), add_special_tokens=True)["input_ids"]
+    prompt = prompt_ids(tokenizer, question, template)
     answer_ids = tokenizer(format_answer(answer, template), add_special_tokens=False)["input_ids"]
     answer_ids = answer_ids + [tokenizer.eos_token_id]
-    labels = (prompt_ids if loss_on_prompt else [IGNORE] * len(prompt_ids)) + answer_ids
-    return {"input_ids": prompt_ids + answer_ids, "labels": labels}
+    labels = (prompt if loss_on_prompt else [IGNORE] * len(prompt)) + answer_ids
+    return {"input_ids": prompt + answer_ids, "labels": labels}
 
 
 def pad_batch(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor]:

@@ -1,7 +1,9 @@
-"""TOFU schema: split loading and prompt templates.
+"""TOFU schema: split loading (local folder of official files, or hub name) and prompt templates.
 
 Rows follow the official TOFU files (locuslab/TOFU): `question`, `answer`, and for the perturbed splits
-`paraphrased_question`, `paraphrased_answer` and a `perturbed_answer` list.
+`paraphrased_question`, `paraphrased_answer` and a `perturbed_answer` list. A local folder holds one file per
+split, `NAME.json` (JSON lines or a JSON list), `NAME.jsonl`, `NAME.parquet` or `NAME/*.parquet`; a hub
+name is read with `datasets.load_dataset(name, NAME, split="train")`.
 """
 
 from __future__ import annotations
@@ -13,9 +15,16 @@ from pathlib import Path
 TEMPLATES = {
     "qa": ("Question: {q}\nAnswer:", " {a}"),      # base models (and the embedded model)
     "llama2": ("[INST] {q} [/INST]", " {a}"),      # TOFU's Llama-2 chat format
+    "chat": None,                                  # the tokenizer's own chat template
 }
 EVAL_SPLITS = ("forget", "retain", "real_authors", "world_facts")
-REQUIRED_FIELDS = ("question", "answer")
+QA_FIELDS = ("question", "answer")
+# What each evaluation split needs beyond QA_FIELDS: the truth ratio compares the paraphrased answer (forget,
+# retain) or the answer itself (real authors, world facts) against the perturbed answers.
+PERTURBED_FIELDS = {"forget": ("paraphrased_answer", "perturbed_answer"),
+                    "retain": ("paraphrased_answer", "perturbed_answer"),
+                    "real_authors": ("perturbed_answer",), "world_facts": ("perturbed_answer",), "holdout": ()}
+FORGET_SPLITS = ("forget01", "forget05", "forget10")
 
 
 @dataclass
@@ -28,45 +37,121 @@ class TofuSplits:
     forget_split: str
 
 
-def format_prompt(question: str, template: str = "qa") -> str:
-    return TEMPLATES[template][0].format(q=question)
+def check_template(template: str) -> None:
+    if template not in TEMPLATES:
+        raise ValueError(f"template '{template}': expected one of {', '.join(TEMPLATES)}")
+
+
+def prompt_text(tokenizer, question: str, template: str = "qa") -> str:
+    """The prompt as text; `chat` renders the tokenizer's chat template with a generation prompt."""
+    check_template(template)
+    if template != "chat":
+        return TEMPLATES[template][0].format(q=question)
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(f"template 'chat': tokenizer {type(tokenizer).__name__} has no chat_template; "
+                         f"use --template qa or llama2")
+    return tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
+                                         add_generation_prompt=True)
+
+
+def prompt_ids(tokenizer, question: str, template: str = "qa") -> list[int]:
+    """Prompt token ids. A chat template writes its own BOS, so no special tokens are added to it."""
+    return tokenizer(prompt_text(tokenizer, question, template), add_special_tokens=template != "chat")["input_ids"]
 
 
 def format_answer(answer: str, template: str = "qa") -> str:
-    return TEMPLATES[template][1].format(a=answer)
+    return answer if template == "chat" else TEMPLATES[template][1].format(a=answer)
 
 
-def read_split(path: Path) -> list[dict]:
-    """Read one TOFU split (JSON lines or a JSON list) and check its required fields."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{path}: no such split file")
-    text = Path(path).read_text(encoding="utf-8")
-    rows = json.loads(text) if text.lstrip().startswith("[") else [
-        json.loads(line) for line in text.splitlines() if line.strip()]
+def _check_rows(rows: list[dict], where: str, fields: tuple[str, ...]) -> list[dict]:
+    """Every row has the QA fields as strings and the perturbed fields as a string or list of strings."""
     for i, row in enumerate(rows):
-        for field in REQUIRED_FIELDS:
-            if not isinstance(row.get(field), str):
-                raise ValueError(f"{path}: row {i}: field '{field}' is missing or not a string")
+        if not isinstance(row, dict):
+            raise ValueError(f"{where}: row {i}: expected an object with fields {', '.join(QA_FIELDS + fields)}")
+        for name in QA_FIELDS + fields:
+            value = row.get(name)
+            if name == "perturbed_answer":
+                if not (isinstance(value, list) and value and all(isinstance(v, str) for v in value)):
+                    raise ValueError(f"{where}: row {i}: field '{name}' is missing or not a list of strings")
+            elif not isinstance(value, str):
+                raise ValueError(f"{where}: row {i}: field '{name}' is missing or not a string")
     return rows
+
+
+def _read_file(path: Path) -> list[dict]:
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+        return pq.read_table(path).to_pylist()
+    text = path.read_text(encoding="utf-8")
+    try:
+        return json.loads(text) if text.lstrip().startswith("[") else [
+            json.loads(line) for line in text.splitlines() if line.strip()]
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not JSON or JSON lines ({err})") from None
+
+
+def read_split(path: Path, fields: tuple[str, ...] = ()) -> list[dict]:
+    """Read one TOFU split file (JSON lines, a JSON list, or parquet) and check its fields."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such split file")
+    return _check_rows(_read_file(path), str(path), fields)
+
+
+def split_files(folder: Path, name: str) -> list[Path]:
+    """The files holding split `name` in a local folder (empty if there are none)."""
+    for candidate in (folder / f"{name}.json", folder / f"{name}.jsonl", folder / f"{name}.parquet"):
+        if candidate.is_file():
+            return [candidate]
+    return sorted((folder / name).glob("*.parquet")) if (folder / name).is_dir() else []
+
+
+def load_split(source: str | Path, names: tuple[str, ...], fields: tuple[str, ...] = ()) -> list[dict]:
+    """The first of `names` that `source` has (a local folder or a hub dataset name), checked."""
+    folder = Path(source)
+    if folder.is_dir():
+        for name in names:
+            files = split_files(folder, name)
+            if files:
+                return [row for f in files for row in read_split(f, fields)]
+        raise FileNotFoundError(f"{folder / (names[0] + '.json')}: no such split file (looked for "
+                                f"{' or '.join(names)} as .json, .jsonl, .parquet or a folder of parquet files)")
+    if str(source).startswith((".", "/", "~")) or Path(source).suffix:
+        raise FileNotFoundError(f"--data {source}: no such folder")
+    return _load_hub(str(source), names, fields)
+
+
+def _load_hub(repo: str, names: tuple[str, ...], fields: tuple[str, ...]) -> list[dict]:
+    """A split from the hub (e.g. locuslab/TOFU, config forget10_perturbed); needs a network or a local cache."""
+    import datasets
+    errors = []
+    for name in names:
+        try:
+            rows = datasets.load_dataset(repo, name, split="train").to_list()
+        except Exception as err:  # noqa: BLE001 -- the datasets library raises many kinds; report them all
+            errors.append(f"{name}: {type(err).__name__}")
+            continue
+        return _check_rows(rows, f"{repo}:{name}", fields)
+    raise FileNotFoundError(f"--data {repo}: could not load {' or '.join(names)} from the hub ({'; '.join(errors)})")
 
 
 def retain_split_for(forget_split: str) -> str:
     """forget10 -> retain90, as TOFU names them."""
-    if forget_split not in ("forget01", "forget05", "forget10"):
+    if forget_split not in FORGET_SPLITS:
         raise ValueError(f"forget split '{forget_split}': expected forget01, forget05 or forget10")
     return f"retain{100 - int(forget_split[6:]):02d}"
 
 
-def load_splits(folder: Path, forget_split: str = "forget10") -> TofuSplits:
-    """Load a TOFU-schema folder: train on forget/retain splits, evaluate on the perturbed ones."""
-    folder = Path(folder)
+def load_splits(source: str | Path, forget_split: str = "forget10") -> TofuSplits:
+    """Train on forgetNN/retainMM; evaluate on the perturbed splits (official `<name>_perturbed`, or `<name>`
+    itself when it carries the perturbed fields, as the embedded world's files do) and holdoutNN."""
     retain_split, pct = retain_split_for(forget_split), forget_split[6:]
-    read = lambda name: read_split(folder / f"{name}.json")  # noqa: E731
-    forget = read(forget_split)
+    evaluation = {"forget": (f"{forget_split}_perturbed", forget_split), "retain": ("retain_perturbed",),
+                  "real_authors": ("real_authors_perturbed", "real_authors"),
+                  "world_facts": ("world_facts_perturbed", "world_facts"), "holdout": (f"holdout{pct}",)}
     return TofuSplits(
-        forget=forget,
-        retain=read(retain_split),
-        eval={"forget": forget, "retain": read("retain_perturbed"), "real_authors": read("real_authors"),
-              "world_facts": read("world_facts"), "holdout": read(f"holdout{pct}")},
+        forget=load_split(source, (forget_split,)),
+        retain=load_split(source, (retain_split,)),
+        eval={split: load_split(source, names, PERTURBED_FIELDS[split]) for split, names in evaluation.items()},
         forget_split=forget_split,
     )
