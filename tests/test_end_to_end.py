@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
+from evaluators import mia
 from harness.cli import main
 
 MICRO = ["world.n_authors=10", "world.n_countries=6", "world.n_real_authors=6", "world.retain_eval_authors=4",
@@ -33,10 +34,11 @@ def micro_run(tmp_path_factory):
 
 
 def documented_columns() -> list[str]:
-    """Every column named in the README's leaderboard tables, with SPLIT expanded."""
+    """Every column named in the README's leaderboard tables, with SPLIT and ATTACK expanded."""
     section = README.read_text().split("## Leaderboard columns", 1)[1].split("\n## ", 1)[0]
     names = re.findall(r"^\| `([^`]+)` \|", section, flags=re.M)
-    return [n.replace("SPLIT", s) for n in names for s in (SPLITS if "SPLIT" in n else ["SPLIT"])]
+    names = [n.replace("SPLIT", s) for n in names for s in (SPLITS if "SPLIT" in n else ["SPLIT"])]
+    return [n.replace("ATTACK", a) for n in names for a in (mia.ATTACKS if "ATTACK" in n else ["ATTACK"])]
 
 
 def test_leaderboard_has_references_then_methods(micro_run):
@@ -51,7 +53,10 @@ def test_csv_has_every_documented_column(micro_run):
     assert len(columns) > 25
     board = pd.read_csv(micro_run / "run" / "leaderboard.csv")
     assert set(columns) <= set(board.columns), set(columns) - set(board.columns)
-    assert not board[[c for c in columns if c != "seed"]].isna().any().any()
+    common = [c for c in columns if c != "seed" and not c.startswith("simu_")]
+    assert not board[common].isna().any().any()
+    simu_only = [c for c in columns if c.startswith("simu_")]
+    assert simu_only and not board.loc[board["method"] == "simu", simu_only].isna().any().any()
 
 
 @pytest.mark.parametrize("method", ["fo-graddiff", "so-graddiff"])

@@ -87,6 +87,9 @@ def test_score_answers_by_hand(raw_template):
     assert s["nll_sum"] == pytest.approx(2 * math.log(2) + math.log(18), rel=1e-5)
     assert answer_prob(s) == pytest.approx((1 / 72) ** (1 / 3), rel=1e-5)
     assert s["token_logprobs"] == pytest.approx([-math.log(2), -math.log(2), -math.log(18)], rel=1e-5)
+    # Min-K%++ statistics of the next-token distribution (1/2 on one token, 1/18 on nine others)
+    assert s["token_means"] == pytest.approx([(math.log(1 / 2) + math.log(1 / 18)) / 2] * 3, rel=1e-5)
+    assert s["token_stds"] == pytest.approx([math.log(9) / 2] * 3, rel=1e-4)
 
 
 def test_score_answers_ignores_padding(raw_template):
