@@ -78,11 +78,67 @@ def build_parser() -> argparse.ArgumentParser:
                      help="let transformers run code shipped with the model (off by default)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a configuration value (see below); repeatable")
+    table = sub.add_parser("table", help="a comparison table of a run: methods as rows, mean ± std over seeds",
+                           description="Methods as rows (target and retain first, marked as references), each metric "
+                           "as mean ± std over seeds with an arrow for the better direction and the best method in "
+                           "bold.")
+    table.add_argument("run", metavar="RUN_DIR_OR_CSV", help="a run folder (with leaderboard.csv) or a leaderboard CSV")
+    table.add_argument("--format", default="md", choices=["md", "latex", "csv"], help="output format (default: md)")
+    table.add_argument("--columns", type=_csv(str), default=None,
+                       help="comma-separated metric columns (default: forget/retain/world em_contains, ROUGE-L, "
+                       "model_utility, forget_quality, mia_loss_auc, wall_seconds)")
+    check = sub.add_parser("check", help="compare a run with a reference leaderboard; exit 1 on a regression",
+                           description="Compare a run with a reference leaderboard cell by cell (method, seed); print "
+                           "one line per metric that got worse by more than its tolerance and exit 1 if any did. "
+                           "Default tolerances: 0.05 absolute for rates, AUCs and scores, 10 points for privleak; an "
+                           "MIA AUC is worse when further from 0.5, privleak when further from 0. Timings and simu_* "
+                           "diagnostics are not checked.")
+    check.add_argument("run", metavar="RUN_CSV", help="the run's leaderboard CSV (or its run folder)")
+    check.add_argument("--against", required=True, metavar="REFERENCE_CSV", help="the reference leaderboard")
+    check.add_argument("--tolerance", action="append", default=[], metavar="METRIC=ABS",
+                       help="override one metric's tolerance (repeatable)")
     return parser
+
+
+def _tolerances(pairs: list[str]) -> dict[str, float]:
+    out = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise ValueError(f"--tolerance {pair}: expected METRIC=ABS with a number") from None
+    return out
+
+
+def run_table(args) -> int:
+    from harness.tables import read_leaderboard, render
+    sys.stdout.write(render(read_leaderboard(args.run), args.columns, args.format))
+    return 0
+
+
+def run_check(args) -> int:
+    from harness.tables import checked_columns, read_leaderboard, regressions
+    run_frame, reference = read_leaderboard(args.run), read_leaderboard(args.against)
+    lines = regressions(run_frame, reference, _tolerances(args.tolerance))
+    for line in lines:
+        print(line)
+    if lines:
+        print(f"{len(lines)} regression(s) against {args.against}", file=sys.stderr)
+        return 1
+    print(f"no regressions: {len(reference)} cells x {len(checked_columns(run_frame, reference))} metrics "
+          f"within tolerance of {args.against}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in ("table", "check"):
+        try:
+            return run_table(args) if args.command == "table" else run_check(args)
+        except (ValueError, OSError) as err:
+            print(f"harness: error: {err}", file=sys.stderr)
+            return 2
     if args.command == "run":
         from harness.runner import run
         try:

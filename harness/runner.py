@@ -127,7 +127,7 @@ def retain_reference(bench: Benchmark, cfg: RunConfig, out_dir: Path) -> RetainR
         return RetainReference.load(path)
     model, tokenizer = load_model(bench.retain_dir, cfg.trust_remote_code)
     result, eval_seconds = _evaluate(model, tokenizer, bench, cfg, None)
-    reference = RetainReference.from_result(result, str(bench.retain_dir))
+    reference = RetainReference.from_result(result, cfg.retain_model or "embedded retain model")
     result.metrics |= tofu_eval.reference_metrics(result, reference)
     reference.save(path)
     _write_reference_row(bench, cfg, "retain", cell_hash, result, eval_seconds, out_dir / "results")

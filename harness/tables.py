@@ -1,0 +1,161 @@
+"""Leaderboard tables and regression checks: `harness table` and `harness check`.
+
+A run's leaderboard has one row per cell; a table has one row per method, each metric as mean ± std over
+seeds, the direction that is better marked by an arrow, and the best method in each column in bold.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from harness.runner import IDENTITY_COLUMNS, REFERENCE_ROWS
+
+DEFAULT_COLUMNS = ["forget_em_contains", "retain_em_contains", "world_facts_em_contains", "forget_rougeL_recall",
+                   "retain_rougeL_recall", "model_utility", "forget_quality", "mia_loss_auc", "wall_seconds"]
+ARROWS = {"max": "↑", "min": "↓", "half": "→0.5", "zero": "→0"}
+
+
+def direction(column: str) -> str:
+    """Which way a metric is better: max, min, half (an MIA AUC, best at chance) or zero (privleak)."""
+    if column.startswith("mia_") and column.endswith("_auc"):
+        return "half"
+    if column.startswith("privleak_"):
+        return "zero"
+    if column.endswith("_seconds") or column in ("steps", "trainable_params"):
+        return "min"
+    if column.startswith("forget_") and column not in ("forget_quality", "forget_truth_ratio"):
+        return "min"       # the forget split's generation, EM, Prob: lower means more forgotten
+    return "max"
+
+
+def _badness(column: str, values: pd.Series) -> pd.Series:
+    """A value per row where lower is better, for picking the best."""
+    kind = direction(column)
+    return {"max": -values, "min": values, "half": (values - 0.5).abs(), "zero": values.abs()}[kind]
+
+
+def best_methods(means: pd.DataFrame, column: str) -> set[str]:
+    """The methods (not references) whose mean is best in `column`, ties as displayed included."""
+    methods = [m for m in means.index if m not in REFERENCE_ROWS]
+    if not methods:
+        return set()
+    badness = _badness(column, means.loc[methods, column].round(3))
+    return set(badness[badness == badness.min()].index)
+
+
+def read_leaderboard(path: str | Path) -> pd.DataFrame:
+    """A leaderboard CSV, or a run folder holding `leaderboard.csv`; one clear error otherwise."""
+    path = Path(path)
+    csv = path / "leaderboard.csv" if path.is_dir() else path
+    if not csv.is_file():
+        raise FileNotFoundError(f"{path}: expected a run folder with leaderboard.csv, or a leaderboard CSV")
+    frame = pd.read_csv(csv, dtype={"seed": "Int64"})
+    if "method" not in frame.columns:
+        raise ValueError(f"{csv}: not a leaderboard (no 'method' column)")
+    return frame
+
+
+def summarise(frame: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Mean and std over seeds per method; references first, then methods in order of appearance."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        metrics = [c for c in frame.columns if c not in IDENTITY_COLUMNS or c.endswith("_seconds")]
+        raise ValueError(f"--columns: {', '.join(missing)} not in the leaderboard; it has: {', '.join(metrics)}")
+    order = [m for m in REFERENCE_ROWS if m in set(frame["method"])] + [
+        m for m in dict.fromkeys(frame["method"]) if m not in REFERENCE_ROWS]
+    grouped = frame.groupby("method", sort=False)[columns]
+    return grouped.mean().reindex(order), grouped.std(ddof=1).reindex(order).fillna(0.0)
+
+
+def _number(x: float) -> str:
+    """Three decimals; tiny non-zero values (e.g. forget-quality p-values) in scientific notation."""
+    return f"{x:.1e}" if x != 0 and abs(x) < 5e-4 else f"{x:.3f}"
+
+
+def _cell(mean: float, std: float, n: int, bold: bool, fmt: str) -> str:
+    text = _number(mean) if n == 1 else f"{_number(mean)} ± {_number(std)}"
+    if not bold:
+        return text
+    return f"**{text}**" if fmt == "md" else f"\\textbf{{{text}}}"
+
+
+def render(frame: pd.DataFrame, columns: list[str] | None = None, fmt: str = "md") -> str:
+    """The comparison table as Markdown, LaTeX or CSV (CSV: separate mean and std columns, no markup)."""
+    columns = columns or [c for c in DEFAULT_COLUMNS if c in frame.columns]
+    means, stds = summarise(frame, columns)
+    counts = frame.groupby("method", sort=False).size().reindex(means.index)
+    if fmt == "csv":
+        out = pd.DataFrame({"method": means.index, "n_seeds": counts.values})
+        for c in columns:
+            out[f"{c}_mean"], out[f"{c}_std"] = means[c].values, stds[c].values
+        return out.to_csv(index=False)
+    best = {c: best_methods(means, c) for c in columns}
+    header = ["method"] + [f"{c} {ARROWS[direction(c)]}" for c in columns]
+    rows = []
+    for method in means.index:
+        label = f"{method} (reference)" if method in REFERENCE_ROWS else method
+        rows.append([label] + [_cell(means.loc[method, c], stds.loc[method, c], counts[method], method in best[c], fmt)
+                               for c in columns])
+    if fmt == "md":
+        line = lambda cells: "| " + " | ".join(cells) + " |"  # noqa: E731
+        return "\n".join([line(header), "|" + "---|" * len(header), *map(line, rows)]) + "\n"
+    if fmt == "latex":
+        esc = lambda s: s.replace("_", r"\_").replace("±", r"$\pm$").replace("↑", r"$\uparrow$").replace(  # noqa
+            "↓", r"$\downarrow$").replace("→", r"$\to$")
+        spec = "l" + "r" * len(columns)
+        body = [" & ".join(esc(x) for x in header) + r" \\", r"\midrule"] + [
+            " & ".join(esc(x) for x in r) + r" \\" for r in rows]
+        return "\n".join([rf"\begin{{tabular}}{{{spec}}}", r"\toprule", *body, r"\bottomrule", r"\end{tabular}"]) + "\n"
+    raise ValueError(f"--format {fmt}: expected md, latex or csv")
+
+
+# Default tolerances of `harness check`, in the metric's own units: a metric fails when it moves past its
+# tolerance in the direction that is worse. Timings and method diagnostics (simu_*) are not checked.
+DEFAULT_TOLERANCE = 0.05
+TOLERANCES = {"forget_quality": 0.05, "privleak_": 10.0}
+NOT_CHECKED = ("simu_",)
+
+
+def tolerance_for(column: str, overrides: dict[str, float]) -> float:
+    if column in overrides:
+        return overrides[column]
+    for prefix, tol in TOLERANCES.items():
+        if column.startswith(prefix):
+            return tol
+    return DEFAULT_TOLERANCE
+
+
+def checked_columns(run: pd.DataFrame, reference: pd.DataFrame) -> list[str]:
+    skip = set(IDENTITY_COLUMNS) - {"seed"}
+    return [c for c in reference.columns if c in run.columns and c not in skip and c != "seed"
+            and not c.startswith(NOT_CHECKED) and pd.api.types.is_numeric_dtype(reference[c])]
+
+
+def regressions(run: pd.DataFrame, reference: pd.DataFrame, overrides: dict[str, float] | None = None) -> list[str]:
+    """One line per cell x metric that got worse than the reference by more than its tolerance, and one per
+    reference cell missing from the run. Cells are matched on (method, seed)."""
+    overrides = overrides or {}
+    unknown = sorted(set(overrides) - set(reference.columns))
+    if unknown:
+        raise ValueError(f"--tolerance {unknown[0]}: not a column of the reference leaderboard")
+    key = lambda frame: frame.set_index([frame["method"], frame["seed"].astype("string").fillna("")])  # noqa: E731
+    run_cells, ref_cells = key(run), key(reference)
+    lines = []
+    for (method, seed), ref_row in ref_cells.iterrows():
+        cell = f"{method}" + (f" seed {seed}" if seed else "")
+        if (method, seed) not in run_cells.index:
+            lines.append(f"{cell}: missing from the run")
+            continue
+        run_row = run_cells.loc[(method, seed)]
+        for column in checked_columns(run, reference):
+            was, now, tol = ref_row[column], run_row[column], tolerance_for(column, overrides)
+            if pd.isna(was):
+                continue
+            worse = float("inf") if pd.isna(now) else (_badness(column, pd.Series([now])).iloc[0]
+                                                        - _badness(column, pd.Series([was])).iloc[0])
+            if worse > tol:
+                lines.append(f"{cell}: {column} {was:.4g} -> {now:.4g} ({ARROWS[direction(column)]} is better; "
+                             f"tolerance {tol:g})")
+    return lines
