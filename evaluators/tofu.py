@@ -90,15 +90,14 @@ def lume_style_aggregate(metrics: dict[str, float]) -> dict[str, float]:
             "lume_style_aggregate": mean([task_aggregate, score, metrics["world_facts_em_contains"]])}
 
 
-def _score_grouped(model, tokenizer, rows, answers_of, cfg: EvalConfig, desc: str) -> list[list[dict]]:
-    """Teacher-forced scores of several answers per row (`answers_of(row)` lists them), grouped per row."""
-    flat = [(r["question"], a) for r in rows for a in answers_of(r)]
+def _score_perturbed(model, tokenizer, rows, cfg: EvalConfig, desc: str) -> list[list[dict]]:
+    """Teacher-forced scores of every row's perturbed answers, grouped per row."""
+    flat = [(r["question"], p) for r in rows for p in r["perturbed_answer"]]
     scored = score_answers(model, tokenizer, flat, cfg.batch_size, cfg.template, desc=desc)
     grouped, i = [], 0
     for r in rows:
-        n = len(answers_of(r))
-        grouped.append(scored[i:i + n])
-        i += n
+        grouped.append(scored[i:i + len(r["perturbed_answer"])])
+        i += len(r["perturbed_answer"])
     return grouped
 
 
@@ -109,10 +108,10 @@ def evaluate_split(model, tokenizer, name: str, rows: list[dict], cfg: EvalConfi
                            cfg.max_new_tokens, cfg.batch_size, desc=f"generate {name}")
     scored = score_answers(model, tokenizer, [(r["question"], r["answer"]) for r in rows], cfg.batch_size,
                            cfg.template, desc=f"score {name}")
-    perturbed = _score_grouped(model, tokenizer, rows, lambda r: r["perturbed_answer"], cfg, f"score {name} perturbed")
+    perturbed = _score_perturbed(model, tokenizer, rows, cfg, f"score {name} perturbed")
     if name in PARAPHRASED_SPLITS:
-        correct = [g[0] for g in _score_grouped(model, tokenizer, rows, lambda r: [r["paraphrased_answer"]], cfg,
-                                                f"score {name} paraphrased")]
+        correct = score_answers(model, tokenizer, [(r["question"], r["paraphrased_answer"]) for r in rows],
+                                cfg.batch_size, cfg.template, desc=f"score {name} paraphrased")
     else:
         correct = scored
     items = []

@@ -113,18 +113,16 @@ def apply_override(cfg: RunConfig, assignment: str) -> None:
 # adds m=5, t=0.3. All: wd 0.1, 5 epochs, batch 1 x grad-accum 4, forget10/retain90. They need a GPU at size.
 _SOUL = {"lr": 5e-6, "weight_decay": 0.1, "epochs": 5, "batch_size": 1, "grad_accum": 4, "max_grad_norm": 1.0}
 _SOUL_SO = _SOUL | {"gamma": 2.0, "beta1": 0.9, "beta2": 0.95, "rho": 0.04}
+_SOUL_METHODS = {"fo-graddiff": _SOUL | {"gamma": 0.3}, "so-graddiff": _SOUL_SO, "simu": _SOUL_SO | {"m": 5, "t": 0.3}}
 PRESETS = {
     "tofu-llama2-7b": {
         "benchmark": "tofu", "data": "locuslab/TOFU", "forget_split": "forget10", "template": "llama2",
         "model": "open-unlearning/tofu_Llama-2-7b-chat-hf_full",
-        "retain_model": "open-unlearning/tofu_Llama-2-7b-chat-hf_retain90",
-        "method_overrides": {"fo-graddiff": _SOUL | {"gamma": 0.3}, "so-graddiff": _SOUL_SO,
-                             "simu": _SOUL_SO | {"m": 5, "t": 0.3}}},
+        "retain_model": "open-unlearning/tofu_Llama-2-7b-chat-hf_retain90", "method_overrides": _SOUL_METHODS},
     "tofu-olmo-1b": {
         "benchmark": "tofu", "data": "locuslab/TOFU", "forget_split": "forget10", "template": "qa",
         "model": None, "retain_model": None,   # SOUL fine-tuned OLMo-1B on TOFU itself: pass --model
-        "method_overrides": {"fo-graddiff": _SOUL | {"gamma": 0.3}, "so-graddiff": _SOUL_SO,
-                             "simu": _SOUL_SO | {"m": 5, "t": 0.3}}},
+        "method_overrides": _SOUL_METHODS},
 }
 
 

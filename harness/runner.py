@@ -48,7 +48,8 @@ def prepare_benchmark(cfg: RunConfig) -> Benchmark:
         raise ValueError(f"--benchmark {cfg.benchmark}: unknown; expected one of {', '.join(BENCHMARKS)}")
     if cfg.benchmark == "tofu":
         if not cfg.data or not cfg.model:
-            raise ValueError("--benchmark tofu: needs --data (a TOFU folder or hub name) and --model (the target model)")
+            raise ValueError("--benchmark tofu: needs --data (a TOFU folder or hub name) and --model "
+                             "(the target model)")
         if cfg.retain_model and cfg.retain_eval:
             raise ValueError("--retain-model and --retain-eval: give one retain reference, not both")
         identity = {"data": str(cfg.data), "model": str(cfg.model), "retain_model": cfg.retain_model}
@@ -56,7 +57,8 @@ def prepare_benchmark(cfg: RunConfig) -> Benchmark:
                          Path(str(cfg.model).rstrip("/")).name, identity)
     for flag, value in (("--data", cfg.data), ("--model", cfg.model), ("--retain-model", cfg.retain_model)):
         if value:
-            raise ValueError(f"{flag}: the embedded benchmark brings its own; use --benchmark tofu for real data and models")
+            raise ValueError(f"{flag}: the embedded benchmark brings its own; use --benchmark tofu for real data "
+                             f"and models")
     embedded = prepare_embedded(cfg.world, cfg.train, cfg.forget_split, cfg.cache_dir)
     identity = {"world": dataclasses.asdict(cfg.world), "train": dataclasses.asdict(cfg.train)}
     return Benchmark(cfg.benchmark, load_splits(embedded.world_dir, cfg.forget_split), embedded.target_dir,

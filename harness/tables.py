@@ -30,10 +30,10 @@ def direction(column: str) -> str:
     return "max"
 
 
-def _badness(column: str, values: pd.Series) -> pd.Series:
-    """A value per row where lower is better, for picking the best."""
+def _badness(column: str, values):
+    """`values` (a number or a Series) mapped so that lower is better, for picking the best."""
     kind = direction(column)
-    return {"max": -values, "min": values, "half": (values - 0.5).abs(), "zero": values.abs()}[kind]
+    return {"max": -values, "min": values, "half": abs(values - 0.5), "zero": abs(values)}[kind]
 
 
 def best_methods(means: pd.DataFrame, column: str) -> set[str]:
@@ -153,8 +153,7 @@ def regressions(run: pd.DataFrame, reference: pd.DataFrame, overrides: dict[str,
             was, now, tol = ref_row[column], run_row[column], tolerance_for(column, overrides)
             if pd.isna(was):
                 continue
-            worse = float("inf") if pd.isna(now) else (_badness(column, pd.Series([now])).iloc[0]
-                                                        - _badness(column, pd.Series([was])).iloc[0])
+            worse = float("inf") if pd.isna(now) else _badness(column, now) - _badness(column, was)
             if worse > tol:
                 lines.append(f"{cell}: {column} {was:.4g} -> {now:.4g} ({ARROWS[direction(column)]} is better; "
                              f"tolerance {tol:g})")

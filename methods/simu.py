@@ -28,6 +28,7 @@ class SIMU(SOGradDiff):
     def unlearn(self, model, tokenizer, forget, retain) -> UnlearnReport:
         o, start = self.cfg.options, time.perf_counter()
         self.reused = 0
+        self.weights_digest = _weights_digest(model) if o["reuse_attribution"] else None  # stage 1 changes none
         forget_critical = attribution.critical_neurons(self.attribute(model, tokenizer, forget), o["t"])
         retain_sample = self.retain_sample(forget, retain)
         retain_critical = attribution.critical_neurons(self.attribute(model, tokenizer, retain_sample), o["t"])
@@ -59,7 +60,8 @@ class SIMU(SOGradDiff):
             template=self.cfg.template)
         if not o["reuse_attribution"]:
             return compute()
-        key = _attribution_key(model, rows, o["m"], o["attribution"], o["objective"], self.cfg.template)
+        stage1 = [self.weights_digest, rows, o["m"], o["attribution"], o["objective"], self.cfg.template]
+        key = hashlib.blake2b(json.dumps(stage1, sort_keys=True, default=str).encode(), digest_size=16).hexdigest()
         self.reused += key in _ATTRIBUTIONS
         if key not in _ATTRIBUTIONS:
             _ATTRIBUTIONS[key] = compute()
@@ -84,11 +86,10 @@ class SIMU(SOGradDiff):
 _ATTRIBUTIONS: dict[str, list[torch.Tensor]] = {}  # in-process only: nothing stale survives a code change
 
 
-def _attribution_key(model, rows, *options) -> str:
-    """A digest of every weight's bytes, the rows and the stage-1 options."""
+def _weights_digest(model) -> str:
+    """A digest of every weight's name and bytes."""
     digest = hashlib.blake2b(digest_size=16)
     for name, tensor in model.state_dict().items():
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
-    digest.update(json.dumps([rows, options], sort_keys=True, default=str).encode())
     return digest.hexdigest()
