@@ -6,7 +6,8 @@ import argparse
 import dataclasses
 import sys
 
-from harness.config import BENCHMARKS, PRESETS, RunConfig, apply_override, apply_preset
+from harness.config import (BENCHMARKS, PRESETS, RunConfig, add_grid, apply_override, apply_preset,
+                            method_config)
 from harness.data.tofu import TEMPLATES
 
 RUN_EPILOG = """\
@@ -25,7 +26,8 @@ RUN_EPILOG = """\
 
 Real TOFU: harness run --benchmark tofu --data DIR_OR_HUB_NAME --model PATH [--retain-model PATH |
   --retain-eval FILE] --methods simu,so-graddiff. --preset tofu-llama2-7b or tofu-olmo-1b fills in the
-  paper setup (SOUL's hyperparameters); flags and --set given beside it win.
+  paper setup (SOUL's hyperparameters); flags and --set given beside it win. --preset tofu-mini-smoke is
+  the embedded world shrunk to train in about a minute (CI's smoke regression run and the tests use it).
 
 Output: OUT/results/<cell>.json (one row per cell), OUT/results/<cell>.items.jsonl (per-item generations
 and scores), OUT/leaderboard.csv (all cells plus the target and retain reference rows). Rerunning the same
@@ -42,6 +44,41 @@ def _csv(kind):
     return parse
 
 
+def _add_run_arguments(parser: argparse.ArgumentParser, sweep: bool = False) -> None:
+    """The flags `run` and `sweep` share."""
+    parser.add_argument("--benchmark", default=None, choices=BENCHMARKS,
+                        help="benchmark to run: tofu-mini, the embedded TOFU-style world (default), or tofu, real "
+                        "TOFU data with --data and --model")
+    parser.add_argument("--methods", type=_csv(str), default=None,
+                        help="comma-separated method names (default: " + (
+                            "the methods named by --grid)" if sweep else "fo-graddiff)"))
+    parser.add_argument("--seeds", type=_csv(int), default=[0], help="comma-separated seeds (default: 0)")
+    parser.add_argument("--out", default=None, help="run folder (default: runs/BENCHMARK" +
+                        ("-sweep)" if sweep else ")"))
+    parser.add_argument("--cache-dir", default=None,
+                        help="where trained embedded models are cached (default: $HARNESS_CACHE or "
+                        "~/.cache/unlearning-harness)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                        help="a paper setup (benchmark, data, models, template and SOUL's hyperparameters), or "
+                        "tofu-mini-smoke, the embedded world shrunk for CI")
+    parser.add_argument("--data", default=None, help="--benchmark tofu: a folder of official TOFU files "
+                        "(.json/.jsonl/.parquet) or a hub dataset name such as locuslab/TOFU")
+    parser.add_argument("--model", default=None, help="--benchmark tofu: the target model, any "
+                        "AutoModelForCausalLM folder or hub name")
+    parser.add_argument("--retain-model", default=None, help="the retain model (trained without the forget set), "
+                        "evaluated as the reference for forget_quality and privleak")
+    parser.add_argument("--retain-eval", default=None, help="instead of --retain-model: a saved retain-model "
+                        "evaluation (OUT/reference/retain.json of an earlier run, or open-unlearning's "
+                        "TOFU_EVAL.json)")
+    parser.add_argument("--template", choices=list(TEMPLATES), default=None,
+                        help="prompt template: qa ('Question: q\\nAnswer: a', the default), llama2 "
+                        "('[INST] q [/INST]') or chat (the tokenizer's chat template)")
+    parser.add_argument("--trust-remote-code", action="store_true", default=None,
+                        help="let transformers run code shipped with the model (off by default)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a configuration value (see below); repeatable")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="harness", description="Reference harness for LLM unlearning: run unlearning methods side by side "
@@ -51,33 +88,17 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Unlearn a fresh copy of the target model with each method and seed, evaluate "
                          "it, and write one result per cell plus OUT/leaderboard.csv.",
                          epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    run.add_argument("--benchmark", default=None, choices=BENCHMARKS,
-                     help="benchmark to run: tofu-mini, the embedded TOFU-style world (default), or tofu, real "
-                     "TOFU data with --data and --model")
-    run.add_argument("--methods", type=_csv(str), default=["fo-graddiff"],
-                     help="comma-separated method names (default: fo-graddiff)")
-    run.add_argument("--seeds", type=_csv(int), default=[0], help="comma-separated seeds (default: 0)")
-    run.add_argument("--out", default=None, help="run folder (default: runs/BENCHMARK)")
-    run.add_argument("--cache-dir", default=None,
-                     help="where trained embedded models are cached (default: $HARNESS_CACHE or "
-                     "~/.cache/unlearning-harness)")
-    run.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                     help="a paper setup: benchmark, data, models, template and SOUL's hyperparameters")
-    run.add_argument("--data", default=None, help="--benchmark tofu: a folder of official TOFU files "
-                     "(.json/.jsonl/.parquet) or a hub dataset name such as locuslab/TOFU")
-    run.add_argument("--model", default=None, help="--benchmark tofu: the target model, any "
-                     "AutoModelForCausalLM folder or hub name")
-    run.add_argument("--retain-model", default=None, help="the retain model (trained without the forget set), "
-                     "evaluated as the reference for forget_quality and privleak")
-    run.add_argument("--retain-eval", default=None, help="instead of --retain-model: a saved retain-model "
-                     "evaluation (OUT/reference/retain.json of an earlier run, or open-unlearning's TOFU_EVAL.json)")
-    run.add_argument("--template", choices=list(TEMPLATES), default=None,
-                     help="prompt template: qa ('Question: q\\nAnswer: a', the default), llama2 ('[INST] q [/INST]') "
-                     "or chat (the tokenizer's chat template)")
-    run.add_argument("--trust-remote-code", action="store_true", default=None,
-                     help="let transformers run code shipped with the model (off by default)")
-    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a configuration value (see below); repeatable")
+    _add_run_arguments(run)
+    sweep = sub.add_parser("sweep", help="run a grid of method hyperparameters as cells of one run",
+                           description="Run every point of the grid (the product of the --grid axes) x seed as a "
+                           "cell of one run, resumable like `run`, with one leaderboard. Rows carry the grid point "
+                           "in `variant` and each swept value in a column named like its key (`simu.t`). SIMU "
+                           "reuses stage-1 scores across points that share them (reuse_attribution=true; it changes "
+                           "time, not results); --set simu.reuse_attribution=false turns that off.",
+                           epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sweep.add_argument("--grid", action="append", required=True, metavar="METHOD.KEY=V1,V2,...",
+                       help="one axis of the grid, e.g. simu.t=0.1,0.3,0.5 (repeatable; keys as for --set)")
+    _add_run_arguments(sweep, sweep=True)
     table = sub.add_parser("table", help="a comparison table of a run: methods as rows, mean ± std over seeds",
                            description="Methods as rows (target and retain first, marked as references), each metric "
                            "as mean ± std over seeds with an arrow for the better direction and the best method in "
@@ -97,6 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--against", required=True, metavar="REFERENCE_CSV", help="the reference leaderboard")
     check.add_argument("--tolerance", action="append", default=[], metavar="METRIC=ABS",
                        help="override one metric's tolerance (repeatable)")
+    plot = sub.add_parser("plot", help="PNG figures of a run: trade-off, SIMU's neurons per layer, sweep curves",
+                          description="Write PNGs with matplotlib: the forget/retain trade-off (forget em_contains "
+                          "against retain em_contains and against model utility, one point per method and seed, plus "
+                          "the method means); SIMU's critical neurons per layer (from artifacts/*/masks.json); and, "
+                          "for a sweep, each metric against each swept value. Prints the paths written.")
+    plot.add_argument("run", metavar="RUN_DIR", help="a run folder (with leaderboard.csv)")
+    plot.add_argument("--out", default=None, help="where the PNGs go (default: RUN_DIR/plots)")
     return parser
 
 
@@ -117,6 +145,13 @@ def run_table(args) -> int:
     return 0
 
 
+def run_plot(args) -> int:
+    from harness.plots import plot_run
+    for path in plot_run(args.run, args.out):
+        print(path)
+    return 0
+
+
 def run_check(args) -> int:
     from harness.tables import checked_columns, read_leaderboard, regressions
     run_frame, reference = read_leaderboard(args.run), read_leaderboard(args.against)
@@ -133,29 +168,28 @@ def run_check(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in ("table", "check"):
+    if args.command in ("table", "check", "plot"):
         try:
-            return run_table(args) if args.command == "table" else run_check(args)
+            return {"table": run_table, "check": run_check, "plot": run_plot}[args.command](args)
         except (ValueError, OSError) as err:
             print(f"harness: error: {err}", file=sys.stderr)
             return 2
-    if args.command == "run":
-        from harness.runner import run
-        try:
-            cfg = config_from_args(args)
-            path = run(cfg)
-        except (ValueError, KeyError, OSError) as err:
-            message = err.args[0] if isinstance(err, KeyError) else str(err)  # KeyError's str() adds quotes
-            print(f"harness: error: {message}", file=sys.stderr)
-            return 2
-        print(f"leaderboard: {path}")
-        _print_summary(path)
+    from harness.runner import run
+    try:
+        cfg = config_from_args(args)
+        path = run(cfg)
+    except (ValueError, KeyError, OSError) as err:
+        message = err.args[0] if isinstance(err, KeyError) else str(err)  # KeyError's str() adds quotes
+        print(f"harness: error: {message}", file=sys.stderr)
+        return 2
+    print(f"leaderboard: {path}")
+    _print_summary(path)
     return 0
 
 
 def config_from_args(args) -> RunConfig:
-    """Defaults, then the preset, then the flags given, then `--set` in order."""
-    cfg = RunConfig(methods=args.methods, seeds=args.seeds, out=args.out, cache_dir=args.cache_dir)
+    """Defaults, then the preset, then the flags given, then `--set` in order; a sweep adds its grid."""
+    cfg = RunConfig(seeds=args.seeds, out=args.out, cache_dir=args.cache_dir)
     if args.preset:
         apply_preset(cfg, args.preset)
     for key in ("benchmark", "data", "model", "retain_model", "retain_eval", "trust_remote_code"):
@@ -163,6 +197,14 @@ def config_from_args(args) -> RunConfig:
             setattr(cfg, key, getattr(args, key))
     if args.template is not None:
         cfg.eval = dataclasses.replace(cfg.eval, template=args.template)
+    for assignment in getattr(args, "grid", None) or []:
+        add_grid(cfg, assignment)
+    cfg.methods = args.methods or list(dict.fromkeys(k.split(".")[0] for k in cfg.grid)) or cfg.methods
+    if args.command == "sweep":
+        cfg.out = cfg.out or f"runs/{cfg.benchmark}-sweep"
+        for method in cfg.methods:   # stage-1 scores shared by grid points are computed once (same results)
+            if "reuse_attribution" in method_config(method).options:
+                cfg.method_overrides.setdefault(method, {})["reuse_attribution"] = "true"
     for assignment in args.overrides:
         apply_override(cfg, assignment)
     return cfg
@@ -171,8 +213,9 @@ def config_from_args(args) -> RunConfig:
 def _print_summary(path) -> None:
     import pandas as pd
     frame = pd.read_csv(path, dtype={"seed": "Int64"})
-    cols = [c for c in ("method", "seed", "forget_em_contains", "retain_em_contains", "world_facts_em_contains",
-                        "forget_rougeL_recall", "mia_loss_auc", "wall_seconds") if c in frame.columns]
+    cols = [c for c in ("method", "variant", "seed", "forget_em_contains", "retain_em_contains",
+                        "world_facts_em_contains", "forget_rougeL_recall", "mia_loss_auc", "wall_seconds")
+            if c in frame.columns]
     print(frame[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 

@@ -36,6 +36,7 @@ class RunConfig:
     train: EmbeddedModelConfig = field(default_factory=EmbeddedModelConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     method_overrides: dict[str, dict] = field(default_factory=dict)
+    grid: dict[str, list[str]] = field(default_factory=dict)   # `harness sweep`: "METHOD.key" -> values
 
     @property
     def out_dir(self) -> str:
@@ -108,6 +109,27 @@ def apply_override(cfg: RunConfig, assignment: str) -> None:
                      f"with METHOD one of {', '.join(methods.names())}")
 
 
+def add_grid(cfg: RunConfig, assignment: str) -> None:
+    """Add one `--grid METHOD.key=v1,v2,...` axis to `cfg`; every value is validated now, not mid-sweep."""
+    key, sep, values = assignment.partition("=")
+    head, _, rest = key.partition(".")
+    load_builtin_methods()
+    if not sep or head not in methods or not rest:
+        raise ValueError(f"--grid {assignment}: expected METHOD.key=v1,v2,... with METHOD one of "
+                         f"{', '.join(methods.names())}")
+    points = [v.strip() for v in values.split(",") if v.strip()]
+    if not points or len(set(points)) != len(points):
+        raise ValueError(f"--grid {assignment}: expected one or more distinct comma-separated values")
+    if key in cfg.grid:
+        raise ValueError(f"--grid {key}: given twice; put all its values in one --grid")
+    for value in points:
+        try:
+            method_config(head, {rest: value})
+        except ValueError as err:
+            raise ValueError(str(err).replace("--set ", "--grid ", 1)) from None
+    cfg.grid[key] = points
+
+
 # The paper setups with SOUL's published hyperparameters (REFERENCES.md, GradDiff table): FO is AdamW with
 # lr 5e-6 and gamma 0.3; SO is Sophia with betas (0.9, 0.95), rho 0.04 and gamma 2, "the rest as FO"; SIMU
 # adds m=5, t=0.3. All: wd 0.1, 5 epochs, batch 1 x grad-accum 4, forget10/retain90. They need a GPU at size.
@@ -123,6 +145,15 @@ PRESETS = {
         "benchmark": "tofu", "data": "locuslab/TOFU", "forget_split": "forget10", "template": "qa",
         "model": None, "retain_model": None,   # SOUL fine-tuned OLMo-1B on TOFU itself: pass --model
         "method_overrides": _SOUL_METHODS},
+    # The embedded benchmark shrunk to train in about a minute on 2 cores (10 authors, forget10 = 1 author, a
+    # 2-layer model): CI's smoke regression run and the tests' micro world. One forget author gives 10 steps,
+    # an eighth of the default's, so every method's rate is raised alike.
+    "tofu-mini-smoke": {
+        "benchmark": "tofu-mini",
+        "sets": ["world.n_authors=10", "world.n_countries=6", "world.n_real_authors=6", "world.retain_eval_authors=4",
+                 "train.hidden_size=128", "train.intermediate_size=512", "train.num_layers=2", "train.vocab_size=1024",
+                 "train.base_epochs=40", "train.target_epochs=40", "train.batch_size=8", "eval.max_new_tokens=48"],
+        "method_overrides": {"fo-graddiff": {"lr": "5e-4"}, "so-graddiff": {"lr": "5e-4"}, "simu": {"lr": "5e-4"}}},
 }
 
 
@@ -132,6 +163,10 @@ def apply_preset(cfg: RunConfig, name: str) -> None:
         raise ValueError(f"--preset {name}: unknown; expected one of {', '.join(PRESETS)}")
     preset = PRESETS[name]
     for key in ("benchmark", "data", "forget_split", "model", "retain_model"):
-        setattr(cfg, key, preset[key])
-    cfg.eval = dataclasses.replace(cfg.eval, template=preset["template"])
+        if key in preset:
+            setattr(cfg, key, preset[key])
+    if "template" in preset:
+        cfg.eval = dataclasses.replace(cfg.eval, template=preset["template"])
+    for assignment in preset.get("sets", []):
+        apply_override(cfg, assignment)
     cfg.preset = name

@@ -7,8 +7,10 @@ Each cell is written atomically as `results/<cell>.json` (with its per-item reco
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -24,10 +26,40 @@ from harness.data.tofu import check_template, load_splits
 from harness.models import config_hash, load_model, prepare_embedded, seed_everything
 from harness.registry import load_builtin_methods, methods
 
-IDENTITY_COLUMNS = ["benchmark", "method", "kind", "seed", "model", "forget_split", "template", "config_hash",
-                    "steps", "trainable_params", "unlearn_seconds", "eval_seconds", "wall_seconds"]
+IDENTITY_COLUMNS = ["benchmark", "method", "variant", "kind", "seed", "model", "forget_split", "template",
+                    "config_hash", "steps", "trainable_params", "unlearn_seconds", "eval_seconds", "wall_seconds"]
 REFERENCE_ROWS = ("target", "retain")
 TARGET_MIN_EM = 0.9
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One method x grid point x seed. `point` holds the swept hyperparameters of a `harness sweep`, as
+    ("METHOD.key", value) pairs; it is empty in a plain `harness run`."""
+
+    method: str
+    seed: int
+    point: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def variant(self) -> str:
+        """The grid point as `key=value` pairs, e.g. `t=0.1,m=5` (empty outside a sweep)."""
+        return ",".join(f"{key.split('.', 1)[1]}={value}" for key, value in self.point)
+
+    @property
+    def name(self) -> str:
+        """The result file's name: `simu-seed0`, or `simu-t0.1-m5-seed0` in a sweep."""
+        parts = [f"{key.split('.', 1)[1]}{value}" for key, value in self.point]
+        return re.sub(r"[^A-Za-z0-9._=-]", "_", "-".join([self.method, *parts, f"seed{self.seed}"]))
+
+
+def cells(cfg: RunConfig) -> list[Cell]:
+    """Every method x grid point x seed; a method without grid axes has the single empty point."""
+    out = []
+    for method in cfg.methods:
+        axes = [[(key, v) for v in values] for key, values in cfg.grid.items() if key.split(".")[0] == method]
+        out += [Cell(method, seed, point) for point in itertools.product(*axes) for seed in cfg.seeds]
+    return out
 
 
 @dataclasses.dataclass
@@ -88,10 +120,16 @@ def build_leaderboard(out_dir: Path) -> pd.DataFrame:
     rows = [json.loads(p.read_text()) for p in sorted((out_dir / "results").glob("*.json"))]
     frame = pd.DataFrame(rows)
     frame["_order"] = frame["method"].map(lambda m: REFERENCE_ROWS.index(m) if m in REFERENCE_ROWS else 9)
-    frame = frame.sort_values(["_order", "method", "seed"], na_position="first").drop(columns="_order")
+    swept = swept_columns(frame)
+    frame = frame.sort_values(["_order", "method", *swept, "seed"], na_position="first").drop(columns="_order")
     frame["seed"] = frame["seed"].astype("Int64")  # integers, empty for the reference rows
-    metrics = [c for c in frame.columns if c not in IDENTITY_COLUMNS]
-    return frame[[c for c in IDENTITY_COLUMNS if c in frame.columns] + metrics]
+    metrics = [c for c in frame.columns if c not in IDENTITY_COLUMNS and c not in swept]
+    return frame[[c for c in IDENTITY_COLUMNS if c in frame.columns] + swept + metrics]
+
+
+def swept_columns(frame: pd.DataFrame) -> list[str]:
+    """A sweep's hyperparameter columns, named like the grid key (`simu.t`): the only names with a dot."""
+    return [c for c in frame.columns if "." in c]
 
 
 def write_leaderboard(out_dir: Path) -> Path:
@@ -162,26 +200,38 @@ def _warn_if_nothing_to_unlearn(metrics: dict) -> None:
                   f"questions (em_contains); below {TARGET_MIN_EM:.0%} there is little to unlearn", file=sys.stderr)
 
 
-def run_method(bench: Benchmark, cfg: RunConfig, method: str, seed: int, results_dir: Path,
+def cell_config(cfg: RunConfig, cell: Cell):
+    """The cell's method config: defaults, preset, `--set`, then the cell's grid point."""
+    overrides = cfg.overrides_for(cell.method) | {key.split(".", 1)[1]: v for key, v in cell.point}
+    return dataclasses.replace(method_config(cell.method, overrides), template=cfg.eval.template)
+
+
+def _swept_values(mcfg, point) -> dict:
+    """The grid point's values as leaderboard columns named like the grid key (`simu.t`), typed."""
+    return {key: mcfg.options.get(key.split(".", 1)[1], getattr(mcfg, key.split(".", 1)[1], None))
+            for key, _ in point}
+
+
+def run_method(bench: Benchmark, cfg: RunConfig, cell: Cell, results_dir: Path,
                reference: RetainReference | None) -> None:
-    """Unlearn a fresh copy of the target model with `method` under `seed`, then evaluate it."""
-    mcfg = dataclasses.replace(method_config(method, cfg.overrides_for(method)), template=cfg.eval.template)
-    cell = f"{method}-seed{seed}"
-    cell_hash = config_hash(bench.identity, cfg.forget_split, dataclasses.asdict(cfg.eval), method,
+    """Unlearn a fresh copy of the target model with the cell's method, grid point and seed, then evaluate."""
+    mcfg = cell_config(cfg, cell)
+    cell_hash = config_hash(bench.identity, cfg.forget_split, dataclasses.asdict(cfg.eval), cell.method,
                             dataclasses.asdict(mcfg), reference and dataclasses.asdict(reference))
-    if cell_done(results_dir, cell, cell_hash):
+    if cell_done(results_dir, cell.name, cell_hash):
         return
     start = time.perf_counter()
     model, tokenizer = load_model(bench.target_dir, cfg.trust_remote_code)
-    seed_everything(seed)
-    report = methods[method](mcfg).unlearn(model, tokenizer, bench.splits.forget, bench.splits.retain)
+    seed_everything(cell.seed)
+    report = methods[cell.method](mcfg).unlearn(model, tokenizer, bench.splits.forget, bench.splits.retain)
     result, eval_seconds = _evaluate(model, tokenizer, bench, cfg, reference)
-    row = _base_row(bench, cfg, method, "method", seed, cell_hash) | {
+    sweep = {"variant": cell.variant} | _swept_values(mcfg, cell.point) if cell.point else {}
+    row = _base_row(bench, cfg, cell.method, "method", cell.seed, cell_hash) | sweep | {
         "steps": report.steps, "trainable_params": report.trainable_params,
         "unlearn_seconds": report.unlearn_seconds, "eval_seconds": eval_seconds,
         "wall_seconds": time.perf_counter() - start} | result.metrics | report.extra
-    _write_artifacts(results_dir.parent / "artifacts" / cell, report.artifacts)
-    write_cell(results_dir, cell, row, result.items)
+    _write_artifacts(results_dir.parent / "artifacts" / cell.name, report.artifacts)
+    write_cell(results_dir, cell.name, row, result.items)
 
 
 def _write_artifacts(folder: Path, artifacts: dict) -> None:
@@ -203,13 +253,16 @@ def run(cfg: RunConfig) -> Path:
     for name in cfg.method_overrides:
         if name not in cfg.methods:
             raise ValueError(f"--set {name}.*: method '{name}' is not in --methods ({', '.join(cfg.methods)})")
+    for key in cfg.grid:
+        if key.split(".")[0] not in cfg.methods:
+            raise ValueError(f"--grid {key}: method '{key.split('.')[0]}' is not in --methods "
+                             f"({', '.join(cfg.methods)})")
     check_template(cfg.eval.template)
     bench = prepare_benchmark(cfg)
     out_dir = Path(cfg.out_dir)
     results_dir = out_dir / "results"
     reference = retain_reference(bench, cfg, out_dir)
     run_target(bench, cfg, results_dir, reference)
-    cells = [(m, s) for m in cfg.methods for s in cfg.seeds]
-    for name, seed in tqdm(cells, desc="cells", unit="cell"):
-        run_method(bench, cfg, name, seed, results_dir, reference)
+    for cell in tqdm(cells(cfg), desc="cells", unit="cell"):
+        run_method(bench, cfg, cell, results_dir, reference)
     return write_leaderboard(out_dir)

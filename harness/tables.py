@@ -10,15 +10,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.runner import IDENTITY_COLUMNS, REFERENCE_ROWS
+from harness.runner import IDENTITY_COLUMNS, REFERENCE_ROWS, swept_columns
 
 DEFAULT_COLUMNS = ["forget_em_contains", "retain_em_contains", "world_facts_em_contains", "forget_rougeL_recall",
                    "retain_rougeL_recall", "model_utility", "forget_quality", "mia_loss_auc", "wall_seconds"]
-ARROWS = {"max": "↑", "min": "↓", "half": "→0.5", "zero": "→0"}
+ARROWS = {"max": "↑", "min": "↓", "half": "→0.5", "zero": "→0", "none": ""}
+DIAGNOSTICS = ("simu_",)   # a method's own figures (e.g. SIMU's neuron counts): no better direction
 
 
 def direction(column: str) -> str:
-    """Which way a metric is better: max, min, half (an MIA AUC, best at chance) or zero (privleak)."""
+    """Which way a metric is better: max, min, half (an MIA AUC, best at chance), zero (privleak) or none
+    (diagnostics, never bold and never checked)."""
+    if column.startswith(DIAGNOSTICS):
+        return "none"
     if column.startswith("mia_") and column.endswith("_auc"):
         return "half"
     if column.startswith("privleak_"):
@@ -33,13 +37,13 @@ def direction(column: str) -> str:
 def _badness(column: str, values):
     """`values` (a number or a Series) mapped so that lower is better, for picking the best."""
     kind = direction(column)
-    return {"max": -values, "min": values, "half": abs(values - 0.5), "zero": abs(values)}[kind]
+    return {"max": -values, "min": values, "half": abs(values - 0.5), "zero": abs(values), "none": 0 * values}[kind]
 
 
 def best_methods(means: pd.DataFrame, column: str) -> set[str]:
     """The methods (not references) whose mean is best in `column`, ties as displayed included."""
     methods = [m for m in means.index if m not in REFERENCE_ROWS]
-    if not methods:
+    if not methods or direction(column) == "none":
         return set()
     badness = _badness(column, means.loc[methods, column].round(3))
     return set(badness[badness == badness.min()].index)
@@ -63,10 +67,19 @@ def summarise(frame: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFrame, pd
     if missing:
         metrics = [c for c in frame.columns if c not in IDENTITY_COLUMNS or c.endswith("_seconds")]
         raise ValueError(f"--columns: {', '.join(missing)} not in the leaderboard; it has: {', '.join(metrics)}")
-    order = [m for m in REFERENCE_ROWS if m in set(frame["method"])] + [
-        m for m in dict.fromkeys(frame["method"]) if m not in REFERENCE_ROWS]
-    grouped = frame.groupby("method", sort=False)[columns]
+    labels = row_labels(frame)
+    order = [m for m in REFERENCE_ROWS if m in set(labels)] + [
+        m for m in dict.fromkeys(labels) if m not in REFERENCE_ROWS]
+    grouped = frame.groupby(labels, sort=False)[columns]
     return grouped.mean().reindex(order), grouped.std(ddof=1).reindex(order).fillna(0.0)
+
+
+def row_labels(frame: pd.DataFrame) -> pd.Series:
+    """What a table row is: the method, with its grid point in a sweep (`simu t=0.1,m=5`)."""
+    if "variant" not in frame.columns:
+        return frame["method"].rename("method")
+    variant = frame["variant"].fillna("").astype(str)
+    return (frame["method"] + variant.map(lambda v: f" {v}" if v else "")).rename("method")
 
 
 def _number(x: float) -> str:
@@ -75,6 +88,8 @@ def _number(x: float) -> str:
 
 
 def _cell(mean: float, std: float, n: int, bold: bool, fmt: str) -> str:
+    if pd.isna(mean):
+        return "–"      # the metric does not apply to this row (e.g. simu_* on other methods)
     text = _number(mean) if n == 1 else f"{_number(mean)} ± {_number(std)}"
     if not bold:
         return text
@@ -85,14 +100,14 @@ def render(frame: pd.DataFrame, columns: list[str] | None = None, fmt: str = "md
     """The comparison table as Markdown, LaTeX or CSV (CSV: separate mean and std columns, no markup)."""
     columns = columns or [c for c in DEFAULT_COLUMNS if c in frame.columns]
     means, stds = summarise(frame, columns)
-    counts = frame.groupby("method", sort=False).size().reindex(means.index)
+    counts = frame.groupby(row_labels(frame), sort=False).size().reindex(means.index)
     if fmt == "csv":
         out = pd.DataFrame({"method": means.index, "n_seeds": counts.values})
         for c in columns:
             out[f"{c}_mean"], out[f"{c}_std"] = means[c].values, stds[c].values
         return out.to_csv(index=False)
     best = {c: best_methods(means, c) for c in columns}
-    header = ["method"] + [f"{c} {ARROWS[direction(c)]}" for c in columns]
+    header = ["method"] + [f"{c} {ARROWS[direction(c)]}".rstrip() for c in columns]
     rows = []
     for method in means.index:
         label = f"{method} (reference)" if method in REFERENCE_ROWS else method
@@ -115,7 +130,6 @@ def render(frame: pd.DataFrame, columns: list[str] | None = None, fmt: str = "md
 # tolerance in the direction that is worse. Timings and method diagnostics (simu_*) are not checked.
 DEFAULT_TOLERANCE = 0.05
 TOLERANCES = {"forget_quality": 0.05, "privleak_": 10.0}
-NOT_CHECKED = ("simu_",)
 
 
 def tolerance_for(column: str, overrides: dict[str, float]) -> float:
@@ -128,19 +142,19 @@ def tolerance_for(column: str, overrides: dict[str, float]) -> float:
 
 
 def checked_columns(run: pd.DataFrame, reference: pd.DataFrame) -> list[str]:
-    skip = set(IDENTITY_COLUMNS) - {"seed"}
-    return [c for c in reference.columns if c in run.columns and c not in skip and c != "seed"
-            and not c.startswith(NOT_CHECKED) and pd.api.types.is_numeric_dtype(reference[c])]
+    skip = set(IDENTITY_COLUMNS) | set(swept_columns(reference))
+    return [c for c in reference.columns if c in run.columns and c not in skip
+            and direction(c) != "none" and pd.api.types.is_numeric_dtype(reference[c])]
 
 
 def regressions(run: pd.DataFrame, reference: pd.DataFrame, overrides: dict[str, float] | None = None) -> list[str]:
     """One line per cell x metric that got worse than the reference by more than its tolerance, and one per
-    reference cell missing from the run. Cells are matched on (method, seed)."""
+    reference cell missing from the run. Cells are matched on (method and grid point, seed)."""
     overrides = overrides or {}
     unknown = sorted(set(overrides) - set(reference.columns))
     if unknown:
         raise ValueError(f"--tolerance {unknown[0]}: not a column of the reference leaderboard")
-    key = lambda frame: frame.set_index([frame["method"], frame["seed"].astype("string").fillna("")])  # noqa: E731
+    key = lambda frame: frame.set_index([row_labels(frame), frame["seed"].astype("string").fillna("")])  # noqa: E731
     run_cells, ref_cells = key(run), key(reference)
     lines = []
     for (method, seed), ref_row in ref_cells.iterrows():

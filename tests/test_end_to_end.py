@@ -10,25 +10,22 @@ import torch
 
 from evaluators import mia
 from harness.cli import main
+from harness.tables import read_leaderboard, regressions
 
-MICRO = ["world.n_authors=10", "world.n_countries=6", "world.n_real_authors=6", "world.retain_eval_authors=4",
-         "train.hidden_size=128", "train.intermediate_size=512", "train.num_layers=2", "train.vocab_size=1024",
-         "train.base_epochs=40", "train.target_epochs=40", "train.batch_size=8", "eval.max_new_tokens=48",
-         # the micro forget set (one author) gives 10 steps, an eighth of the default's, so the rates are higher
-         "fo-graddiff.lr=5e-4", "so-graddiff.lr=5e-4", "simu.lr=5e-4"]
 README = Path(__file__).resolve().parents[1] / "README.md"
+LEADERBOARDS = README.parent / "leaderboards"
 SPLITS = ("forget", "retain", "real_authors", "world_facts")
 
 
 def harness_run(out: Path, cache: Path, *extra: str) -> int:
-    sets = [arg for s in MICRO for arg in ("--set", s)]
     return main(["run", "--methods", "fo-graddiff,so-graddiff,simu", "--out", str(out), "--cache-dir", str(cache),
-                 *sets, *extra])
+                 "--preset", "tofu-mini-smoke", *extra])
 
 
 @pytest.fixture(scope="module")
-def micro_run(tmp_path_factory):
+def micro_run(tmp_path_factory, micro_cache):
     root = tmp_path_factory.mktemp("e2e")
+    (root / "cache").symlink_to(micro_cache)
     assert harness_run(root / "run", root / "cache") == 0
     return root
 
@@ -77,6 +74,12 @@ def test_simu_saves_its_masks_and_reports_them(micro_run):
     assert board.loc["simu", "simu_critical_neurons"] == sum(summary["per_layer_critical"])
     assert 0 < board.loc["simu", "simu_critical_fraction"] < 1
     assert board.loc["simu", "trainable_params"] < board.loc["so-graddiff", "trainable_params"]
+
+
+def test_micro_run_reproduces_the_committed_smoke_reference(micro_run):
+    """The same run as CI's smoke regression (leaderboards/README.md), checked the way CI checks it."""
+    reference = read_leaderboard(LEADERBOARDS / "tofu-mini-smoke.csv")
+    assert regressions(read_leaderboard(micro_run / "run"), reference) == []
 
 
 def test_items_let_anyone_recompute_a_figure(micro_run):

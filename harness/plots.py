@@ -1,0 +1,174 @@
+"""`harness plot`: a run's figures as PNGs (matplotlib).
+
+- `tradeoff.png`: forget em_contains against retain em_contains and model utility, one small point per
+  method and seed, a large one for the method's mean (± std bars), and the target and retain references;
+- `simu_neurons.png`: SIMU's critical neurons per layer, from `artifacts/<cell>/masks.json`;
+- `sweep_<key>.png` (sweeps only): each metric against one swept value, one line per setting of the others.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from harness.runner import REFERENCE_ROWS, swept_columns  # noqa: E402
+from harness.tables import ARROWS, direction, read_leaderboard, row_labels  # noqa: E402
+
+TRADEOFF_Y = ["retain_em_contains", "model_utility"]
+SWEEP_METRICS = ["forget_em_contains", "retain_em_contains", "model_utility", "mia_loss_auc"]
+REFERENCE_STYLE = {"target": dict(marker="*", color="black", s=160), "retain": dict(marker="s", color="dimgray", s=80)}
+
+
+def _save(fig, path: Path) -> Path:
+    """Write the PNG atomically (no half-written file if interrupted) and close the figure."""
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=150, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def _label(column: str) -> str:
+    return f"{column} ({ARROWS[direction(column)]} better)"
+
+
+def plot_tradeoff(frame: pd.DataFrame, path: Path) -> Path:
+    """Forget against each retain-side measure: seeds as small points, means with ± std bars, references."""
+    ys = [c for c in TRADEOFF_Y if c in frame.columns]
+    labels = row_labels(frame)
+    fig, axes = plt.subplots(1, len(ys), figsize=(5.2 * len(ys), 4.4), squeeze=False)
+    colours = plt.get_cmap("tab10" if labels.nunique() <= 10 else "tab20")
+    for ax, y in zip(axes[0], ys):
+        methods = [m for m in dict.fromkeys(labels) if m not in REFERENCE_ROWS]
+        for i, method in enumerate(methods):
+            rows = frame[labels == method]
+            colour = colours(i % colours.N)
+            ax.scatter(rows["forget_em_contains"], rows[y], color=colour, alpha=0.35, s=22)
+            ax.errorbar(rows["forget_em_contains"].mean(), rows[y].mean(), xerr=rows["forget_em_contains"].std(),
+                        yerr=rows[y].std(), fmt="o", ms=9, color=colour, capsize=3,
+                        label=f"{method} (mean of {len(rows)})")
+        for ref in REFERENCE_ROWS:
+            rows = frame[labels == ref]
+            if len(rows):
+                ax.scatter(rows["forget_em_contains"], rows[y], label=f"{ref} (reference)", zorder=3,
+                           **REFERENCE_STYLE[ref])
+        ax.set_xlabel(_label("forget_em_contains"))
+        ax.set_ylabel(_label(y))
+        ax.set_xlim(-0.05, 1.05)
+        if y.endswith("em_contains"):   # rates on their full range, so a small gap does not look large
+            ax.set_ylim(-0.05, 1.05)
+        ax.grid(alpha=0.3)
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    fig.suptitle(f"Forget/utility trade-off: {_title(frame)}")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _title(frame: pd.DataFrame) -> str:
+    seeds = frame["seed"].dropna().nunique()
+    bench = ", ".join(map(str, frame["benchmark"].dropna().unique())) if "benchmark" in frame else "run"
+    return f"{bench}, {seeds} seed{'s' if seeds != 1 else ''} (small: one seed; large: mean ± std)"
+
+
+def _group(run_dir: Path, cell: str) -> str:
+    """The cell's table label (`simu`, or `simu t=0.1,m=5` in a sweep), read from its result row."""
+    result = run_dir / "results" / f"{cell}.json"
+    if not result.exists():
+        return re.sub(r"-seed\d+$", "", cell)
+    row = json.loads(result.read_text())
+    return f"{row['method']} {row['variant']}" if row.get("variant") else row["method"]
+
+
+def read_masks(run_dir: Path) -> pd.DataFrame:
+    """One row per (cell, layer) from `artifacts/<cell>/masks.json`, grouped by method and grid point."""
+    rows = []
+    for path in sorted(run_dir.glob("artifacts/*/masks.json")):
+        summary = json.loads(path.read_text())
+        group = _group(run_dir, path.parent.name)
+        for layer, (critical, total) in enumerate(zip(summary["per_layer_critical"], summary["neurons_per_layer"])):
+            rows.append({"cell": path.parent.name, "group": group, "layer": layer, "critical": critical,
+                         "total": total})
+    return pd.DataFrame(rows)
+
+
+def plot_critical_neurons(masks: pd.DataFrame, path: Path) -> Path:
+    """Grouped bars: per layer, the mean number of critical neurons of each SIMU setting (± std over seeds)."""
+    stats = masks.groupby(["group", "layer"], sort=False)["critical"].agg(["mean", "std", "count"]).reset_index()
+    groups, layers = list(dict.fromkeys(stats["group"])), sorted(stats["layer"].unique())
+    width = 0.8 / len(groups)
+    fig, ax = plt.subplots(figsize=(max(5.5, 1.1 * len(layers) * max(1, len(groups) / 3)), 4.2))
+    colours = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")
+    for i, group in enumerate(groups):
+        g = stats[stats["group"] == group]
+        ax.bar(g["layer"] + (i - (len(groups) - 1) / 2) * width, g["mean"], width, yerr=g["std"].fillna(0),
+               capsize=2, color=colours(i % colours.N), label=f"{group} (n={int(g['count'].max())})")
+    total = int(masks["total"].max())
+    ax.set_xticks(layers, [str(layer) for layer in layers])
+    ax.set_xlabel("layer")
+    ax.set_ylabel(f"critical neurons (of {total} per layer)")
+    ax.set_title("SIMU: critical MLP neurons per layer (mean ± std over seeds)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_sweep(frame: pd.DataFrame, key: str, path: Path) -> Path:
+    """Each metric against the swept value `key`, one line per setting of the other swept values (mean ± std
+    over seeds); the target and retain references as dashed lines."""
+    swept = frame[frame[key].notna()]
+    others = [c for c in swept_columns(frame) if c != key and swept[c].notna().any()]
+    metrics = [m for m in SWEEP_METRICS if m in frame.columns]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.3 * len(metrics), 3.8), squeeze=False)
+    lines = swept.groupby(others, sort=True) if others else [((), swept)]
+    numeric = pd.api.types.is_numeric_dtype(swept[key])
+    for ax, metric in zip(axes[0], metrics):
+        for setting, rows in lines:
+            setting = setting if isinstance(setting, tuple) else (setting,)
+            stats = rows.groupby(key, sort=True)[metric].agg(["mean", "std"])
+            x = stats.index if numeric else [str(v) for v in stats.index]
+            name = ", ".join(f"{o.split('.', 1)[1]}={v:g}" if isinstance(v, float) else f"{o.split('.', 1)[1]}={v}"
+                             for o, v in zip(others, setting)) or "mean over seeds"
+            ax.errorbar(x, stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3, label=name)
+        for ref, colour in (("target", "black"), ("retain", "gray")):
+            value = frame.loc[frame["method"] == ref, metric]
+            if len(value):
+                ax.axhline(value.iloc[0], linestyle="--", color=colour, lw=1, label=f"{ref} (reference)")
+        if numeric and swept[key].min() > 0 and swept[key].max() / swept[key].min() >= 100:
+            ax.set_xscale("log")
+        ax.set_xlabel(key)
+        ax.set_ylabel(_label(metric))
+        ax.grid(alpha=0.3)
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    fig.suptitle(f"Sweep of {key}: {_title(swept)}".replace(" (small: one seed; large: mean ± std)", ""))
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
+    """Every figure the run supports; returns the paths written."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir}: expected a run folder (with leaderboard.csv and artifacts/)")
+    frame = read_leaderboard(run_dir)
+    if "forget_em_contains" not in frame.columns:
+        raise ValueError(f"{run_dir}/leaderboard.csv: no forget_em_contains column to plot")
+    out = Path(out) if out else run_dir / "plots"
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [plot_tradeoff(frame, out / "tradeoff.png")]
+    masks = read_masks(run_dir)
+    if len(masks):
+        paths.append(plot_critical_neurons(masks, out / "simu_neurons.png"))
+    for key in swept_columns(frame):
+        paths.append(plot_sweep(frame, key, out / f"sweep_{key}.png"))
+    return paths

@@ -1,0 +1,42 @@
+"""The committed reference leaderboards: rendered tables in step with their CSVs, the README showing them, the
+trade-off plot a real figure, and the commands that made them documented."""
+
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+from harness.tables import read_leaderboard, render
+
+ROOT = Path(__file__).resolve().parents[1]
+BOARDS = ROOT / "leaderboards"
+
+
+@pytest.mark.parametrize("name", ["tofu-mini", "tofu-mini-smoke"])
+def test_committed_leaderboards_have_references_then_three_methods(name):
+    board = read_leaderboard(BOARDS / f"{name}.csv")
+    assert list(board["method"][:2]) == ["target", "retain"]
+    assert set(board["method"][2:]) == {"fo-graddiff", "so-graddiff", "simu"}
+    seeds = {"tofu-mini": [0, 1, 2], "tofu-mini-smoke": [0]}[name]
+    assert all(sorted(board.loc[board["method"] == m, "seed"]) == seeds for m in ("fo-graddiff", "so-graddiff", "simu"))
+
+
+def test_rendered_table_is_the_csv_rendered_and_the_readme_shows_it():
+    table = (BOARDS / "tofu-mini.md").read_text()
+    assert table == render(read_leaderboard(BOARDS / "tofu-mini.csv"))
+    assert table in (ROOT / "README.md").read_text()
+
+
+def test_committed_tradeoff_plot_is_a_figure_and_in_the_readme():
+    pixels = matplotlib.image.imread(BOARDS / "tofu-mini-tradeoff.png")[..., :3]
+    assert pixels.shape[1] > 1000 and 0.01 < (pixels < 0.9).any(axis=-1).mean() < 0.6
+    assert len(np.unique((pixels * 255).astype(np.uint8).reshape(-1, 3), axis=0)) > 50
+    assert "](leaderboards/tofu-mini-tradeoff.png)" in (ROOT / "README.md").read_text()
+
+
+def test_commands_that_made_them_are_documented():
+    readme = (BOARDS / "README.md").read_text()
+    assert "<!-- tofu-mini-command -->" in readme and "--seeds 0,1,2" in readme
+    smoke = readme.split("<!-- smoke-command -->", 1)[1].split("```bash\n", 1)[1].split("\n```", 1)[0]
+    assert "--preset tofu-mini-smoke" in smoke and "harness check runs/smoke --against leaderboards/tofu-mini-smoke.csv" in smoke
