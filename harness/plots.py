@@ -1,6 +1,7 @@
 """`harness plot`: a run's figures as PNGs (matplotlib).
 
-- `tradeoff.png`: forget em_contains against retain em_contains and model utility, one small point per
+- `tradeoff.png`: forget em_contains against retain em_contains and model utility (on LUME: forget against
+  retain knowledge, and the task aggregate), one small point per
   method and seed, a large one for the method's mean (± std bars), and the target and retain references;
 - `simu_neurons.png`: SIMU's critical neurons per layer, from `artifacts/<cell>/masks.json`;
 - `sweep_<key>.png` (sweeps only): each metric against one swept value, one line per setting of the others.
@@ -22,8 +23,15 @@ import pandas as pd  # noqa: E402
 from harness.runner import REFERENCE_ROWS, swept_columns  # noqa: E402
 from harness.tables import ARROWS, direction, read_leaderboard, row_labels  # noqa: E402
 
-TRADEOFF_Y = ["retain_em_contains", "model_utility"]
-SWEEP_METRICS = ["forget_em_contains", "retain_em_contains", "model_utility", "mia_loss_auc"]
+# TOFU's columns, or LUME's where a run has no TOFU ones
+TRADEOFF_X = ("forget_em_contains", "lume_forget_knowledge")
+TRADEOFF_Y = (("retain_em_contains", "lume_retain_knowledge"), ("model_utility", "lume_task_aggregate"))
+SWEEP_METRICS = (("forget_em_contains", "lume_forget_knowledge"), ("retain_em_contains", "lume_retain_knowledge"),
+                 ("model_utility", "lume_task_aggregate"), ("mia_loss_auc", "lume_mia_loss_auc"))
+
+
+def _first(frame: pd.DataFrame, candidates) -> str | None:
+    return next((c for c in candidates if c in frame.columns), None)
 REFERENCE_STYLE = {"target": dict(marker="*", color="black", s=160), "retain": dict(marker="s", color="dimgray", s=80)}
 
 
@@ -42,7 +50,8 @@ def _label(column: str) -> str:
 
 def plot_tradeoff(frame: pd.DataFrame, path: Path) -> Path:
     """Forget against each retain-side measure: seeds as small points, means with ± std bars, references."""
-    ys = [c for c in TRADEOFF_Y if c in frame.columns]
+    x = _first(frame, TRADEOFF_X)
+    ys = [c for c in (_first(frame, pair) for pair in TRADEOFF_Y) if c]
     labels = row_labels(frame)
     fig, axes = plt.subplots(1, len(ys), figsize=(5.2 * len(ys), 4.4), squeeze=False)
     colours = plt.get_cmap("tab10" if labels.nunique() <= 10 else "tab20")
@@ -51,19 +60,19 @@ def plot_tradeoff(frame: pd.DataFrame, path: Path) -> Path:
         for i, method in enumerate(methods):
             rows = frame[labels == method]
             colour = colours(i % colours.N)
-            ax.scatter(rows["forget_em_contains"], rows[y], color=colour, alpha=0.35, s=22)
-            ax.errorbar(rows["forget_em_contains"].mean(), rows[y].mean(), xerr=rows["forget_em_contains"].std(),
+            ax.scatter(rows[x], rows[y], color=colour, alpha=0.35, s=22)
+            ax.errorbar(rows[x].mean(), rows[y].mean(), xerr=rows[x].std(),
                         yerr=rows[y].std(), fmt="o", ms=9, color=colour, capsize=3,
                         label=f"{method} (mean of {len(rows)})")
         for ref in REFERENCE_ROWS:
             rows = frame[labels == ref]
             if len(rows):
-                ax.scatter(rows["forget_em_contains"], rows[y], label=f"{ref} (reference)", zorder=3,
+                ax.scatter(rows[x], rows[y], label=f"{ref} (reference)", zorder=3,
                            **REFERENCE_STYLE[ref])
-        ax.set_xlabel(_label("forget_em_contains"))
+        ax.set_xlabel(_label(x))
         ax.set_ylabel(_label(y))
         ax.set_xlim(-0.05, 1.05)
-        if y.endswith("em_contains"):   # rates on their full range, so a small gap does not look large
+        if y.endswith(("em_contains", "knowledge")):   # rates on their full range, so a small gap does not look large
             ax.set_ylim(-0.05, 1.05)
         ax.grid(alpha=0.3)
     handles, names = axes[0][0].get_legend_handles_labels()
@@ -100,10 +109,13 @@ def read_masks(run_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def plot_critical_neurons(masks: pd.DataFrame, path: Path) -> Path:
-    """Grouped bars: per layer, the mean number of critical neurons of each SIMU setting (± std over seeds)."""
+def plot_critical_neurons(masks: pd.DataFrame, path: Path, order: list[str] = ()) -> Path:
+    """Grouped bars: per layer, the mean number of critical neurons of each SIMU setting (± std over seeds),
+    the settings in `order` (the leaderboard's) first."""
     stats = masks.groupby(["group", "layer"], sort=False)["critical"].agg(["mean", "std", "count"]).reset_index()
-    groups, layers = list(dict.fromkeys(stats["group"])), sorted(stats["layer"].unique())
+    present = list(dict.fromkeys(stats["group"]))
+    groups = [g for g in order if g in present] + [g for g in present if g not in order]
+    layers = sorted(stats["layer"].unique())
     width = 0.8 / len(groups)
     fig, ax = plt.subplots(figsize=(max(5.5, 1.1 * len(layers) * max(1, len(groups) / 3)), 4.2))
     colours = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")
@@ -127,7 +139,7 @@ def plot_sweep(frame: pd.DataFrame, key: str, path: Path) -> Path:
     over seeds); the target and retain references as dashed lines."""
     swept = frame[frame[key].notna()]
     others = [c for c in swept_columns(frame) if c != key and swept[c].notna().any()]
-    metrics = [m for m in SWEEP_METRICS if m in frame.columns]
+    metrics = [c for c in (_first(frame, pair) for pair in SWEEP_METRICS) if c]
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.3 * len(metrics), 3.8), squeeze=False)
     lines = swept.groupby(others, sort=True) if others else [((), swept)]
     numeric = pd.api.types.is_numeric_dtype(swept[key])
@@ -161,14 +173,14 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir}: expected a run folder (with leaderboard.csv and artifacts/)")
     frame = read_leaderboard(run_dir)
-    if "forget_em_contains" not in frame.columns:
-        raise ValueError(f"{run_dir}/leaderboard.csv: no forget_em_contains column to plot")
+    if not _first(frame, TRADEOFF_X):
+        raise ValueError(f"{run_dir}/leaderboard.csv: no {' or '.join(TRADEOFF_X)} column to plot")
     out = Path(out) if out else run_dir / "plots"
     out.mkdir(parents=True, exist_ok=True)
     paths = [plot_tradeoff(frame, out / "tradeoff.png")]
     masks = read_masks(run_dir)
     if len(masks):
-        paths.append(plot_critical_neurons(masks, out / "simu_neurons.png"))
+        paths.append(plot_critical_neurons(masks, out / "simu_neurons.png", list(dict.fromkeys(row_labels(frame)))))
     for key in swept_columns(frame):
         paths.append(plot_sweep(frame, key, out / f"sweep_{key}.png"))
     return paths

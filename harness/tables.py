@@ -13,7 +13,11 @@ import pandas as pd
 from harness.runner import IDENTITY_COLUMNS, REFERENCE_ROWS, swept_columns
 
 DEFAULT_COLUMNS = ["forget_em_contains", "retain_em_contains", "world_facts_em_contains", "forget_rougeL_recall",
-                   "retain_rougeL_recall", "model_utility", "forget_quality", "mia_loss_auc", "wall_seconds"]
+                   "retain_rougeL_recall", "model_utility", "forget_quality", "mia_loss_auc",
+                   # LUME's
+                   "lume_forget_regurgitation", "lume_forget_knowledge", "lume_retain_regurgitation",
+                   "lume_retain_knowledge", "lume_task_aggregate", "lume_mia_loss_auc", "lume_mia_score",
+                   "lume_final_score_mmlu", "lume_final_score_world_facts_mc", "wall_seconds"]
 ARROWS = {"max": "↑", "min": "↓", "half": "→0.5", "zero": "→0", "none": ""}
 DIAGNOSTICS = ("simu_",)   # a method's own figures (e.g. SIMU's neuron counts): no better direction
 
@@ -23,14 +27,14 @@ def direction(column: str) -> str:
     (diagnostics, never bold and never checked)."""
     if column.startswith(DIAGNOSTICS):
         return "none"
-    if column.startswith("mia_") and column.endswith("_auc"):
+    if column.startswith(("mia_", "lume_mia_")) and column.endswith("_auc"):
         return "half"
     if column.startswith("privleak_"):
         return "zero"
-    if column.endswith("_seconds") or column in ("steps", "trainable_params"):
+    if column.endswith(("_seconds", "_perplexity")) or column in ("steps", "trainable_params"):
         return "min"
-    if column.startswith("forget_") and column not in ("forget_quality", "forget_truth_ratio"):
-        return "min"       # the forget split's generation, EM, Prob: lower means more forgotten
+    if column.startswith(("forget_", "lume_forget_")) and column not in ("forget_quality", "forget_truth_ratio"):
+        return "min"       # the forget split's generation, EM, Prob, regurgitation: lower means more forgotten
     return "max"
 
 
