@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import sys
 
+from evaluators.tofu import EvalConfig
 from harness.config import (BENCHMARKS, PRESETS, RunConfig, add_grid, apply_override, apply_preset,
                             method_config)
 from harness.data.tofu import TEMPLATES
@@ -18,6 +19,7 @@ RUN_EPILOG = """\
   train.KEY=V     embedded model recipe: vocab_size, hidden_size, intermediate_size, num_layers, num_heads,
                   lr, batch_size, base_epochs, target_epochs, warmup_ratio, loss_on_question, seed
   eval.KEY=V      evaluation: max_new_tokens, batch_size, template, min_k
+  lume.KEY=V      embedded LUME world (lume-mini): seed, forget_docs, retain_docs, nonmember_docs, epochs
   METHOD.KEY=V    a method's hyperparameter, e.g. fo-graddiff.lr=3e-4 (lr, epochs, batch_size, grad_accum,
                   gamma, weight_decay, max_grad_norm, warmup_ratio, and the method's own options:
                   so-graddiff has rho, beta1, beta2, hessian=gnb|squared-grad, hessian_every; simu has
@@ -47,8 +49,12 @@ def _csv(kind):
 def _add_run_arguments(parser: argparse.ArgumentParser, sweep: bool = False) -> None:
     """The flags `run` and `sweep` share."""
     parser.add_argument("--benchmark", default=None, choices=BENCHMARKS,
-                        help="benchmark to run: tofu-mini, the embedded TOFU-style world (default), or tofu, real "
-                        "TOFU data with --data and --model")
+                        help="benchmark to run: tofu-mini, the embedded TOFU-style world (default); lume-mini, the "
+                        "embedded LUME-style documents; or tofu / lume, the official files with --data and --model")
+    parser.add_argument("--lm-eval-tasks", type=_csv(str), default=None,
+                        help="comma-separated lm-eval tasks run on every model, as columns lmeval_<task>_<metric>: "
+                        "the offline embedded_world_facts_mc and embedded_real_authors_loglik, or any lm-eval task "
+                        "(mmlu, ...) whose data can be loaded")
     parser.add_argument("--methods", type=_csv(str), default=None,
                         help="comma-separated method names (default: " + (
                             "the methods named by --grid)" if sweep else "fo-graddiff)"))
@@ -71,8 +77,9 @@ def _add_run_arguments(parser: argparse.ArgumentParser, sweep: bool = False) -> 
                         "evaluation (OUT/reference/retain.json of an earlier run, or open-unlearning's "
                         "TOFU_EVAL.json)")
     parser.add_argument("--template", choices=list(TEMPLATES), default=None,
-                        help="prompt template: qa ('Question: q\\nAnswer: a', the default), llama2 "
-                        "('[INST] q [/INST]') or chat (the tokenizer's chat template)")
+                        help="prompt template: qa ('Question: q\\nAnswer: a', the default on TOFU), llama2 "
+                        "('[INST] q [/INST]'), chat (the tokenizer's chat template) or raw (the input as is, the "
+                        "default on LUME)")
     parser.add_argument("--trust-remote-code", action="store_true", default=None,
                         help="let transformers run code shipped with the model (off by default)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -195,8 +202,16 @@ def config_from_args(args) -> RunConfig:
     for key in ("benchmark", "data", "model", "retain_model", "retain_eval", "trust_remote_code"):
         if getattr(args, key) is not None:
             setattr(cfg, key, getattr(args, key))
+    if cfg.benchmark in ("lume", "lume-mini"):   # LUME prompts with the raw input and decodes up to 256 tokens
+        tofu_default = EvalConfig()                 # (unless the preset or a flag chose otherwise)
+        if cfg.eval.template == tofu_default.template:
+            cfg.eval = dataclasses.replace(cfg.eval, template="raw")
+        if cfg.eval.max_new_tokens == tofu_default.max_new_tokens:
+            cfg.eval = dataclasses.replace(cfg.eval, max_new_tokens=256)
     if args.template is not None:
         cfg.eval = dataclasses.replace(cfg.eval, template=args.template)
+    if args.lm_eval_tasks:
+        cfg.lm_eval_tasks = args.lm_eval_tasks
     for assignment in getattr(args, "grid", None) or []:
         add_grid(cfg, assignment)
     cfg.methods = args.methods or list(dict.fromkeys(k.split(".")[0] for k in cfg.grid)) or cfg.methods

@@ -6,18 +6,19 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from evaluators.tofu import EvalConfig
+from harness.data.lume import LumeWorldConfig
 from harness.data.tofu import retain_split_for
 from harness.data.world import WorldConfig
 from harness.models import EmbeddedModelConfig
 from harness.registry import load_builtin_methods, methods
 from methods.base import MethodConfig
 
-BENCHMARKS = ("tofu-mini", "tofu")
+BENCHMARKS = ("tofu-mini", "tofu", "lume-mini", "lume")
 
 
 @dataclass
 class RunConfig:
-    """Everything one `harness run` needs. Sections `world`, `train` and `eval` take `--set section.key=v`;
+    """Everything one `harness run` needs. Sections `world`, `train`, `eval` and `lume` take `--set section.key=v`;
     a method's hyperparameters take `--set METHOD.key=v` (e.g. `fo-graddiff.lr=3e-4`)."""
 
     benchmark: str = "tofu-mini"
@@ -35,6 +36,8 @@ class RunConfig:
     world: WorldConfig = field(default_factory=WorldConfig)
     train: EmbeddedModelConfig = field(default_factory=EmbeddedModelConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    lume: LumeWorldConfig = field(default_factory=LumeWorldConfig)
+    lm_eval_tasks: list[str] = field(default_factory=list)   # --lm-eval-tasks: columns lmeval_<task>_<metric>
     method_overrides: dict[str, dict] = field(default_factory=dict)
     grid: dict[str, list[str]] = field(default_factory=dict)   # `harness sweep`: "METHOD.key" -> values
 
@@ -94,7 +97,7 @@ def apply_override(cfg: RunConfig, assignment: str) -> None:
         method_config(head, {rest: value})  # validates now rather than mid-run
         cfg.method_overrides.setdefault(head, {})[rest] = value
         return
-    if head in ("world", "train", "eval") and rest:
+    if head in ("world", "train", "eval", "lume") and rest:
         section = getattr(cfg, head)
         names = [f.name for f in dataclasses.fields(section)]
         if rest not in names:
@@ -105,7 +108,7 @@ def apply_override(cfg: RunConfig, assignment: str) -> None:
         retain_split_for(value)  # validates the name
         cfg.forget_split = value
         return
-    raise ValueError(f"--set {key}: unknown key; expected forget_split, world.*, train.*, eval.* or METHOD.* "
+    raise ValueError(f"--set {key}: unknown key; expected forget_split, world.*, train.*, eval.*, lume.* or METHOD.* "
                      f"with METHOD one of {', '.join(methods.names())}")
 
 

@@ -23,6 +23,7 @@ from transformers import (AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Llam
                           PreTrainedTokenizerFast, get_cosine_schedule_with_warmup)
 
 from harness.data.collate import encode_qa, pad_batch
+from harness.data.lume import LumeWorldConfig, as_qa, load_lume, write_lume
 from harness.data.tofu import read_split, retain_split_for
 from harness.data.world import WorldConfig, write_world
 
@@ -117,9 +118,10 @@ def build_model(cfg: EmbeddedModelConfig, tokenizer) -> LlamaForCausalLM:
 
 def train_lm(model, tokenizer, rows: list[dict], cfg: EmbeddedModelConfig, epochs: int, desc: str):
     """Plain supervised training on QA rows (loss on the answer, and on the question if the recipe says so),
-    AdamW with a cosine schedule."""
+    AdamW with a cosine schedule. A row's `template` (default qa) says how it is prompted."""
     seed_everything(cfg.seed)
-    examples = [encode_qa(tokenizer, r["question"], r["answer"], loss_on_prompt=cfg.loss_on_question) for r in rows]
+    examples = [encode_qa(tokenizer, r["question"], r["answer"], r.get("template", "qa"),
+                          loss_on_prompt=cfg.loss_on_question) for r in rows]
     steps_per_epoch = -(-len(examples) // cfg.batch_size)
     total = steps_per_epoch * epochs
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
@@ -181,29 +183,71 @@ class EmbeddedModels:
     retain_dir: Path
 
 
-def prepare_embedded(world_cfg: WorldConfig, model_cfg: EmbeddedModelConfig, forget_split: str,
-                     cache_dir=None) -> EmbeddedModels:
-    """Generate the world and train (or find in the cache) the base, target and retain models."""
+def _embedded_root(world_cfg: WorldConfig, model_cfg: EmbeddedModelConfig, cache_dir) -> tuple[Path, Path]:
+    """The cache folder of one world and recipe, and its world data (generated on first use)."""
     root = cache_root(cache_dir) / f"embedded-{config_hash(RECIPE_VERSION, world_cfg, model_cfg)}"
     world_dir = root / "world"
     if not (world_dir / "world_config.json").exists():
         write_world(world_cfg, world_dir)
-    read = lambda name: read_split(world_dir / f"{name}.json")  # noqa: E731
-    general = read("world_facts") + read("real_authors")
+    return root, world_dir
 
+
+def _general(world_dir: Path) -> list[dict]:
+    """The world's general knowledge, which the base learns and every fine-tune replays."""
+    return read_split(world_dir / "world_facts.json") + read_split(world_dir / "real_authors.json")
+
+
+def _finetune(root: Path, world_dir: Path, model_cfg: EmbeddedModelConfig, rows: list[dict], epochs: int,
+              desc: str):
+    """A maker for the base trained further on `rows`; general facts are replayed so the tiny model keeps
+    them, as a large pretrained model would."""
     def make_base():
         tokenizer = train_tokenizer(_world_texts(world_dir), model_cfg.vocab_size)
         model = build_model(model_cfg, tokenizer)
-        return train_lm(model, tokenizer, general, model_cfg, model_cfg.base_epochs, "train base"), tokenizer
+        model = train_lm(model, tokenizer, _general(world_dir), model_cfg, model_cfg.base_epochs, "train base")
+        return model, tokenizer
 
-    def finetune(split: str, desc: str):
-        def make():
-            model, tokenizer = load_model(_ensure(root / "base", make_base))
-            # General facts are replayed so the tiny model keeps them, as a large pretrained model would.
-            return train_lm(model, tokenizer, read(split) + general, model_cfg, model_cfg.target_epochs, desc), tokenizer
-        return make
+    def make():
+        model, tokenizer = load_model(_ensure(root / "base", make_base))
+        return train_lm(model, tokenizer, rows + _general(world_dir), model_cfg, epochs, desc), tokenizer
+    return make
 
-    target_dir = _ensure(root / "target", finetune("full", "train target"))
-    retain_dir = _ensure(root / f"retain-{forget_split}",
-                         finetune(retain_split_for(forget_split), f"train retain ({forget_split} held out)"))
+
+def prepare_embedded(world_cfg: WorldConfig, model_cfg: EmbeddedModelConfig, forget_split: str,
+                     cache_dir=None) -> EmbeddedModels:
+    """Generate the world and train (or find in the cache) the base, target and retain models."""
+    root, world_dir = _embedded_root(world_cfg, model_cfg, cache_dir)
+    read = lambda name: read_split(world_dir / f"{name}.json")  # noqa: E731
+    target_dir = _ensure(root / "target", _finetune(root, world_dir, model_cfg, read("full"),
+                                                    model_cfg.target_epochs, "train target"))
+    retain_rows = read(retain_split_for(forget_split))
+    retain_dir = _ensure(root / f"retain-{forget_split}", _finetune(
+        root, world_dir, model_cfg, retain_rows, model_cfg.target_epochs, f"train retain ({forget_split} held out)"))
     return EmbeddedModels(world_dir, target_dir, retain_dir)
+
+
+@dataclass
+class EmbeddedLume:
+    """Paths of the embedded LUME benchmark: its documents, the TOFU-style world (the bridge's tasks) and
+    the target model."""
+
+    data_dir: Path
+    world_dir: Path
+    target_dir: Path
+
+
+def prepare_embedded_lume(world_cfg: WorldConfig, lume_cfg: LumeWorldConfig, model_cfg: EmbeddedModelConfig,
+                          cache_dir=None) -> EmbeddedLume:
+    """The LUME documents, and a target model: the embedded base (world facts and real authors) trained
+    further on every forget and retain row, prompted raw as LUME does. There is no retain model: LUME's
+    metrics do not need one."""
+    root, world_dir = _embedded_root(world_cfg, model_cfg, cache_dir)
+    lume_root = root / f"lume-{config_hash(RECIPE_VERSION, lume_cfg)}"
+    data_dir = lume_root / "data"
+    if not (data_dir / "lume_config.json").exists():
+        write_lume(lume_cfg, data_dir)
+    splits = load_lume(data_dir)
+    rows = [dict(r, template="raw") for r in as_qa(splits.forget + splits.retain)]
+    target_dir = _ensure(lume_root / "target", _finetune(root, world_dir, model_cfg, rows, lume_cfg.epochs,
+                                                         "train LUME target"))
+    return EmbeddedLume(data_dir, world_dir, target_dir)

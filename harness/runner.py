@@ -19,16 +19,21 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from evaluators import lm_eval_bridge
+from evaluators import lume as lume_eval
 from evaluators import tofu as tofu_eval
 from evaluators.tofu import RetainReference
 from harness.config import BENCHMARKS, RunConfig, method_config
+from harness.data.lume import as_qa, load_lume
 from harness.data.tofu import check_template, load_splits
-from harness.models import config_hash, load_model, prepare_embedded, seed_everything
+from harness.models import config_hash, load_model, prepare_embedded, prepare_embedded_lume, seed_everything
 from harness.registry import load_builtin_methods, methods
 
 IDENTITY_COLUMNS = ["benchmark", "method", "variant", "kind", "seed", "model", "forget_split", "template",
-                    "config_hash", "steps", "trainable_params", "unlearn_seconds", "eval_seconds", "wall_seconds"]
+                    "config_hash", "steps", "trainable_params", "unlearn_seconds", "eval_seconds", "lmeval_seconds",
+                    "wall_seconds"]
 REFERENCE_ROWS = ("target", "retain")
+LUME_MMLU_SUBSTITUTE = "embedded_world_facts_mc"   # LUME's final score without MMLU: the bridge's world-facts MC
 TARGET_MIN_EM = 0.9
 
 
@@ -64,37 +69,74 @@ def cells(cfg: RunConfig) -> list[Cell]:
 
 @dataclasses.dataclass
 class Benchmark:
-    """Resolved data and models of one benchmark (`retain_dir` None: no retain model to evaluate)."""
+    """Resolved data and models of one benchmark (`retain_dir` None: no retain model to evaluate). `family`
+    picks the evaluator (tofu or lume); `forget` and `retain` are the rows the methods train on."""
 
     name: str
+    family: str
     splits: object
+    forget: list[dict]
+    retain: list[dict]
+    forget_split: str
     target_dir: Path | str
     retain_dir: Path | str | None
     model_name: str
     identity: dict
+    lm_eval_dir: Path | None = None      # the bridge's task YAMLs, written by `run` when tasks are asked for
+
+
+def _no_real_paths(cfg: RunConfig) -> None:
+    for flag, value in (("--data", cfg.data), ("--model", cfg.model), ("--retain-model", cfg.retain_model)):
+        if value:
+            raise ValueError(f"{flag}: the embedded benchmark brings its own; use --benchmark tofu or lume for real "
+                             f"data and models")
+
+
+def _need_real_paths(cfg: RunConfig, what: str) -> None:
+    if not cfg.data or not cfg.model:
+        raise ValueError(f"--benchmark {cfg.benchmark}: needs --data ({what}) and --model (the target model)")
 
 
 def prepare_benchmark(cfg: RunConfig) -> Benchmark:
-    """The embedded world and its cached models (tofu-mini), or real TOFU data with `--model` (tofu)."""
+    """The embedded worlds and their cached models (tofu-mini, lume-mini), or real data with `--model`."""
     if cfg.benchmark not in BENCHMARKS:
         raise ValueError(f"--benchmark {cfg.benchmark}: unknown; expected one of {', '.join(BENCHMARKS)}")
+    if cfg.benchmark in ("lume", "lume-mini"):
+        return _prepare_lume(cfg)
     if cfg.benchmark == "tofu":
-        if not cfg.data or not cfg.model:
-            raise ValueError("--benchmark tofu: needs --data (a TOFU folder or hub name) and --model "
-                             "(the target model)")
+        _need_real_paths(cfg, "a TOFU folder or hub name")
         if cfg.retain_model and cfg.retain_eval:
             raise ValueError("--retain-model and --retain-eval: give one retain reference, not both")
         identity = {"data": str(cfg.data), "model": str(cfg.model), "retain_model": cfg.retain_model}
-        return Benchmark("tofu", load_splits(cfg.data, cfg.forget_split), cfg.model, cfg.retain_model,
-                         Path(str(cfg.model).rstrip("/")).name, identity)
-    for flag, value in (("--data", cfg.data), ("--model", cfg.model), ("--retain-model", cfg.retain_model)):
-        if value:
-            raise ValueError(f"{flag}: the embedded benchmark brings its own; use --benchmark tofu for real data "
-                             f"and models")
+        splits = load_splits(cfg.data, cfg.forget_split)
+        return Benchmark("tofu", "tofu", splits, splits.forget, splits.retain, cfg.forget_split, cfg.model,
+                         cfg.retain_model, Path(str(cfg.model).rstrip("/")).name, identity)
+    _no_real_paths(cfg)
     embedded = prepare_embedded(cfg.world, cfg.train, cfg.forget_split, cfg.cache_dir)
     identity = {"world": dataclasses.asdict(cfg.world), "train": dataclasses.asdict(cfg.train)}
-    return Benchmark(cfg.benchmark, load_splits(embedded.world_dir, cfg.forget_split), embedded.target_dir,
-                     embedded.retain_dir, f"embedded-llama-{config_hash(identity)}", identity)
+    splits = load_splits(embedded.world_dir, cfg.forget_split)
+    return Benchmark(cfg.benchmark, "tofu", splits, splits.forget, splits.retain, cfg.forget_split,
+                     embedded.target_dir, embedded.retain_dir, f"embedded-llama-{config_hash(identity)}", identity)
+
+
+def _prepare_lume(cfg: RunConfig) -> Benchmark:
+    """LUME has no retain model: its metrics compare forget with retain rows and members with non-members."""
+    if cfg.retain_model or cfg.retain_eval:
+        raise ValueError(f"--benchmark {cfg.benchmark}: LUME's metrics need no retain model; drop --retain-model "
+                         f"and --retain-eval")
+    if cfg.benchmark == "lume":
+        _need_real_paths(cfg, "a folder of the official LUME files")
+        splits, target, name = load_lume(cfg.data), cfg.model, Path(str(cfg.model).rstrip("/")).name
+        identity = {"data": str(cfg.data), "model": str(cfg.model)}
+    else:
+        _no_real_paths(cfg)
+        embedded = prepare_embedded_lume(cfg.world, cfg.lume, cfg.train, cfg.cache_dir)
+        identity = {"world": dataclasses.asdict(cfg.world), "lume": dataclasses.asdict(cfg.lume),
+                    "train": dataclasses.asdict(cfg.train)}
+        splits, target = load_lume(embedded.data_dir), embedded.target_dir
+        name = f"embedded-llama-{config_hash(identity)}"
+    return Benchmark(cfg.benchmark, "lume", splits, as_qa(splits.forget), as_qa(splits.retain), "forget", target,
+                     None, name, identity)
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -138,18 +180,53 @@ def write_leaderboard(out_dir: Path) -> Path:
     return path
 
 
+def lm_eval_tasks(cfg: RunConfig, bench: Benchmark) -> list[str]:
+    """`--lm-eval-tasks`, plus, on LUME without MMLU, the named substitute its final score uses."""
+    tasks = list(cfg.lm_eval_tasks)
+    if bench.family == "lume" and "mmlu" not in tasks and LUME_MMLU_SUBSTITUTE not in tasks:
+        tasks.append(LUME_MMLU_SUBSTITUTE)
+    return tasks
+
+
 def _evaluate(model, tokenizer, bench: Benchmark, cfg: RunConfig, reference: RetainReference | None):
-    """All TOFU figures, plus forget quality and privleak when there is a retain reference."""
+    """The benchmark's figures (TOFU's, plus forget quality and privleak when there is a retain reference; or
+    LUME's), then the lm-eval tasks (`lmeval_seconds`), then LUME's final score."""
     start = time.perf_counter()
-    result = tofu_eval.evaluate(model, tokenizer, bench.splits.eval, cfg.eval)
-    if reference is not None:
-        result.metrics |= tofu_eval.reference_metrics(result, reference)
+    if bench.family == "lume":
+        result = lume_eval.evaluate(model, tokenizer, bench.splits, cfg.eval)
+    else:
+        result = tofu_eval.evaluate(model, tokenizer, bench.splits.eval, cfg.eval)
+        if reference is not None:
+            result.metrics |= tofu_eval.reference_metrics(result, reference)
+    tasks = lm_eval_tasks(cfg, bench)
+    if tasks:
+        bridge_start = time.perf_counter()
+        result.metrics |= lm_eval_bridge.run_tasks(model, tokenizer, tasks, bench.lm_eval_dir, cfg.eval.batch_size)
+        result.metrics["lmeval_seconds"] = time.perf_counter() - bridge_start
+    if bench.family == "lume":
+        result.metrics |= _lume_final_score(result.metrics)
     return result, time.perf_counter() - start
+
+
+def _evaluation_identity(bench: Benchmark, cfg: RunConfig) -> list:
+    """What every cell's hash shares: data and models, forget split, evaluation settings, lm-eval tasks."""
+    tasks = lm_eval_tasks(cfg, bench)
+    return [bench.identity, cfg.forget_split, dataclasses.asdict(cfg.eval)] + ([tasks] if tasks else [])
+
+
+def _lume_final_score(metrics: dict) -> dict:
+    """`lume_final_score_mmlu`, or `lume_final_score_<substitute>` when no MMLU was run."""
+    if "lmeval_mmlu_acc" in metrics:
+        name, general = "mmlu", metrics["lmeval_mmlu_acc"]
+    else:
+        name, general = "world_facts_mc", metrics[f"lmeval_{LUME_MMLU_SUBSTITUTE}_acc"]
+    return {f"lume_final_score_{name}": lume_eval.final_score(metrics["lume_task_aggregate"], general,
+                                                              metrics["lume_mia_score"])}
 
 
 def _base_row(bench: Benchmark, cfg: RunConfig, method: str, kind: str, seed, cell_hash: str) -> dict:
     return {"benchmark": bench.name, "method": method, "kind": kind, "seed": seed, "model": bench.model_name,
-            "forget_split": cfg.forget_split, "template": cfg.eval.template, "config_hash": cell_hash}
+            "forget_split": bench.forget_split, "template": cfg.eval.template, "config_hash": cell_hash}
 
 
 def retain_reference(bench: Benchmark, cfg: RunConfig, out_dir: Path) -> RetainReference | None:
@@ -157,12 +234,14 @@ def retain_reference(bench: Benchmark, cfg: RunConfig, out_dir: Path) -> RetainR
     or read from `--retain-eval`; None (with a warning) when there is neither."""
     if cfg.retain_eval:
         return RetainReference.load(cfg.retain_eval)
+    if bench.family == "lume":
+        return None
     if bench.retain_dir is None:
         print("warning: no retain model (--retain-model or --retain-eval), so no forget_quality or privleak",
               file=sys.stderr)
         return None
     path = out_dir / "reference" / "retain.json"
-    cell_hash = config_hash(bench.identity, cfg.forget_split, dataclasses.asdict(cfg.eval), "retain")
+    cell_hash = config_hash(*_evaluation_identity(bench, cfg), "retain")
     if cell_done(out_dir / "results", "retain", cell_hash) and path.exists():
         return RetainReference.load(path)
     model, tokenizer = load_model(bench.retain_dir, cfg.trust_remote_code)
@@ -176,7 +255,7 @@ def retain_reference(bench: Benchmark, cfg: RunConfig, out_dir: Path) -> RetainR
 
 def run_target(bench: Benchmark, cfg: RunConfig, results_dir: Path, reference: RetainReference | None) -> None:
     """Evaluate the target model (before unlearning) as a leaderboard row of its own."""
-    cell_hash = config_hash(bench.identity, cfg.forget_split, dataclasses.asdict(cfg.eval), "target",
+    cell_hash = config_hash(*_evaluation_identity(bench, cfg), "target",
                             reference and dataclasses.asdict(reference))
     if cell_done(results_dir, "target", cell_hash):
         return
@@ -195,9 +274,10 @@ def _write_reference_row(bench, cfg, which: str, cell_hash: str, result, eval_se
 
 def _warn_if_nothing_to_unlearn(metrics: dict) -> None:
     for split in ("forget", "retain"):
-        if metrics[f"{split}_em_contains"] < TARGET_MIN_EM:
-            print(f"warning: the target model answers only {metrics[f'{split}_em_contains']:.0%} of the {split} "
-                  f"questions (em_contains); below {TARGET_MIN_EM:.0%} there is little to unlearn", file=sys.stderr)
+        for column in (f"{split}_em_contains", f"lume_{split}_knowledge", f"lume_{split}_regurgitation"):
+            if metrics.get(column, 1.0) < TARGET_MIN_EM:
+                print(f"warning: the target model scores only {metrics[column]:.0%} on {column}; below "
+                      f"{TARGET_MIN_EM:.0%} there is little to unlearn", file=sys.stderr)
 
 
 def cell_config(cfg: RunConfig, cell: Cell):
@@ -216,14 +296,14 @@ def run_method(bench: Benchmark, cfg: RunConfig, cell: Cell, results_dir: Path,
                reference: RetainReference | None) -> None:
     """Unlearn a fresh copy of the target model with the cell's method, grid point and seed, then evaluate."""
     mcfg = cell_config(cfg, cell)
-    cell_hash = config_hash(bench.identity, cfg.forget_split, dataclasses.asdict(cfg.eval), cell.method,
+    cell_hash = config_hash(*_evaluation_identity(bench, cfg), cell.method,
                             dataclasses.asdict(mcfg), reference and dataclasses.asdict(reference))
     if cell_done(results_dir, cell.name, cell_hash):
         return
     start = time.perf_counter()
     model, tokenizer = load_model(bench.target_dir, cfg.trust_remote_code)
     seed_everything(cell.seed)
-    report = methods[cell.method](mcfg).unlearn(model, tokenizer, bench.splits.forget, bench.splits.retain)
+    report = methods[cell.method](mcfg).unlearn(model, tokenizer, bench.forget, bench.retain)
     result, eval_seconds = _evaluate(model, tokenizer, bench, cfg, reference)
     sweep = {"variant": cell.variant} | _swept_values(mcfg, cell.point) if cell.point else {}
     row = _base_row(bench, cfg, cell.method, "method", cell.seed, cell_hash) | sweep | {
@@ -261,6 +341,8 @@ def run(cfg: RunConfig) -> Path:
     bench = prepare_benchmark(cfg)
     out_dir = Path(cfg.out_dir)
     results_dir = out_dir / "results"
+    if lm_eval_tasks(cfg, bench):
+        bench.lm_eval_dir = lm_eval_bridge.write_embedded_tasks(out_dir / "lm_eval_tasks", cfg.world)
     reference = retain_reference(bench, cfg, out_dir)
     run_target(bench, cfg, results_dir, reference)
     for cell in tqdm(cells(cfg), desc="cells", unit="cell"):

@@ -13,18 +13,19 @@ ROOT = Path(__file__).resolve().parents[1]
 BOARDS = ROOT / "leaderboards"
 
 
-@pytest.mark.parametrize("name", ["tofu-mini", "tofu-mini-smoke"])
-def test_committed_leaderboards_have_references_then_three_methods(name):
+@pytest.mark.parametrize("name, seeds", [("tofu-mini", [0, 1, 2]), ("tofu-mini-smoke", [0]), ("lume-mini", [0])])
+def test_committed_leaderboards_have_references_then_three_methods(name, seeds):
     board = read_leaderboard(BOARDS / f"{name}.csv")
-    assert list(board["method"][:2]) == ["target", "retain"]
-    assert set(board["method"][2:]) == {"fo-graddiff", "so-graddiff", "simu"}
-    seeds = {"tofu-mini": [0, 1, 2], "tofu-mini-smoke": [0]}[name]
+    references = ["target"] if name.startswith("lume") else ["target", "retain"]     # LUME has no retain model
+    assert list(board["method"][:len(references)]) == references
+    assert set(board["method"][len(references):]) == {"fo-graddiff", "so-graddiff", "simu"}
     assert all(sorted(board.loc[board["method"] == m, "seed"]) == seeds for m in ("fo-graddiff", "so-graddiff", "simu"))
 
 
-def test_rendered_table_is_the_csv_rendered_and_the_readme_shows_it():
-    table = (BOARDS / "tofu-mini.md").read_text()
-    assert table == render(read_leaderboard(BOARDS / "tofu-mini.csv"))
+@pytest.mark.parametrize("name", ["tofu-mini", "lume-mini"])
+def test_rendered_table_is_the_csv_rendered_and_the_readme_shows_it(name):
+    table = (BOARDS / f"{name}.md").read_text()
+    assert table == render(read_leaderboard(BOARDS / f"{name}.csv"))
     assert table in (ROOT / "README.md").read_text()
 
 
@@ -38,5 +39,7 @@ def test_committed_tradeoff_plot_is_a_figure_and_in_the_readme():
 def test_commands_that_made_them_are_documented():
     readme = (BOARDS / "README.md").read_text()
     assert "<!-- tofu-mini-command -->" in readme and "--seeds 0,1,2" in readme
+    assert "<!-- lume-mini-command -->" in readme and "--benchmark lume-mini" in readme
     smoke = readme.split("<!-- smoke-command -->", 1)[1].split("```bash\n", 1)[1].split("\n```", 1)[0]
-    assert "--preset tofu-mini-smoke" in smoke and "harness check runs/smoke --against leaderboards/tofu-mini-smoke.csv" in smoke
+    assert "--preset tofu-mini-smoke" in smoke
+    assert "harness check runs/smoke --against leaderboards/tofu-mini-smoke.csv" in smoke

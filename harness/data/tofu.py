@@ -16,6 +16,7 @@ TEMPLATES = {
     "qa": ("Question: {q}\nAnswer:", " {a}"),      # base models (and the embedded model)
     "llama2": ("[INST] {q} [/INST]", " {a}"),      # TOFU's Llama-2 chat format
     "chat": None,                                  # the tokenizer's own chat template
+    "raw": ("{q}", "{a}"),                         # LUME: the input as the prompt, the output appended as is
 }
 EVAL_SPLITS = ("forget", "retain", "real_authors", "world_facts")
 QA_FIELDS = ("question", "answer")

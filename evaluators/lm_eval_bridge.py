@@ -1,0 +1,129 @@
+"""lm-eval in-process on the live (unlearned) model: `HFLM(pretrained=model, tokenizer=tokenizer)`.
+
+Two offline tasks are built from the embedded world, their YAMLs written at run time with absolute data paths
+(lm-eval resolves relative `data_files` against the working directory):
+- `embedded_world_facts_mc`: multiple choice over the world facts, the true answer among its perturbed ones;
+- `embedded_real_authors_loglik`: the log-likelihood (perplexity, and whether greedy) of the real authors'
+  answers.
+Any lm-eval task name (`mmlu`, `arc_easy`, ...) can be named too; one that cannot be loaded offline is an
+error naming it. Results become columns `lmeval_<task>_<metric>`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from harness.data.world import WorldConfig, generate_world
+
+EMBEDDED_TASKS = ("embedded_world_facts_mc", "embedded_real_authors_loglik")
+PROMPT = "Question: {{question}}\nAnswer:"   # the embedded models' `qa` template; choices follow after a space
+YAML = {
+    "embedded_world_facts_mc": """task: embedded_world_facts_mc
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: multiple_choice
+doc_to_text: "{prompt}"
+doc_to_choice: choices
+doc_to_target: label
+metric_list:
+  - metric: acc
+    aggregation: mean
+    higher_is_better: true
+  - metric: acc_norm
+    aggregation: mean
+    higher_is_better: true
+""",
+    "embedded_real_authors_loglik": """task: embedded_real_authors_loglik
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: loglikelihood
+doc_to_text: "{prompt}"
+doc_to_target: " {{answer}}"
+metric_list:
+  - metric: perplexity
+    aggregation: perplexity
+    higher_is_better: false
+  - metric: acc
+    aggregation: mean
+    higher_is_better: true
+""",
+}
+
+
+def _mc_rows(world: dict, seed: int) -> list[dict]:
+    """World facts as multiple choice: the answer shuffled in among its perturbed answers (seeded)."""
+    rng, rows = random.Random(seed), []
+    for row in world["world_facts"]:
+        choices = [row["answer"], *row["perturbed_answer"]]
+        rng.shuffle(choices)
+        rows.append({"question": row["question"], "choices": choices, "label": choices.index(row["answer"])})
+    return rows
+
+
+def write_embedded_tasks(folder: Path, world_cfg: WorldConfig) -> Path:
+    """The embedded tasks' data (JSON lines) and YAMLs under `folder`, with absolute paths; returns it."""
+    folder = Path(folder).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    world = generate_world(world_cfg)
+    data = {"embedded_world_facts_mc": _mc_rows(world, world_cfg.seed),
+            "embedded_real_authors_loglik": [{"question": r["question"], "answer": r["answer"]}
+                                             for r in world["real_authors"]]}
+    for task, rows in data.items():
+        path = folder / f"{task}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        yaml = YAML[task].replace("{data}", json.dumps(str(path))).replace("{prompt}", PROMPT.replace("\n", "\\n"))
+        (folder / f"{task}.yaml").write_text(yaml, encoding="utf-8")
+    return folder
+
+
+def _columns(results: dict) -> dict[str, float]:
+    """`{task: {"acc,none": v, "acc_stderr,none": s, "alias": ...}}` -> `lmeval_<task>_<metric>` (no stderr)."""
+    out = {}
+    for task, values in results.items():
+        for key, value in values.items():
+            metric, _, _filter = key.partition(",")
+            if _ and "stderr" not in metric and isinstance(value, (int, float)):
+                out[f"lmeval_{task}_{metric}"] = float(value)
+    return out
+
+
+_MANAGERS: dict = {}
+
+
+def run_tasks(model, tokenizer, tasks: list[str], tasks_dir: Path, batch_size: int = 16) -> dict[str, float]:
+    """Run `tasks` with lm-eval on the live model; the model is put back in the mode it was in."""
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    key = str(tasks_dir)
+    if key not in _MANAGERS:   # indexing lm-eval's thousands of task YAMLs takes seconds: once per process
+        _MANAGERS[key] = TaskManager(include_path=key)
+    manager = _MANAGERS[key]
+    for task in tasks:
+        if task not in manager.all_tasks:
+            raise ValueError(f"--lm-eval-tasks {task}: not an lm-eval task (the embedded ones are "
+                             f"{', '.join(EMBEDDED_TASKS)})")
+    was_training = model.training
+    try:
+        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+        try:
+            output = lm_eval.simple_evaluate(model=lm, tasks=list(tasks), task_manager=manager, log_samples=False,
+                                             bootstrap_iters=0, verbosity="ERROR")
+        except Exception as err:  # noqa: BLE001 -- datasets/hub raise many kinds when a task cannot load
+            if any(t not in EMBEDDED_TASKS for t in tasks):
+                raise ValueError(f"--lm-eval-tasks {','.join(t for t in tasks if t not in EMBEDDED_TASKS)}: could "
+                                 f"not be loaded ({type(err).__name__}: {str(err)[:200]}); offline, only tasks whose "
+                                 f"data is in the local datasets cache run") from None
+            raise
+    finally:
+        model.train(was_training)
+    return _columns(output["results"])
