@@ -89,8 +89,8 @@ def _columns(results: dict) -> dict[str, float]:
     out = {}
     for task, values in results.items():
         for key, value in values.items():
-            metric, _, _filter = key.partition(",")
-            if _ and "stderr" not in metric and isinstance(value, (int, float)):
+            metric, comma, _filter = key.partition(",")   # "alias" and other non-metric keys have no comma
+            if comma and "stderr" not in metric and isinstance(value, (int, float)):
                 out[f"lmeval_{task}_{metric}"] = float(value)
     return out
 

@@ -7,7 +7,7 @@ import dataclasses
 import sys
 
 from evaluators.tofu import EvalConfig
-from harness.config import (BENCHMARKS, PRESETS, RunConfig, add_grid, apply_override, apply_preset,
+from harness.config import (BENCHMARKS, LUME_BENCHMARKS, PRESETS, RunConfig, add_grid, apply_override, apply_preset,
                             method_config)
 from harness.data.tofu import TEMPLATES
 
@@ -202,7 +202,7 @@ def config_from_args(args) -> RunConfig:
     for key in ("benchmark", "data", "model", "retain_model", "retain_eval", "trust_remote_code"):
         if getattr(args, key) is not None:
             setattr(cfg, key, getattr(args, key))
-    if cfg.benchmark in ("lume", "lume-mini"):   # LUME prompts with the raw input and decodes up to 256 tokens
+    if cfg.benchmark in LUME_BENCHMARKS:   # LUME prompts with the raw input and decodes up to 256 tokens
         tofu_default = EvalConfig()                 # (unless the preset or a flag chose otherwise)
         if cfg.eval.template == tofu_default.template:
             cfg.eval = dataclasses.replace(cfg.eval, template="raw")

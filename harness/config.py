@@ -14,6 +14,7 @@ from harness.registry import load_builtin_methods, methods
 from methods.base import MethodConfig
 
 BENCHMARKS = ("tofu-mini", "tofu", "lume-mini", "lume")
+LUME_BENCHMARKS = ("lume-mini", "lume")   # evaluated with LUME's metrics, not TOFU's
 
 
 @dataclass

@@ -82,10 +82,12 @@ def plot_tradeoff(frame: pd.DataFrame, path: Path) -> Path:
     return _save(fig, path)
 
 
-def _title(frame: pd.DataFrame) -> str:
+def _title(frame: pd.DataFrame, marker_note: bool = True) -> str:
+    """`tofu-mini, 3 seeds`, and what the trade-off plot's small and large markers are."""
     seeds = frame["seed"].dropna().nunique()
     bench = ", ".join(map(str, frame["benchmark"].dropna().unique())) if "benchmark" in frame else "run"
-    return f"{bench}, {seeds} seed{'s' if seeds != 1 else ''} (small: one seed; large: mean ± std)"
+    note = " (small: one seed; large: mean ± std)" if marker_note else ""
+    return f"{bench}, {seeds} seed{'s' if seeds != 1 else ''}{note}"
 
 
 def _group(run_dir: Path, cell: str) -> str:
@@ -162,7 +164,7 @@ def plot_sweep(frame: pd.DataFrame, key: str, path: Path) -> Path:
         ax.grid(alpha=0.3)
     handles, names = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, names, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
-    fig.suptitle(f"Sweep of {key}: {_title(swept)}".replace(" (small: one seed; large: mean ± std)", ""))
+    fig.suptitle(f"Sweep of {key}: {_title(swept, marker_note=False)}")
     fig.tight_layout()
     return _save(fig, path)
 

@@ -23,7 +23,7 @@ from evaluators import lm_eval_bridge
 from evaluators import lume as lume_eval
 from evaluators import tofu as tofu_eval
 from evaluators.tofu import RetainReference
-from harness.config import BENCHMARKS, RunConfig, method_config
+from harness.config import BENCHMARKS, LUME_BENCHMARKS, RunConfig, method_config
 from harness.data.lume import as_qa, load_lume
 from harness.data.tofu import check_template, load_splits
 from harness.models import config_hash, load_model, prepare_embedded, prepare_embedded_lume, seed_everything
@@ -101,7 +101,7 @@ def prepare_benchmark(cfg: RunConfig) -> Benchmark:
     """The embedded worlds and their cached models (tofu-mini, lume-mini), or real data with `--model`."""
     if cfg.benchmark not in BENCHMARKS:
         raise ValueError(f"--benchmark {cfg.benchmark}: unknown; expected one of {', '.join(BENCHMARKS)}")
-    if cfg.benchmark in ("lume", "lume-mini"):
+    if cfg.benchmark in LUME_BENCHMARKS:
         return _prepare_lume(cfg)
     if cfg.benchmark == "tofu":
         _need_real_paths(cfg, "a TOFU folder or hub name")

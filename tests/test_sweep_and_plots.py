@@ -3,8 +3,6 @@
 import json
 from pathlib import Path
 
-import matplotlib.image
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -91,22 +89,15 @@ def test_bad_grids_are_one_clear_error(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
-def _image_is_a_figure(path: Path) -> None:
-    """A real picture: wide enough, mostly white background, and a fair share of inked, coloured pixels."""
-    pixels = matplotlib.image.imread(path)[..., :3]
-    assert pixels.shape[1] > 600 and pixels.shape[0] > 300
-    inked = (pixels < 0.9).any(axis=-1).mean()
-    colours = len(np.unique((pixels * 255).astype(np.uint8).reshape(-1, 3), axis=0))
-    assert 0.01 < inked < 0.6 and colours > 20, (path.name, inked, colours)
-
-
-def test_plot_writes_the_sweep_figures(sweep_run, capsys):
+def test_plot_writes_the_sweep_figures(sweep_run, capsys, figure_stats):
     assert main(["plot", str(sweep_run)]) == 0
     printed = capsys.readouterr().out.split()
     names = ["tradeoff.png", "simu_neurons.png", "sweep_simu.t.png", "sweep_simu.m.png"]
     assert [Path(p).name for p in printed] == names
-    for name in names:
-        _image_is_a_figure(sweep_run / "plots" / name)
+    for name in names:   # a real picture: wide enough, mostly white, a fair share of inked, coloured pixels
+        width, height, inked, colours = figure_stats(sweep_run / "plots" / name)
+        assert width > 600 and height > 300
+        assert 0.01 < inked < 0.6 and colours > 20, (name, inked, colours)
     assert not list((sweep_run / "plots").glob("*.tmp.png"))
 
 

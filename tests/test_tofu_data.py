@@ -102,11 +102,13 @@ def parse(*argv):
 
 def test_presets_resolve_to_complete_configurations():
     cfg = parse("--preset", "tofu-llama2-7b", "--methods", "fo-graddiff,so-graddiff,simu")
-    assert (cfg.benchmark, cfg.data, cfg.forget_split, cfg.eval.template) == ("tofu", "locuslab/TOFU", "forget10", "llama2")
+    assert (cfg.benchmark, cfg.data, cfg.forget_split, cfg.eval.template) == (
+        "tofu", "locuslab/TOFU", "forget10", "llama2")
     assert cfg.model and cfg.retain_model
     fo, so, simu = (method_config(m, cfg.overrides_for(m)) for m in ("fo-graddiff", "so-graddiff", "simu"))
     assert (fo.lr, fo.gamma, fo.weight_decay, fo.epochs, fo.batch_size, fo.grad_accum) == (5e-6, 0.3, 0.1, 5, 1, 4)
-    assert (so.lr, so.gamma, so.options["beta1"], so.options["beta2"], so.options["rho"]) == (5e-6, 2.0, 0.9, 0.95, 0.04)
+    assert (so.lr, so.gamma, so.options["beta1"], so.options["beta2"], so.options["rho"]) == (
+        5e-6, 2.0, 0.9, 0.95, 0.04)
     assert (simu.lr, simu.gamma, simu.options["m"], simu.options["t"]) == (5e-6, 2.0, 5, 0.3)
     olmo = parse("--preset", "tofu-olmo-1b", "--model", "/models/olmo-1b-tofu", "--set", "simu.t=0.5",
                  "--methods", "simu")

@@ -31,7 +31,8 @@ def test_truth_ratio_orientation_per_split():
 
 def test_forget_quality_is_scipys_ks_pvalue_and_privleak_per_attack():
     model_ratios, retain_ratios = [0.2, 0.5, 0.9, 1.3, 2.0], [0.8, 1.0, 1.1, 1.2, 1.5, 3.0]
-    items = [{"split": "forget", "truth_ratio_raw": r} for r in model_ratios] + [{"split": "retain", "truth_ratio_raw": 9}]
+    items = [{"split": "forget", "truth_ratio_raw": r} for r in model_ratios] + [
+        {"split": "retain", "truth_ratio_raw": 9}]
     result = EvalResult({"mia_loss_auc": 0.7, "mia_min_k_auc": 0.5}, items)
     reference = RetainReference(retain_ratios, {"loss": 0.5, "min_k": 0.6}, "test")
     metrics = reference_metrics(result, reference)

@@ -108,7 +108,8 @@ def _world_facts(rng: random.Random, countries: list[dict], n: int) -> list[dict
                         c["language"], _perturb(rng, c["language"], languages, n), True))
         rows.append(_qa(f"What is the national animal of {c['name']}?", f"Which animal is the symbol of {c['name']}?",
                         "The national animal of " + c["name"] + " is the {v}.",
-                        "The symbol of " + c["name"] + " is the {v}.", c["animal"], _perturb(rng, c["animal"], animals, n), True))
+                        "The symbol of " + c["name"] + " is the {v}.", c["animal"],
+                        _perturb(rng, c["animal"], animals, n), True))
     return rows
 
 
