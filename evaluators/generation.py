@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import torch
-from tqdm.auto import tqdm
+
+from harness.progress import progress
 
 
 @torch.no_grad()
@@ -13,7 +14,7 @@ def generate(model, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int,
     model.eval()
     pad = tokenizer.pad_token_id
     outputs = []
-    for start in tqdm(range(0, len(prompt_ids), batch_size), desc=desc, leave=False):
+    for start in progress(range(0, len(prompt_ids), batch_size), desc=desc, leave=False):
         chunk = prompt_ids[start:start + batch_size]
         width = max(len(p) for p in chunk)
         ids = torch.tensor([[pad] * (width - len(p)) + p for p in chunk])

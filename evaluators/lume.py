@@ -12,7 +12,6 @@ import statistics
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from evaluators import mia
 from evaluators.generation import generate
@@ -20,6 +19,7 @@ from evaluators.text import rouge_l_recall
 from evaluators.tofu import EvalConfig, EvalResult
 from harness.data.collate import IGNORE, pad_batch
 from harness.data.lume import SPLITS, TASKS, LumeSplits, kind
+from harness.progress import progress
 
 SCORE_OF_KIND = {"sc": "regurgitation", "qa": "knowledge"}
 
@@ -60,7 +60,7 @@ def document_nll(model, tokenizer, documents: list[str], batch_size: int) -> lis
     """Mean next-token NLL of each whole document, tokenized as is: `model(ids, labels=ids).loss` per doc."""
     model.eval()
     out = []
-    for start in tqdm(range(0, len(documents), batch_size), desc="score documents", leave=False):
+    for start in progress(range(0, len(documents), batch_size), desc="score documents", leave=False):
         ids = [tokenizer(d)["input_ids"] for d in documents[start:start + batch_size]]
         batch = pad_batch([{"input_ids": i, "labels": i} for i in ids], tokenizer.pad_token_id)
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()

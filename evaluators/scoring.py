@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from harness.data.collate import IGNORE, encode_qa, pad_batch
+from harness.progress import progress
 
 
 @torch.no_grad()
@@ -18,7 +18,7 @@ def score_answers(model, tokenizer, pairs: list[tuple[str, str]], batch_size: in
     model.eval()
     encoded = [encode_qa(tokenizer, q, a, template) for q, a in pairs]
     results = []
-    for start in tqdm(range(0, len(encoded), batch_size), desc=desc, leave=False):
+    for start in progress(range(0, len(encoded), batch_size), desc=desc, leave=False):
         batch = pad_batch(encoded[start:start + batch_size], tokenizer.pad_token_id)
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
         targets = batch["labels"][:, 1:]

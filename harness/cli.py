@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
+from pathlib import Path
 
 from evaluators.tofu import EvalConfig
 from harness.config import (BENCHMARKS, LUME_BENCHMARKS, PRESETS, RunConfig, add_grid, apply_override, apply_preset,
@@ -116,15 +118,38 @@ def build_parser() -> argparse.ArgumentParser:
                        help="comma-separated metric columns (default: forget/retain/world em_contains, ROUGE-L, "
                        "model_utility, forget_quality, mia_loss_auc, wall_seconds)")
     check = sub.add_parser("check", help="compare a run with a reference leaderboard; exit 1 on a regression",
-                           description="Compare a run with a reference leaderboard cell by cell (method, seed); print "
-                           "one line per metric that got worse by more than its tolerance and exit 1 if any did. "
-                           "Default tolerances: 0.05 absolute for rates, AUCs and scores, 10 points for privleak; an "
-                           "MIA AUC is worse when further from 0.5, privleak when further from 0. Timings and simu_* "
-                           "diagnostics are not checked.")
+                           description="Compare a run with a reference leaderboard: per method (and grid point), "
+                           "the mean over the seeds both hold, metric by metric; print one line per metric that got "
+                           "worse by more than its tolerance and exit 1 if any did. Tolerances come from "
+                           "NAME.tolerances.json beside the reference NAME.csv (written by `harness noise`); without "
+                           "one, 0.05 absolute (1 decade for forget_quality, 10 points for privleak). Forget quality "
+                           "is compared in log10; an MIA AUC is worse when further from 0.5, privleak when further "
+                           "from 0. Seeds and methods the run lacks are listed, not failed. Timings and simu_* "
+                           "diagnostics are not checked. When the run's environment (NAME.environment.json, "
+                           "OUT/environment.json) differs from the reference's, the differences are printed.")
     check.add_argument("run", metavar="RUN_CSV", help="the run's leaderboard CSV (or its run folder)")
     check.add_argument("--against", required=True, metavar="REFERENCE_CSV", help="the reference leaderboard")
     check.add_argument("--tolerance", action="append", default=[], metavar="METRIC=ABS",
-                       help="override one metric's tolerance (repeatable)")
+                       help="override one metric's tolerance, on its scale (repeatable)")
+    noise = sub.add_parser("noise", help="measure each metric's noise across CPU kernel sets; write tolerances",
+                           description="Run the same `harness run` once per ATen CPU kernel set "
+                           "(ATEN_CPU_CAPABILITY=default, avx2, avx512: those this CPU has), each training its own "
+                           "models, side by side with the cores split between them. Writes OUT/<kernel set>/ (the "
+                           "runs), OUT/noise.csv (every value under every kernel set) and OUT/tolerances.json: per "
+                           "metric the pooled standard deviation across kernel sets, the largest spread, one item's "
+                           "worth of the metric's split, and the tolerance max(3 sigma, spread, one item), plus the "
+                           "false alarms of a check whose tolerances were derived without one kernel set. Each run "
+                           "has its own model cache, CACHE_DIR/cache-<kernel set> (CACHE_DIR defaults to OUT). "
+                           "Rerunning resumes. Copy tolerances.json beside a reference as NAME.tolerances.json.",
+                           epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    noise.add_argument("--capabilities", type=_csv(str), default=None,
+                       help="comma-separated kernel sets (default: those this CPU has, of default,avx2,avx512)")
+    noise.add_argument("--reference-capability", default=None,
+                       help="the kernel set the reference leaderboard is made with, against which the held-out "
+                       "false alarms are counted (default: avx2 when measured)")
+    noise.add_argument("--jobs", type=int, default=None, help="runs at once (default: one per core, at most one "
+                       "per kernel set)")
+    _add_run_arguments(noise)
     plot = sub.add_parser("plot", help="PNG figures of a run: trade-off, SIMU's neurons per layer, sweep curves",
                           description="Write PNGs with matplotlib: the forget/retain trade-off (forget em_contains "
                           "against retain em_contains and against model utility, one point per method and seed, plus "
@@ -160,32 +185,80 @@ def run_plot(args) -> int:
 
 
 def run_check(args) -> int:
-    from harness.tables import checked_columns, read_leaderboard, regressions
+    from harness.regression import compare, read_tolerances, tolerances_path
+    from harness.results import environment_differences, environment_path, read_environments
+    from harness.tables import read_leaderboard
     run_frame, reference = read_leaderboard(args.run), read_leaderboard(args.against)
-    lines = regressions(run_frame, reference, _tolerances(args.tolerance))
-    for line in lines:
+    tolerances = read_tolerances(args.against)
+    check = compare(run_frame, reference, tolerances, _tolerances(args.tolerance))
+    if tolerances is None:
+        print(f"note: no {tolerances_path(args.against).name} beside the reference; default tolerances")
+    run_env, reference_env = (read_environments(environment_path(p)) for p in (args.run, args.against))
+    if not run_env or not reference_env:
+        missing = environment_path(args.run if not run_env else args.against)
+        print(f"note: no environment record ({missing}); cannot tell whether the environments differ")
+    elif differences := environment_differences(run_env, reference_env):
+        print("note: the run's environment differs from the reference's (reference -> run):")
+        print("\n".join(f"  {line}" for line in differences))
+    for line in check.notes:
+        print(f"note: {line}")
+    for line in check.regressions:
         print(line)
-    if lines:
-        print(f"{len(lines)} regression(s) against {args.against}", file=sys.stderr)
+    if check.regressions:
+        print(f"{len(check.regressions)} regression(s) against {args.against}", file=sys.stderr)
         return 1
-    print(f"no regressions: {len(reference)} cells x {len(checked_columns(run_frame, reference))} metrics "
-          f"within tolerance of {args.against}")
+    print(f"no regressions: {check.cells} cells x {check.metrics} metrics within tolerance of {args.against}")
     return 0
 
 
+def run_noise(args, argv: list[str]) -> int:
+    from harness.noise import native_capabilities, run_all, summarise
+    capabilities = args.capabilities or native_capabilities()
+    unknown = [c for c in capabilities if c not in ("default", "avx2", "avx512")]
+    if unknown or len(capabilities) < 2:
+        raise ValueError(f"--capabilities {','.join(capabilities)}: expected two or more of default, avx2, avx512")
+    reference = args.reference_capability or ("avx2" if "avx2" in capabilities else capabilities[-1])
+    if reference not in capabilities:
+        raise ValueError(f"--reference-capability {reference}: not among --capabilities {','.join(capabilities)}")
+    if args.jobs is not None and args.jobs < 1:
+        raise ValueError(f"--jobs {args.jobs}: expected 1 or more")
+    from harness.registry import methods
+    for name in config_from_args(args).methods:   # the run's own flags fail here, before any run starts
+        methods[name]
+    out = Path(args.out or f"runs/noise-{args.benchmark or args.preset or 'tofu-mini'}")
+    jobs = args.jobs or max(1, min(len(capabilities), os.cpu_count() or 1))
+    run_all(_without_flags(argv, NOISE_ONLY_FLAGS), out, Path(args.cache_dir or out), capabilities, jobs)
+    print(f"tolerances: {summarise(out, capabilities, reference)}")
+    return 0
+
+
+NOISE_ONLY_FLAGS = ("--capabilities", "--reference-capability", "--jobs", "--out", "--cache-dir")
+
+
+def _without_flags(argv: list[str], flags: tuple[str, ...]) -> list[str]:
+    """`argv` after the subcommand, less the given flags (`--flag value` or `--flag=value`)."""
+    out, skip = [], False
+    for arg in argv[1:]:
+        if skip:
+            skip = False
+        elif arg in flags:
+            skip = True
+        elif not arg.startswith(tuple(f"{f}=" for f in flags)):
+            out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
-    if args.command in ("table", "check", "plot"):
-        try:
-            return {"table": run_table, "check": run_check, "plot": run_plot}[args.command](args)
-        except (ValueError, OSError) as err:
-            print(f"harness: error: {err}", file=sys.stderr)
-            return 2
-    from harness.runner import run
     try:
-        cfg = config_from_args(args)
-        path = run(cfg)
-    except (ValueError, KeyError, OSError) as err:
+        if args.command == "noise":
+            return run_noise(args, argv)
+        if args.command in ("table", "check", "plot"):
+            return {"table": run_table, "check": run_check, "plot": run_plot}[args.command](args)
+        from harness.runner import run
+        path = run(config_from_args(args))
+    except (ValueError, KeyError, OSError, RuntimeError) as err:
         message = err.args[0] if isinstance(err, KeyError) else str(err)  # KeyError's str() adds quotes
         print(f"harness: error: {message}", file=sys.stderr)
         return 2

@@ -8,17 +8,15 @@ The embedded benchmark needs three models, trained once and cached under a hash 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import random
 import shutil
-from dataclasses import asdict, dataclass
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from tqdm.auto import tqdm
 from transformers import (AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM,
                           PreTrainedTokenizerFast, get_cosine_schedule_with_warmup)
 
@@ -26,6 +24,8 @@ from harness.data.collate import encode_qa, pad_batch
 from harness.data.lume import LumeWorldConfig, as_qa, load_lume, write_lume
 from harness.data.tofu import read_split, retain_split_for
 from harness.data.world import WorldConfig, write_world
+from harness.progress import note, progress
+from harness.results import config_hash
 
 RECIPE_VERSION = 1  # bump when the world generator or the training recipe changes, to invalidate caches
 SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
@@ -55,12 +55,6 @@ def cache_root(override: str | os.PathLike | None = None) -> Path:
     if override:
         return Path(override)
     return Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "unlearning-harness"))
-
-
-def config_hash(*parts) -> str:
-    """Short stable hash of dataclasses / dicts / strings, used for cache folders and result rows."""
-    blob = json.dumps([asdict(p) if hasattr(p, "__dataclass_fields__") else p for p in parts], sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 def seed_everything(seed: int) -> None:
@@ -127,7 +121,7 @@ def train_lm(model, tokenizer, rows: list[dict], cfg: EmbeddedModelConfig, epoch
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
     schedule = get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
     model.train()
-    bar = tqdm(total=total, desc=desc, unit="step")
+    bar, began = progress(total=total, desc=desc, unit="step"), time.perf_counter()
     for _ in range(epochs):
         order = torch.randperm(len(examples)).tolist()
         for start in range(0, len(order), cfg.batch_size):
@@ -141,6 +135,7 @@ def train_lm(model, tokenizer, rows: list[dict], cfg: EmbeddedModelConfig, epoch
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}")
     bar.close()
+    note(f"{desc}: {total} steps, last loss {loss.item():.3f}, {time.perf_counter() - began:.0f} s")
     model.eval()
     return model
 

@@ -20,7 +20,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from harness.runner import REFERENCE_ROWS, swept_columns  # noqa: E402
+from harness.results import REFERENCE_ROWS, swept_columns  # noqa: E402
 from harness.tables import ARROWS, direction, read_leaderboard, row_labels  # noqa: E402
 
 # TOFU's columns, or LUME's where a run has no TOFU ones

@@ -9,15 +9,12 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import os
 import re
 import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from evaluators import lm_eval_bridge
 from evaluators import lume as lume_eval
@@ -26,13 +23,12 @@ from evaluators.tofu import RetainReference
 from harness.config import BENCHMARKS, LUME_BENCHMARKS, RunConfig, method_config
 from harness.data.lume import as_qa, load_lume
 from harness.data.tofu import check_template, load_splits
-from harness.models import config_hash, load_model, prepare_embedded, prepare_embedded_lume, seed_everything
+from harness.models import load_model, prepare_embedded, prepare_embedded_lume, seed_everything
+from harness.progress import note, progress, quiet_libraries_in_logs
 from harness.registry import load_builtin_methods, methods
+from harness.results import (cell_done, config_hash, environment, record_environment, write_atomically, write_cell,
+                             write_leaderboard)
 
-IDENTITY_COLUMNS = ["benchmark", "method", "variant", "kind", "seed", "model", "forget_split", "template",
-                    "config_hash", "steps", "trainable_params", "unlearn_seconds", "eval_seconds", "lmeval_seconds",
-                    "wall_seconds"]
-REFERENCE_ROWS = ("target", "retain")
 LUME_MMLU_SUBSTITUTE = "embedded_world_facts_mc"   # LUME's final score without MMLU: the bridge's world-facts MC
 TARGET_MIN_EM = 0.9
 
@@ -139,47 +135,6 @@ def _prepare_lume(cfg: RunConfig) -> Benchmark:
                      None, name, identity)
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def write_cell(results_dir: Path, cell: str, row: dict, items: list[dict]) -> None:
-    """Items first, then the row: the row's JSON existing is what marks the cell done."""
-    results_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomically(results_dir / f"{cell}.items.jsonl", "".join(json.dumps(i) + "\n" for i in items))
-    _write_atomically(results_dir / f"{cell}.json", json.dumps(row, indent=1) + "\n")
-
-
-def cell_done(results_dir: Path, cell: str, cell_hash: str) -> bool:
-    path = results_dir / f"{cell}.json"
-    return path.exists() and json.loads(path.read_text())["config_hash"] == cell_hash
-
-
-def build_leaderboard(out_dir: Path) -> pd.DataFrame:
-    """One row per result file: the reference models first, then methods by name and seed."""
-    rows = [json.loads(p.read_text()) for p in sorted((out_dir / "results").glob("*.json"))]
-    frame = pd.DataFrame(rows)
-    frame["_order"] = frame["method"].map(lambda m: REFERENCE_ROWS.index(m) if m in REFERENCE_ROWS else 9)
-    swept = swept_columns(frame)
-    frame = frame.sort_values(["_order", "method", *swept, "seed"], na_position="first").drop(columns="_order")
-    frame["seed"] = frame["seed"].astype("Int64")  # integers, empty for the reference rows
-    metrics = [c for c in frame.columns if c not in IDENTITY_COLUMNS and c not in swept]
-    return frame[[c for c in IDENTITY_COLUMNS if c in frame.columns] + swept + metrics]
-
-
-def swept_columns(frame: pd.DataFrame) -> list[str]:
-    """A sweep's hyperparameter columns, named like the grid key (`simu.t`): the only names with a dot."""
-    return [c for c in frame.columns if "." in c]
-
-
-def write_leaderboard(out_dir: Path) -> Path:
-    path = out_dir / "leaderboard.csv"
-    _write_atomically(path, build_leaderboard(out_dir).to_csv(index=False))
-    return path
-
-
 def lm_eval_tasks(cfg: RunConfig, bench: Benchmark) -> list[str]:
     """`--lm-eval-tasks`, plus, on LUME without MMLU, the named substitute its final score uses."""
     tasks = list(cfg.lm_eval_tasks)
@@ -224,52 +179,74 @@ def _lume_final_score(metrics: dict) -> dict:
                                                               metrics["lume_mia_score"])}
 
 
-def _base_row(bench: Benchmark, cfg: RunConfig, method: str, kind: str, seed, cell_hash: str) -> dict:
+@dataclasses.dataclass(frozen=True)
+class Stamp:
+    """What every row of this run carries besides its own hash: the retain reference its forget quality and
+    privleak were scored against, and the environment it was made in (both recorded, never hashed)."""
+
+    reference: RetainReference | None
+    environment: str
+
+    @property
+    def reference_hash(self) -> str | None:
+        """A fingerprint of the retain model's measured values (not of where they were read from): a resume
+        re-runs the cells that were scored against other values."""
+        if self.reference is None:
+            return None
+        return config_hash(self.reference.forget_truth_ratios, self.reference.mia_auc)
+
+
+def _base_row(bench: Benchmark, cfg: RunConfig, method: str, kind: str, seed, cell_hash: str, stamp: Stamp) -> dict:
     return {"benchmark": bench.name, "method": method, "kind": kind, "seed": seed, "model": bench.model_name,
-            "forget_split": bench.forget_split, "template": cfg.eval.template, "config_hash": cell_hash}
+            "forget_split": bench.forget_split, "template": cfg.eval.template, "config_hash": cell_hash,
+            "retain_reference": stamp.reference_hash, "environment": stamp.environment}
 
 
-def retain_reference(bench: Benchmark, cfg: RunConfig, out_dir: Path) -> RetainReference | None:
-    """The retain model's reference: evaluated as the `retain` row (and saved as `reference/retain.json`),
-    or read from `--retain-eval`; None (with a warning) when there is neither."""
+def retain_reference(bench: Benchmark, cfg: RunConfig, out_dir: Path, environment_key: str) -> Stamp:
+    """The run's stamp with the retain model's reference: evaluated as the `retain` row (and saved as
+    `reference/retain.json`), or read from `--retain-eval`; no reference (with a warning) when there is
+    neither."""
     if cfg.retain_eval:
-        return RetainReference.load(cfg.retain_eval)
+        return Stamp(RetainReference.load(cfg.retain_eval), environment_key)
     if bench.family == "lume":
-        return None
+        return Stamp(None, environment_key)
     if bench.retain_dir is None:
         print("warning: no retain model (--retain-model or --retain-eval), so no forget_quality or privleak",
               file=sys.stderr)
-        return None
+        return Stamp(None, environment_key)
     path = out_dir / "reference" / "retain.json"
     cell_hash = config_hash(*_evaluation_identity(bench, cfg), "retain")
-    if cell_done(out_dir / "results", "retain", cell_hash) and path.exists():
-        return RetainReference.load(path)
+    if path.exists():
+        saved = Stamp(RetainReference.load(path), environment_key)
+        if cell_done(out_dir / "results", "retain", cell_hash, saved.reference_hash):
+            return saved
     model, tokenizer = load_model(bench.retain_dir, cfg.trust_remote_code)
     result, eval_seconds = _evaluate(model, tokenizer, bench, cfg, None)
-    reference = RetainReference.from_result(result, cfg.retain_model or "embedded retain model")
-    result.metrics |= tofu_eval.reference_metrics(result, reference)
-    reference.save(path)
-    _write_reference_row(bench, cfg, "retain", cell_hash, result, eval_seconds, out_dir / "results")
-    return reference
+    stamp = Stamp(RetainReference.from_result(result, cfg.retain_model or "embedded retain model"), environment_key)
+    result.metrics |= tofu_eval.reference_metrics(result, stamp.reference)
+    stamp.reference.save(path)
+    _write_reference_row(bench, cfg, "retain", cell_hash, stamp, result, eval_seconds, out_dir / "results")
+    return stamp
 
 
-def run_target(bench: Benchmark, cfg: RunConfig, results_dir: Path, reference: RetainReference | None) -> None:
+def run_target(bench: Benchmark, cfg: RunConfig, results_dir: Path, stamp: Stamp) -> None:
     """Evaluate the target model (before unlearning) as a leaderboard row of its own."""
-    cell_hash = config_hash(*_evaluation_identity(bench, cfg), "target",
-                            reference and dataclasses.asdict(reference))
-    if cell_done(results_dir, "target", cell_hash):
+    cell_hash = config_hash(*_evaluation_identity(bench, cfg), "target")
+    if cell_done(results_dir, "target", cell_hash, stamp.reference_hash):
         return
     model, tokenizer = load_model(bench.target_dir, cfg.trust_remote_code)
-    result, eval_seconds = _evaluate(model, tokenizer, bench, cfg, reference)
-    _write_reference_row(bench, cfg, "target", cell_hash, result, eval_seconds, results_dir)
+    result, eval_seconds = _evaluate(model, tokenizer, bench, cfg, stamp.reference)
+    _write_reference_row(bench, cfg, "target", cell_hash, stamp, result, eval_seconds, results_dir)
     _warn_if_nothing_to_unlearn(result.metrics)
 
 
-def _write_reference_row(bench, cfg, which: str, cell_hash: str, result, eval_seconds: float, results_dir) -> None:
-    row = _base_row(bench, cfg, which, "reference", None, cell_hash) | {
+def _write_reference_row(bench, cfg, which: str, cell_hash: str, stamp: Stamp, result, eval_seconds: float,
+                         results_dir) -> None:
+    row = _base_row(bench, cfg, which, "reference", None, cell_hash, stamp) | {
         "steps": 0, "trainable_params": 0, "unlearn_seconds": 0.0, "eval_seconds": eval_seconds,
         "wall_seconds": eval_seconds} | result.metrics
     write_cell(results_dir, which, row, result.items)
+    note(f"{which}: evaluated in {eval_seconds:.1f} s")
 
 
 def _warn_if_nothing_to_unlearn(metrics: dict) -> None:
@@ -292,26 +269,27 @@ def _swept_values(mcfg, point) -> dict:
             for key, _ in point}
 
 
-def run_method(bench: Benchmark, cfg: RunConfig, cell: Cell, results_dir: Path,
-               reference: RetainReference | None) -> None:
-    """Unlearn a fresh copy of the target model with the cell's method, grid point and seed, then evaluate."""
+def run_method(bench: Benchmark, cfg: RunConfig, cell: Cell, results_dir: Path, stamp: Stamp) -> bool:
+    """Unlearn a fresh copy of the target model with the cell's method, grid point and seed, then evaluate.
+    The cell's hash covers what was asked (data, models, evaluation and method settings), never a measured
+    value, so the same command has the same hash on every machine. False when the cell was already done."""
     mcfg = cell_config(cfg, cell)
-    cell_hash = config_hash(*_evaluation_identity(bench, cfg), cell.method,
-                            dataclasses.asdict(mcfg), reference and dataclasses.asdict(reference))
-    if cell_done(results_dir, cell.name, cell_hash):
-        return
+    cell_hash = config_hash(*_evaluation_identity(bench, cfg), cell.method, dataclasses.asdict(mcfg))
+    if cell_done(results_dir, cell.name, cell_hash, stamp.reference_hash):
+        return False
     start = time.perf_counter()
     model, tokenizer = load_model(bench.target_dir, cfg.trust_remote_code)
     seed_everything(cell.seed)
     report = methods[cell.method](mcfg).unlearn(model, tokenizer, bench.forget, bench.retain)
-    result, eval_seconds = _evaluate(model, tokenizer, bench, cfg, reference)
+    result, eval_seconds = _evaluate(model, tokenizer, bench, cfg, stamp.reference)
     sweep = {"variant": cell.variant} | _swept_values(mcfg, cell.point) if cell.point else {}
-    row = _base_row(bench, cfg, cell.method, "method", cell.seed, cell_hash) | sweep | {
+    row = _base_row(bench, cfg, cell.method, "method", cell.seed, cell_hash, stamp) | sweep | {
         "steps": report.steps, "trainable_params": report.trainable_params,
         "unlearn_seconds": report.unlearn_seconds, "eval_seconds": eval_seconds,
         "wall_seconds": time.perf_counter() - start} | result.metrics | report.extra
     _write_artifacts(results_dir.parent / "artifacts" / cell.name, report.artifacts)
     write_cell(results_dir, cell.name, row, result.items)
+    return True
 
 
 def _write_artifacts(folder: Path, artifacts: dict) -> None:
@@ -322,11 +300,12 @@ def _write_artifacts(folder: Path, artifacts: dict) -> None:
         if name.endswith(".pt"):
             torch.save(value, path)
         else:
-            _write_atomically(path, json.dumps(value, indent=1) + "\n")
+            write_atomically(path, json.dumps(value, indent=1) + "\n")
 
 
 def run(cfg: RunConfig) -> Path:
     """Run every cell that is not done yet and rebuild the leaderboard; returns its path."""
+    quiet_libraries_in_logs()
     load_builtin_methods()
     for name in cfg.methods:
         methods[name]  # an unknown name fails here, before any training
@@ -343,8 +322,11 @@ def run(cfg: RunConfig) -> Path:
     results_dir = out_dir / "results"
     if lm_eval_tasks(cfg, bench):
         bench.lm_eval_dir = lm_eval_bridge.write_embedded_tasks(out_dir / "lm_eval_tasks", cfg.world)
-    reference = retain_reference(bench, cfg, out_dir)
-    run_target(bench, cfg, results_dir, reference)
-    for cell in tqdm(cells(cfg), desc="cells", unit="cell"):
-        run_method(bench, cfg, cell, results_dir, reference)
+    stamp = retain_reference(bench, cfg, out_dir, record_environment(out_dir, environment()))
+    run_target(bench, cfg, results_dir, stamp)
+    todo = cells(cfg)
+    for i, cell in enumerate(progress(todo, desc="cells", unit="cell"), 1):
+        start = time.perf_counter()
+        if run_method(bench, cfg, cell, results_dir, stamp):
+            note(f"cell {i}/{len(todo)} {cell.name}: done in {time.perf_counter() - start:.1f} s")
     return write_leaderboard(out_dir)

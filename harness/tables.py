@@ -1,4 +1,4 @@
-"""Leaderboard tables and regression checks: `harness table` and `harness check`.
+"""Leaderboard tables: `harness table`.
 
 A run's leaderboard has one row per cell; a table has one row per method, each metric as mean ± std over
 seeds, the direction that is better marked by an arrow, and the best method in each column in bold.
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.runner import IDENTITY_COLUMNS, REFERENCE_ROWS, swept_columns
+from harness.results import IDENTITY_COLUMNS, REFERENCE_ROWS
 
 DEFAULT_COLUMNS = ["forget_em_contains", "retain_em_contains", "world_facts_em_contains", "forget_rougeL_recall",
                    "retain_rougeL_recall", "model_utility", "forget_quality", "mia_loss_auc",
@@ -128,51 +128,3 @@ def render(frame: pd.DataFrame, columns: list[str] | None = None, fmt: str = "md
             " & ".join(esc(x) for x in r) + r" \\" for r in rows]
         return "\n".join([rf"\begin{{tabular}}{{{spec}}}", r"\toprule", *body, r"\bottomrule", r"\end{tabular}"]) + "\n"
     raise ValueError(f"--format {fmt}: expected md, latex or csv")
-
-
-# Default tolerances of `harness check`, in the metric's own units: a metric fails when it moves past its
-# tolerance in the direction that is worse. Timings and method diagnostics (simu_*) are not checked.
-DEFAULT_TOLERANCE = 0.05
-TOLERANCES = {"forget_quality": 0.05, "privleak_": 10.0}
-
-
-def tolerance_for(column: str, overrides: dict[str, float]) -> float:
-    if column in overrides:
-        return overrides[column]
-    for prefix, tol in TOLERANCES.items():
-        if column.startswith(prefix):
-            return tol
-    return DEFAULT_TOLERANCE
-
-
-def checked_columns(run: pd.DataFrame, reference: pd.DataFrame) -> list[str]:
-    skip = set(IDENTITY_COLUMNS) | set(swept_columns(reference))
-    return [c for c in reference.columns if c in run.columns and c not in skip
-            and direction(c) != "none" and pd.api.types.is_numeric_dtype(reference[c])]
-
-
-def regressions(run: pd.DataFrame, reference: pd.DataFrame, overrides: dict[str, float] | None = None) -> list[str]:
-    """One line per cell x metric that got worse than the reference by more than its tolerance, and one per
-    reference cell missing from the run. Cells are matched on (method and grid point, seed)."""
-    overrides = overrides or {}
-    unknown = sorted(set(overrides) - set(reference.columns))
-    if unknown:
-        raise ValueError(f"--tolerance {unknown[0]}: not a column of the reference leaderboard")
-    key = lambda frame: frame.set_index([row_labels(frame), frame["seed"].astype("string").fillna("")])  # noqa: E731
-    run_cells, ref_cells = key(run), key(reference)
-    lines = []
-    for (method, seed), ref_row in ref_cells.iterrows():
-        cell = f"{method}" + (f" seed {seed}" if seed else "")
-        if (method, seed) not in run_cells.index:
-            lines.append(f"{cell}: missing from the run")
-            continue
-        run_row = run_cells.loc[(method, seed)]
-        for column in checked_columns(run, reference):
-            was, now, tol = ref_row[column], run_row[column], tolerance_for(column, overrides)
-            if pd.isna(was):
-                continue
-            worse = float("inf") if pd.isna(now) else _badness(column, now) - _badness(column, was)
-            if worse > tol:
-                lines.append(f"{cell}: {column} {was:.4g} -> {now:.4g} ({ARROWS[direction(column)]} is better; "
-                             f"tolerance {tol:g})")
-    return lines

@@ -16,9 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 
 from harness.data.collate import IGNORE, encode_qa
+from harness.progress import progress
 
 # model_type -> (suffix of the MLP output projection, weight layout, suffixes of the attention projections)
 ARCHITECTURES = {
@@ -140,7 +140,7 @@ def attribute(model, tokenizer, rows: list[dict], m: int = 5, mode: str = "exact
     per_batch = max(1, batch_size // m)
     batches = [_batch(samples[i:i + per_batch], m, tokenizer.pad_token_id) for i in range(0, len(samples), per_batch)]
     scores = [_attribute_layer(model, proj, batches, m, objective)
-              for proj in tqdm(output_projections(model), desc=f"attribute ({mode})", leave=False)]
+              for proj in progress(output_projections(model), desc=f"attribute ({mode})", leave=False)]
     model.train(was_training)
     return scores
 

@@ -7,10 +7,10 @@ import time
 from dataclasses import dataclass, field
 
 import torch
-from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from harness.data.collate import encode_qa, pad_batch
+from harness.progress import progress
 from methods.losses import graddiff_loss
 
 
@@ -79,7 +79,8 @@ class UnlearningMethod:
         schedule = get_linear_schedule_with_warmup(optimizer, max(1, total_steps // 10) if cfg.warmup_ratio else 0,
                                                    total_steps)
         model.train()
-        bar, micro, forget_nll, retain_nll = tqdm(total=total_steps, desc=f"unlearn {self.name}", unit="step"), 0, 0.0, 0.0
+        bar = progress(total=total_steps, desc=f"unlearn {self.name}", unit="step")
+        micro, steps, forget_nll, retain_nll = 0, 0, 0.0, 0.0
         for _ in range(cfg.epochs):
             order = torch.randperm(len(forget_ex)).tolist()
             for i in range(0, len(order), cfg.batch_size):
@@ -92,11 +93,12 @@ class UnlearningMethod:
                 if micro % cfg.grad_accum == 0 or micro == micro_per_epoch * cfg.epochs:
                     self.optimizer_step(model, optimizer, params, forget_batch, retain_batch)
                     schedule.step()
+                    steps += 1
                     bar.update(1)
                     bar.set_postfix(forget_nll=f"{forget_nll:.2f}", retain_nll=f"{retain_nll:.2f}")
         bar.close()
         model.eval()
-        return UnlearnReport(steps=bar.n, unlearn_seconds=time.perf_counter() - start,
+        return UnlearnReport(steps=steps, unlearn_seconds=time.perf_counter() - start,
                              trainable_params=sum(p.numel() for p in params),
                              final_forget_nll=float(forget_nll), final_retain_nll=float(retain_nll))
 

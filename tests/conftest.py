@@ -2,6 +2,7 @@ import os
 
 import matplotlib.image
 import numpy as np
+import pandas as pd
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -22,3 +23,29 @@ def figure_stats():
 def micro_cache(tmp_path_factory):
     """One embedded-model cache for every micro-world test, so the micro models are trained once a session."""
     return tmp_path_factory.mktemp("micro-cache")
+
+
+# A small synthetic leaderboard: two references, methods a and b over seeds 0 and 1.
+ROWS = [
+    {"method": "target", "kind": "reference", "seed": None, "forget_em_contains": 1.0, "retain_em_contains": 1.0,
+     "mia_loss_auc": 1.0, "privleak_loss": -100.0, "wall_seconds": 5.0},
+    {"method": "retain", "kind": "reference", "seed": None, "forget_em_contains": 0.0, "retain_em_contains": 1.0,
+     "mia_loss_auc": 0.5, "privleak_loss": 0.0, "wall_seconds": 5.0},
+    {"method": "a", "kind": "method", "seed": 0, "forget_em_contains": 0.2, "retain_em_contains": 0.8,
+     "mia_loss_auc": 0.9, "privleak_loss": -80.0, "wall_seconds": 10.0},
+    {"method": "a", "kind": "method", "seed": 1, "forget_em_contains": 0.4, "retain_em_contains": 0.6,
+     "mia_loss_auc": 0.7, "privleak_loss": -40.0, "wall_seconds": 12.0},
+    {"method": "b", "kind": "method", "seed": 0, "forget_em_contains": 0.1, "retain_em_contains": 0.9,
+     "mia_loss_auc": 0.4, "privleak_loss": 20.0, "wall_seconds": 30.0},
+    {"method": "b", "kind": "method", "seed": 1, "forget_em_contains": 0.1, "retain_em_contains": 0.7,
+     "mia_loss_auc": 0.4, "privleak_loss": 20.0, "wall_seconds": 30.0},
+]
+
+
+@pytest.fixture
+def board(tmp_path):
+    """ROWS as a leaderboard frame, also written to tmp_path/leaderboard.csv."""
+    frame = pd.DataFrame(ROWS)
+    frame["seed"] = frame["seed"].astype("Int64")
+    frame.to_csv(tmp_path / "leaderboard.csv", index=False)
+    return frame

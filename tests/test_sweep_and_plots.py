@@ -73,8 +73,8 @@ def test_table_and_check_keep_grid_points_apart(sweep_run, tmp_path, capsys):
     board.to_csv(tmp_path / "worse.csv", index=False)
     capsys.readouterr()
     assert main(["check", str(tmp_path / "worse.csv"), "--against", str(sweep_run / "leaderboard.csv")]) == 1
-    lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("simu t=0.6,m=2 seed 0: retain_em_contains"), lines
+    lines = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("note: ")]
+    assert len(lines) == 1 and lines[0].startswith("simu t=0.6,m=2 (seed 0): retain_em_contains"), lines
 
 
 def test_bad_grids_are_one_clear_error(tmp_path, capsys):

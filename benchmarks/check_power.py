@@ -1,0 +1,111 @@
+"""How well CI's smoke check separates faults from noise: false alarms and detections, per kernel set.
+
+Reads a `harness noise` folder of the smoke configuration (its runs and model caches) and the committed
+reference with its tolerances, then
+- false alarms: each kernel set's run checked against the reference, and the held-out counts `harness noise`
+  wrote (tolerances derived without that kernel set);
+- detections: under each kernel set, three injected faults checked against the reference:
+  1. a method that stopped unlearning (its rows carry the target's figures), per method;
+  2. GradDiff with its forget term switched off (only the retain loss trains), per method;
+  3. a metric computed wrong: TOFU's truth ratio with its exponent's sign flipped.
+
+    python benchmarks/check_power.py --noise runs/noise-tofu-mini-smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import evaluators.tofu
+import methods.base
+import methods.losses
+from harness.cli import main as harness
+from harness.regression import compare, detection, read_tolerances
+from harness.tables import read_leaderboard
+
+RUN = ["--preset", "tofu-mini-smoke", "--methods", "fo-graddiff,so-graddiff,simu", "--seeds", "0,1,2"]
+METHODS = ("fo-graddiff", "so-graddiff", "simu")
+
+
+def forget_loss_off(model, forget_batch, retain_batch, gamma):
+    retain_nll = methods.losses.answer_nll(model, retain_batch)
+    return gamma * retain_nll, retain_nll.detach() * 0, retain_nll.detach()
+
+
+def truth_ratio_flipped(correct, perturbed):
+    return math.exp(statistics.mean(s["avg_nll"] for s in perturbed) - correct["avg_nll"])
+
+
+FAULTS = {"forget-loss-off": (methods.base, "graddiff_loss", forget_loss_off),
+          "truth-ratio-flipped": (evaluators.tofu, "truth_ratio", truth_ratio_flipped)}
+
+
+def child(fault: str, out: str, cache: str) -> int:
+    """One faulty smoke run in this process (the parent sets its kernel set)."""
+    module, name, replacement = FAULTS[fault]
+    setattr(module, name, replacement)
+    return harness(["run", *RUN, "--out", out, "--cache-dir", cache])
+
+
+def faulty_runs(noise: Path, out: Path, capabilities: list[str]) -> None:
+    """Every fault under every kernel set, two processes at a time with one thread each (resumable)."""
+    jobs = [(f, c) for c in capabilities for f in FAULTS]
+    for i in range(0, len(jobs), 2):
+        running = []
+        for fault, cap in jobs[i:i + 2]:
+            env = os.environ | {"ATEN_CPU_CAPABILITY": cap, "OMP_NUM_THREADS": "1"}
+            command = [sys.executable, __file__, "--child", fault, "--out", str(out / f"{fault}-{cap}"),
+                       "--cache", str(noise / f"cache-{cap}")]
+            running.append(subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        if any(p.wait() for p in running):
+            raise SystemExit("a faulty run failed; rerun it by hand to see why")
+
+
+def report(noise: Path, reference_csv: Path, out: Path) -> None:
+    reference, tolerances = read_leaderboard(reference_csv), read_tolerances(reference_csv)
+    derived = json.loads((noise / "tolerances.json").read_text())
+    capabilities = derived["environments"]
+    boards = {c: read_leaderboard(noise / c) for c in capabilities}
+    print("false alarms (failing lines; cells x metrics compared):")
+    for cap, board in boards.items():
+        check = compare(board, reference, tolerances)
+        print(f"  {cap:8} run against the reference: {len(check.regressions)} ({check.cells} x {check.metrics})")
+    for cap, held in derived["false_alarms"].items():
+        if isinstance(held, dict):
+            print(f"  {cap:8} held out of the tolerances: {len(held['regressions'])} ({held['cells']} x "
+                  f"{held['metrics']})")
+    print("detections:")
+    stopped = detection(boards, "avx2", tolerances)
+    caught = sum(len(METHODS) - len(stopped[c]) for c in capabilities)
+    print(f"  stopped unlearning (method = target): caught {caught} of {len(METHODS) * len(capabilities)}")
+    for fault in FAULTS:
+        checks = [compare(read_leaderboard(out / f"{fault}-{c}"), reference, tolerances) for c in capabilities]
+        if fault == "forget-loss-off":
+            found = sum(any(line.startswith(f"{m} (") for line in ch.regressions) for ch in checks for m in METHODS)
+            total = len(METHODS) * len(capabilities)
+        else:
+            found, total = sum(bool(ch.regressions) for ch in checks), len(capabilities)
+        lines = ", ".join(f"{c} {len(ch.regressions)} lines" for c, ch in zip(capabilities, checks))
+        print(f"  {fault}: caught {found} of {total} ({lines})")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--noise", default="runs/noise-tofu-mini-smoke", help="a `harness noise` folder of the smoke")
+    parser.add_argument("--reference", default="leaderboards/tofu-mini-smoke.csv")
+    parser.add_argument("--out", default="runs/check-power")
+    parser.add_argument("--child", choices=sorted(FAULTS), help=argparse.SUPPRESS)
+    parser.add_argument("--cache", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        sys.exit(child(args.child, args.out, args.cache))
+    noise, out = Path(args.noise), Path(args.out)
+    faulty_runs(noise, out, json.loads((noise / "tolerances.json").read_text())["environments"])
+    report(noise, Path(args.reference), out)
