@@ -16,7 +16,7 @@ from pathlib import Path
 
 from harness.progress import note
 from harness.regression import detection, derive_tolerances, item_counts, leave_one_out, noise_table
-from harness.results import ENVIRONMENT_FILE, read_environments, write_atomically
+from harness.results import ENVIRONMENT_FILE, REFERENCE_ROWS, read_environments, write_atomically
 from harness.tables import read_leaderboard
 
 CAPABILITIES = ("default", "avx2", "avx512")   # x86 kernel sets, from the slowest to the widest vectors
@@ -86,7 +86,7 @@ def summarise(out: Path, capabilities: list[str], reference: str) -> Path:
         **{env: {"regressions": check.regressions, "cells": check.cells, "metrics": check.metrics}
            for env, check in checks.items()}}
     missed = detection(boards, reference, {c: m["tolerance"] for c, m in tolerances["metrics"].items()})
-    methods = sum(len(set(b["method"]) - {"target", "retain"}) for b in boards.values())
+    methods = sum(len(set(b["method"]) - set(REFERENCE_ROWS)) for b in boards.values())
     tolerances["detection"] = {
         "rule": f"each kernel set's run with one method's rows replaced by the target's, checked against "
                 f"{reference}'s", "faults": methods, "missed": missed}

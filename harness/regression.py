@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.results import IDENTITY_COLUMNS, swept_columns
-from harness.tables import ARROWS, _badness, direction, row_labels
+from harness.results import IDENTITY_COLUMNS, REFERENCE_ROWS, swept_columns
+from harness.tables import ARROWS, badness, direction, row_labels
 
 SIGMAS = 3.0                      # a tolerance covers 3 standard deviations of the measured noise ...
 LOG10_COLUMNS = ("forget_quality",)   # ... on the log10 scale for these
-FALLBACK_TOLERANCE = 0.05         # without a tolerance file: the old guesses (0.05, 10 points for privleak)
+FALLBACK_TOLERANCE = 0.05         # without a tolerance file: guesses, and `harness check` says so
 FALLBACK_TOLERANCES = {"forget_quality": 1.0, "privleak_": 10.0}
 SPLITS = ("forget", "retain", "real_authors", "world_facts")
 UTILITY_SPLITS = ("retain", "real_authors", "world_facts")
@@ -40,8 +40,8 @@ def scale_name(column: str) -> str:
 
 
 def checked_columns(run: pd.DataFrame, reference: pd.DataFrame) -> list[str]:
-    """Metric columns both leaderboards have that have a better direction (not timings' identity columns,
-    not `simu_*` diagnostics)."""
+    """Numeric metric columns both leaderboards have that have a better direction: not identity columns
+    (timings among them), swept hyperparameters or `simu_*` diagnostics."""
     skip = set(IDENTITY_COLUMNS) | set(swept_columns(reference))
     return [c for c in reference.columns if c in run.columns and c not in skip
             and direction(c) != "none" and pd.api.types.is_numeric_dtype(reference[c])]
@@ -132,7 +132,7 @@ def _regression(name: str, column: str, was: pd.Series, now: pd.Series, tol: flo
         return None
     was_mean, now_mean = was.mean(), now.mean()
     worse = math.inf if now.isna().any() else \
-        _badness(column, on_scale(column, now_mean)) - _badness(column, on_scale(column, was_mean))
+        badness(column, on_scale(column, now_mean)) - badness(column, on_scale(column, was_mean))
     if worse <= tol:
         return None
     unit = " in log10" if column in LOG10_COLUMNS else ""
@@ -204,8 +204,8 @@ def noise_table(boards: dict[str, pd.DataFrame]) -> pd.DataFrame:
             for label, seed, value in zip(labels, seeds, board[column]):
                 records.append({"method": label, "seed": seed, "metric": column, "environment": env,
                                 "value": on_scale(column, value) if pd.notna(value) else value})
-    wide = pd.DataFrame(records).set_index(["method", "seed", "metric", "environment"])["value"].unstack(sort=False)
-    wide = wide[list(boards)].astype(float)
+    wide = pd.DataFrame(records).set_index(["method", "seed", "metric", "environment"])["value"]
+    wide = wide.unstack(sort=False)[list(boards)].astype(float)
     wide["spread"] = wide.max(axis=1) - wide.min(axis=1)
     return wide.reset_index()
 
@@ -242,11 +242,11 @@ def stopped_unlearning(board: pd.DataFrame, method: str) -> pd.DataFrame:
 
 
 def detection(boards: dict[str, pd.DataFrame], reference: str, tolerances: dict[str, float]) -> dict[str, list]:
-    """For every method and kernel set: is that kernel set's run, with the method stopped, caught by a
-    check against the reference kernel set's run?"""
+    """Per kernel set, the methods whose stopping is missed: that kernel set's run with the method replaced
+    by the target, checked against the reference kernel set's run, passes."""
     out = {}
     for env, board in boards.items():
-        methods = [m for m in dict.fromkeys(board["method"]) if m not in ("target", "retain")]
+        methods = [m for m in dict.fromkeys(board["method"]) if m not in REFERENCE_ROWS]
         out[env] = [m for m in methods if not compare(stopped_unlearning(board, m), boards[reference],
                                                       tolerances).regressions]
     return out

@@ -38,7 +38,7 @@ def direction(column: str) -> str:
     return "max"
 
 
-def _badness(column: str, values):
+def badness(column: str, values):
     """`values` (a number or a Series) mapped so that lower is better, for picking the best."""
     kind = direction(column)
     return {"max": -values, "min": values, "half": abs(values - 0.5), "zero": abs(values), "none": 0 * values}[kind]
@@ -49,8 +49,8 @@ def best_methods(means: pd.DataFrame, column: str) -> set[str]:
     methods = [m for m in means.index if m not in REFERENCE_ROWS]
     if not methods or direction(column) == "none":
         return set()
-    badness = _badness(column, means.loc[methods, column].round(3))
-    return set(badness[badness == badness.min()].index)
+    scores = badness(column, means.loc[methods, column].round(3))
+    return set(scores[scores == scores.min()].index)
 
 
 def read_leaderboard(path: str | Path) -> pd.DataFrame:

@@ -160,7 +160,8 @@ def test_noise_forwards_every_run_flag_but_its_own():
     (["--capabilities", "default,avx2", "--reference-capability", "avx512"], "--reference-capability avx512: not"),
     (["--capabilities", "default,avx2", "--jobs", "0"], "--jobs 0: expected 1 or more"),
     (["--capabilities", "default,avx2", "--methods", "nope"], "unknown method 'nope'"),
-    (["--capabilities", "default,avx2", "--set", "fo-graddiff.nope=1"], "--set fo-graddiff.nope: unknown hyperparameter")])
+    (["--capabilities", "default,avx2", "--set", "fo-graddiff.nope=1"],
+     "--set fo-graddiff.nope: unknown hyperparameter")])
 def test_noise_flags_are_checked_before_anything_runs(tmp_path, capsys, flags, message):
     assert main(["noise", *flags, "--out", str(tmp_path / "noise")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
