@@ -193,7 +193,8 @@ def run_check(args) -> int:
     check = compare(run_frame, reference, tolerances, _tolerances(args.tolerance))
     if tolerances is None:
         print(f"note: no {tolerances_path(args.against).name} beside the reference; default tolerances")
-    run_env, reference_env = (read_environments(environment_path(p)) for p in (args.run, args.against))
+    run_env, reference_env = (_row_environments(read_environments(environment_path(p)), frame)
+                              for p, frame in ((args.run, run_frame), (args.against, reference)))
     if not run_env or not reference_env:
         missing = environment_path(args.run if not run_env else args.against)
         print(f"note: no environment record ({missing}); cannot tell whether the environments differ")
@@ -209,6 +210,14 @@ def run_check(args) -> int:
         return 1
     print(f"no regressions: {check.cells} cells x {check.metrics} metrics within tolerance of {args.against}")
     return 0
+
+
+def _row_environments(records: dict[str, dict], frame) -> dict[str, dict]:
+    """The environment records some row of `frame` was made in (a resume records its environment even when
+    it has nothing left to run)."""
+    if "environment" not in frame.columns:
+        return records
+    return {key: env for key, env in records.items() if key in set(frame["environment"])}
 
 
 def run_noise(args, argv: list[str]) -> int:

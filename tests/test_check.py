@@ -87,7 +87,10 @@ def test_the_environment_difference_is_printed(board, tmp_path, capsys):
     board.to_csv(tmp_path / "ref.csv", index=False)
     env = {"torch": "2.13.0", "aten_cpu_capability": "AVX2", "torch_threads": 2}
     (tmp_path / "ref.environment.json").write_text(json.dumps({"h1": env}))
-    (run / "environment.json").write_text(json.dumps({"h2": env | {"aten_cpu_capability": "DEFAULT"}}))
+    # h3: a resume recorded it but made no row there, so it is not the run's environment
+    (run / "environment.json").write_text(json.dumps({"h2": env | {"aten_cpu_capability": "DEFAULT"},
+                                                      "h3": env | {"torch": "2.14.0"}}))
+    board.assign(environment="h2").to_csv(run / "leaderboard.csv", index=False)
     assert main(["check", str(run), "--against", str(tmp_path / "ref.csv")]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[1:3] == ["note: the run's environment differs from the reference's (reference -> run):",
