@@ -221,11 +221,11 @@ def _row_environments(records: dict[str, dict], frame) -> dict[str, dict]:
 
 
 def run_noise(args, argv: list[str]) -> int:
-    from harness.noise import native_capabilities, run_all, summarise
+    from harness.noise import CAPABILITIES, native_capabilities, run_all, summarise
     capabilities = args.capabilities or native_capabilities()
-    unknown = [c for c in capabilities if c not in ("default", "avx2", "avx512")]
-    if unknown or len(capabilities) < 2:
-        raise ValueError(f"--capabilities {','.join(capabilities)}: expected two or more of default, avx2, avx512")
+    if not set(capabilities) <= set(CAPABILITIES) or len(capabilities) < 2:
+        raise ValueError(f"--capabilities {','.join(capabilities)}: expected two or more of "
+                         f"{', '.join(CAPABILITIES)}")
     reference = args.reference_capability or ("avx2" if "avx2" in capabilities else capabilities[-1])
     if reference not in capabilities:
         raise ValueError(f"--reference-capability {reference}: not among --capabilities {','.join(capabilities)}")
