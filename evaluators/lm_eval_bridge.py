@@ -16,7 +16,10 @@ import random
 from pathlib import Path
 
 from harness.data.world import WorldConfig, generate_world
+from harness.metrics import Metric
 
+# lm-eval's metrics (accuracy and the like) are better higher, perplexities lower (harness/metrics.py)
+METRICS = [Metric("lmeval_*", "higher", "lm-eval metric"), Metric("lmeval_*perplexity", "lower", "lm-eval perplexity")]
 EMBEDDED_TASKS = ("embedded_world_facts_mc", "embedded_real_authors_loglik")
 PROMPT = "Question: {{question}}\nAnswer:"   # the embedded models' `qa` template; choices follow after a space
 YAML = {

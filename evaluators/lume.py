@@ -10,18 +10,29 @@ from __future__ import annotations
 
 import statistics
 
-import torch
-import torch.nn.functional as F
-
 from evaluators import mia
-from evaluators.generation import generate
 from evaluators.text import rouge_l_recall
-from evaluators.tofu import EvalConfig, EvalResult
-from harness.data.collate import IGNORE, pad_batch
-from harness.data.lume import SPLITS, TASKS, LumeSplits, kind
-from harness.progress import progress
+from harness.data.lume import SPLITS, TASKS, kind
+from harness.metrics import Metric
 
 SCORE_OF_KIND = {"sc": "regurgitation", "qa": "knowledge"}
+
+# What each column means (harness/metrics.py): defaults in `harness table`'s order, then the families.
+METRICS = [
+    Metric("lume_forget_regurgitation", "lower", "forget regurgitation (ROUGE-L)", default=True),
+    Metric("lume_forget_knowledge", "lower", "forget knowledge (exact match)", default=True, role="forget"),
+    Metric("lume_retain_regurgitation", "higher", "retain regurgitation (ROUGE-L)", default=True),
+    Metric("lume_retain_knowledge", "higher", "retain knowledge (exact match)", default=True, role="retain"),
+    Metric("lume_task_aggregate", "higher", "LUME task aggregate", default=True, role="utility"),
+    Metric("lume_mia_loss_auc", "half", "LUME MIA AUC (LOSS)", default=True, role="privacy"),
+    Metric("lume_mia_score", "higher", "LUME MIA score", default=True),
+    Metric("lume_final_score_mmlu", "higher", "LUME final score (MMLU)", default=True),
+    Metric("lume_final_score_world_facts_mc", "higher", "LUME final score (world-facts MC for MMLU)", default=True),
+    Metric("lume_forget_*", "lower", "LUME forget task value"),
+    Metric("lume_retain_*", "higher", "LUME retain task value"),
+    Metric("lume_mia_*_auc", "half", "LUME MIA AUC"),
+    Metric("lume_final_score_*", "higher", "LUME final score"),
+]
 
 
 def regurgitation(gold: str, generation: str) -> float:
@@ -55,37 +66,18 @@ def final_score(task_aggregate_value: float, mmlu: float, mia_score_value: float
     return statistics.mean([task_aggregate_value, mmlu, mia_score_value])
 
 
-@torch.no_grad()
-def document_nll(model, tokenizer, documents: list[str], batch_size: int) -> list[float]:
-    """Mean next-token NLL of each whole document, tokenized as is: `model(ids, labels=ids).loss` per doc."""
-    model.eval()
-    out = []
-    for start in progress(range(0, len(documents), batch_size), desc="score documents", leave=False):
-        ids = [tokenizer(d)["input_ids"] for d in documents[start:start + batch_size]]
-        batch = pad_batch([{"input_ids": i, "labels": i} for i in ids], tokenizer.pad_token_id)
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
-        targets = batch["labels"][:, 1:]
-        nll = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=IGNORE, reduction="none")
-        keep = (targets != IGNORE).float()
-        out += ((nll * keep).sum(1) / keep.sum(1)).tolist()
-    return out
+def item_record(row: dict, generation: str) -> dict:
+    """One forget or retain row's figure: regurgitation on a sentence completion, knowledge on a question."""
+    score = SCORE_OF_KIND[kind(row)]
+    value = regurgitation(row["output"], generation) if score == "regurgitation" else knowledge(row["output"],
+                                                                                              generation)
+    return {"split": row["split"], "task": row["task"], "id": row["id"], "kind": kind(row), "prompt": row["input"],
+            "gold": row["output"], "generation": generation, score: value}
 
 
-def _generate_items(model, tokenizer, rows: list[dict], cfg: EvalConfig) -> list[dict]:
-    prompts = [tokenizer(r["input"])["input_ids"] for r in rows]
-    generations = generate(model, tokenizer, prompts, cfg.max_new_tokens, cfg.batch_size, desc="generate LUME")
-    items = []
-    for row, gen in zip(rows, generations):
-        score = SCORE_OF_KIND[kind(row)]
-        value = regurgitation(row["output"], gen) if score == "regurgitation" else knowledge(row["output"], gen)
-        items.append({"split": row["split"], "task": row["task"], "id": row["id"], "kind": kind(row),
-                      "prompt": row["input"], "gold": row["output"], "generation": gen, score: value})
-    return items
-
-
-def evaluate(model, tokenizer, splits: LumeSplits, cfg: EvalConfig) -> EvalResult:
-    """Every LUME figure except the final score, which needs MMLU or its substitute (`final_score`)."""
-    items = _generate_items(model, tokenizer, splits.forget + splits.retain, cfg)
+def lume_metrics(items: list[dict], member_nll: list[float], nonmember_nll: list[float]) -> dict[str, float]:
+    """Every LUME figure except the final score, which needs MMLU or its substitute (`final_score`): the task
+    values and their aggregate from the generation items, the MIA score from the documents' NLLs."""
     values = task_values(items)
     metrics = dict(values)
     for split in SPLITS:
@@ -93,12 +85,7 @@ def evaluate(model, tokenizer, splits: LumeSplits, cfg: EvalConfig) -> EvalResul
             scores = [i[score] for i in items if i["split"] == split and score in i]
             metrics[f"lume_{split}_{score}"] = statistics.mean(scores) if scores else float("nan")
     metrics["lume_task_aggregate"] = task_aggregate(values)
-    documents = {"member": splits.members, "nonmember": splits.nonmembers}
-    losses = {side: document_nll(model, tokenizer, [d["document"] for d in docs], cfg.batch_size)
-              for side, docs in documents.items()}
     # roc_auc_score([1]*members + [0]*nonmembers, -loss): a lower loss reads as "member"
-    metrics["lume_mia_loss_auc"] = mia.auc([-x for x in losses["member"]], [-x for x in losses["nonmember"]])
+    metrics["lume_mia_loss_auc"] = mia.auc([-x for x in member_nll], [-x for x in nonmember_nll])
     metrics["lume_mia_score"] = mia.mia_score(metrics["lume_mia_loss_auc"])
-    for side, docs in documents.items():
-        items += [{"split": side, "id": d["id"], "avg_nll": nll} for d, nll in zip(docs, losses[side])]
-    return EvalResult(metrics, items)
+    return metrics

@@ -1,4 +1,5 @@
-"""Teacher-forced scoring: per-item answer NLL, token log-probs and argmax accuracy, in batches."""
+"""Teacher-forced scoring, in batches: per-item answer NLL, token log-probs and argmax accuracy (TOFU), and
+whole-document NLL (LUME's membership test)."""
 
 from __future__ import annotations
 
@@ -35,3 +36,19 @@ def score_answers(model, tokenizer, pairs: list[tuple[str, str]], batch_size: in
                             "avg_nll": float(-lp.mean()), "em_token": float(correct[row][keep].float().mean()),
                             "token_means": means[row][keep].tolist(), "token_stds": stds[row][keep].tolist()})
     return results
+
+
+@torch.no_grad()
+def document_nll(model, tokenizer, documents: list[str], batch_size: int) -> list[float]:
+    """Mean next-token NLL of each whole document, tokenized as is: `model(ids, labels=ids).loss` per doc."""
+    model.eval()
+    out = []
+    for start in progress(range(0, len(documents), batch_size), desc="score documents", leave=False):
+        ids = [tokenizer(d)["input_ids"] for d in documents[start:start + batch_size]]
+        batch = pad_batch([{"input_ids": i, "labels": i} for i in ids], tokenizer.pad_token_id)
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
+        targets = batch["labels"][:, 1:]
+        nll = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=IGNORE, reduction="none")
+        keep = (targets != IGNORE).float()
+        out += ((nll * keep).sum(1) / keep.sum(1)).tolist()
+    return out

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from statistics import mean
 
 from scipy.stats import hmean, ks_2samp
 
 from evaluators import mia, text
-from evaluators.generation import generate
-from evaluators.scoring import score_answers
-from harness.data.tofu import prompt_ids, prompt_text
+from evaluators.base import EvalResult
+from harness.metrics import Metric
+from harness.results import config_hash
 
 GENERATED_SPLITS = ("forget", "retain", "real_authors", "world_facts")
 NORMALISED_PROB_SPLITS = ("real_authors", "world_facts")
@@ -28,22 +28,58 @@ UTILITY_SPLITS = ("retain", "real_authors", "world_facts")
 UTILITY_METRICS = ("prob", "rougeL_recall", "truth_ratio")
 
 
-@dataclass
-class EvalConfig:
-    """Decoding and batching of the evaluation (TOFU decodes up to 200 new tokens); Min-K%'s k."""
+def _forget_quality_floor(column: str, counts: dict[str, int], boards: list) -> float:
+    """One forget item moves the KS statistic by 1/n: the largest log10 step of the p-value next to any value
+    the leaderboards hold."""
+    n = counts.get("forget", 0)
+    if not n:
+        return 0.0
+    base = list(range(n))
+    steps = [math.log10(max(ks_2samp(base, [x + k for x in base]).pvalue, 1e-300)) for k in range(n + 1)]
+    values = [v for b in boards if column in b for v in b[column].dropna()]
+    floor = 0.0
+    for value in values:
+        k = min(range(len(steps)), key=lambda i: abs(steps[i] - math.log10(max(value, 1e-300))))
+        floor = max(floor, *(abs(steps[j] - steps[k]) for j in (k - 1, k + 1) if 0 <= j < len(steps)))
+    return floor
 
-    max_new_tokens: int = 200
-    batch_size: int = 32
-    template: str = "qa"
-    min_k: float = 0.4
+
+def _privleak_floor(column: str, counts: dict[str, int], boards: list) -> float:
+    """One forget item moves the AUC by 1/n, and privleak by that over the retain model's 1 - AUC."""
+    forget = counts.get("forget", 0)
+    if not forget:
+        return 0.0
+    auc = f"mia_{column.removeprefix('privleak_')}_auc"
+    retain = [b.loc[b["method"] == "retain", auc] for b in boards if auc in b]
+    gap = min((1 - v for r in retain for v in r.dropna()), default=1.0)
+    return 100 / (forget * max(gap, 1e-10))
 
 
-@dataclass
-class EvalResult:
-    """The figures of one model, and the per-item records they were computed from."""
+def _split(split: str, better: str) -> Metric:
+    return Metric(f"{split}_*", better, f"{split} split", items=(split,))
 
-    metrics: dict[str, float]
-    items: list[dict] = field(default_factory=list)
+
+# What each column means (harness/metrics.py): defaults in `harness table`'s order, then the families.
+METRICS = [
+    Metric("forget_em_contains", "lower", "forget exact match (contains)", default=True, role="forget",
+           items=("forget",)),
+    Metric("retain_em_contains", "higher", "retain exact match (contains)", default=True, role="retain",
+           items=("retain",)),
+    Metric("world_facts_em_contains", "higher", "world facts exact match (contains)", default=True,
+           items=("world_facts",)),
+    Metric("forget_rougeL_recall", "lower", "forget ROUGE-L recall", default=True, items=("forget",)),
+    Metric("retain_rougeL_recall", "higher", "retain ROUGE-L recall", default=True, items=("retain",)),
+    Metric("model_utility", "higher", "model utility", default=True, role="utility", items=UTILITY_SPLITS),
+    Metric("forget_quality", "higher", "forget quality (KS p-value)", default=True, tolerance=1.0, scale="log10",
+           floor=_forget_quality_floor),
+    Metric("mia_loss_auc", "half", "MIA AUC (LOSS)", default=True, role="privacy", items=("forget",)),
+    Metric("forget_truth_ratio", "higher", "forget truth ratio", items=("forget",)),
+    _split("forget", "lower"), *(_split(s, "higher") for s in UTILITY_SPLITS),
+    Metric("mia_*_auc", "half", "MIA AUC", items=("forget",)),
+    Metric("mia_score", "higher", "MIA score", items=("forget",), item_weight=2.0),
+    Metric("privleak_*", "zero", "privleak", tolerance=10.0, floor=_privleak_floor),
+    Metric("lume_style_*", "higher", "LUME-style aggregate", items=("forget", "retain")),
+]
 
 
 def answer_prob(scored: dict) -> float:
@@ -90,72 +126,48 @@ def lume_style_aggregate(metrics: dict[str, float]) -> dict[str, float]:
             "lume_style_aggregate": mean([task_aggregate, score, metrics["world_facts_em_contains"]])}
 
 
-def _score_perturbed(model, tokenizer, rows, cfg: EvalConfig, desc: str) -> list[list[dict]]:
-    """Teacher-forced scores of every row's perturbed answers, grouped per row."""
-    flat = [(r["question"], p) for r in rows for p in r["perturbed_answer"]]
-    scored = score_answers(model, tokenizer, flat, cfg.batch_size, cfg.template, desc=desc)
-    grouped, i = [], 0
-    for r in rows:
-        grouped.append(scored[i:i + len(r["perturbed_answer"])])
-        i += len(r["perturbed_answer"])
-    return grouped
+def item_record(split: str, index: int, row: dict, prompt: str, generation: str, scored: dict, correct: dict,
+                perturbed: list[dict], min_k: float) -> dict:
+    """One question's figures: generation scores, teacher-forced scores, raw truth ratio and, on the forget
+    split, its MIA attack scores. `correct` is the truth ratio's correct answer (the paraphrase on forget and
+    retain), `perturbed` the perturbed answers' scores."""
+    prob = normalised_prob(scored, perturbed) if split in NORMALISED_PROB_SPLITS else answer_prob(scored)
+    item = {"split": split, "index": index, "prompt": prompt, "generation": generation, "gold": row["answer"],
+            "rougeL_recall": text.rouge_l_recall(row["answer"], generation),
+            "em_strict": text.em_strict(row["answer"], generation),
+            "em_contains": text.em_contains(row["answer"], generation),
+            "em_token": scored["em_token"], "prob": prob, "avg_nll": scored["avg_nll"],
+            "truth_ratio_raw": truth_ratio(correct, perturbed)}
+    if split == "forget":
+        item |= {f"mia_{a}_score": v for a, v in mia.attack_scores(scored, row["answer"], min_k).items()}
+    return item
 
 
-def evaluate_split(model, tokenizer, name: str, rows: list[dict], cfg: EvalConfig) -> tuple[dict, list[dict]]:
-    """Generation and scoring metrics of one split, plus its per-item records."""
-    prompts = [prompt_text(tokenizer, r["question"], cfg.template) for r in rows]
-    generations = generate(model, tokenizer, [prompt_ids(tokenizer, r["question"], cfg.template) for r in rows],
-                           cfg.max_new_tokens, cfg.batch_size, desc=f"generate {name}")
-    scored = score_answers(model, tokenizer, [(r["question"], r["answer"]) for r in rows], cfg.batch_size,
-                           cfg.template, desc=f"score {name}")
-    perturbed = _score_perturbed(model, tokenizer, rows, cfg, f"score {name} perturbed")
-    if name in PARAPHRASED_SPLITS:
-        correct = score_answers(model, tokenizer, [(r["question"], r["paraphrased_answer"]) for r in rows],
-                                cfg.batch_size, cfg.template, desc=f"score {name} paraphrased")
-    else:
-        correct = scored
-    items = []
-    for i, (row, gen, s) in enumerate(zip(rows, generations, scored)):
-        prob = normalised_prob(s, perturbed[i]) if name in NORMALISED_PROB_SPLITS else answer_prob(s)
-        item = {"split": name, "index": i, "prompt": prompts[i], "generation": gen, "gold": row["answer"],
-                "rougeL_recall": text.rouge_l_recall(row["answer"], gen),
-                "em_strict": text.em_strict(row["answer"], gen), "em_contains": text.em_contains(row["answer"], gen),
-                "em_token": s["em_token"], "prob": prob, "avg_nll": s["avg_nll"],
-                "truth_ratio_raw": truth_ratio(correct[i], perturbed[i])}
-        if name == "forget":
-            item |= {f"mia_{a}_score": v for a, v in mia.attack_scores(s, row["answer"], cfg.min_k).items()}
-        items.append(item)
+def split_metrics(split: str, items: list[dict]) -> dict[str, float]:
+    """`<split>_<figure>`: the mean of each item figure, and the split's truth-ratio statistic."""
     keys = ("rougeL_recall", "em_strict", "em_contains", "em_token", "prob")
-    metrics = {f"{name}_{k}": mean(item[k] for item in items) for k in keys}
-    metrics[f"{name}_truth_ratio"] = truth_ratio_stat(name, [item["truth_ratio_raw"] for item in items])
-    return metrics, items
+    metrics = {f"{split}_{k}": mean(item[k] for item in items) for k in keys}
+    metrics[f"{split}_truth_ratio"] = truth_ratio_stat(split, [item["truth_ratio_raw"] for item in items])
+    return metrics
 
 
-def mia_items(model, tokenizer, rows: list[dict], split: str, cfg: EvalConfig) -> list[dict]:
-    """Per-item attack scores for one side of the membership test."""
-    scored = score_answers(model, tokenizer, [(r["question"], r["answer"]) for r in rows], cfg.batch_size,
-                           cfg.template, desc=f"score {split}")
-    return [{"split": split, "index": i, "gold": r["answer"], "avg_nll": s["avg_nll"],
-             **{f"mia_{a}_score": v for a, v in mia.attack_scores(s, r["answer"], cfg.min_k).items()}}
-            for i, (r, s) in enumerate(zip(rows, scored))]
+def mia_record(split: str, index: int, row: dict, scored: dict, min_k: float) -> dict:
+    """One side of the membership test: an item's attack scores."""
+    return {"split": split, "index": index, "gold": row["answer"], "avg_nll": scored["avg_nll"],
+            **{f"mia_{a}_score": v for a, v in mia.attack_scores(scored, row["answer"], min_k).items()}}
 
 
-def evaluate(model, tokenizer, splits: dict[str, list[dict]], cfg: EvalConfig) -> EvalResult:
-    """All TOFU figures of `model` that need no reference model (forget, retain, real_authors, world_facts,
-    holdout); `reference_metrics` adds forget quality and privleak."""
-    metrics, items = {}, []
-    for name in GENERATED_SPLITS:
-        split_metrics, split_items = evaluate_split(model, tokenizer, name, splits[name], cfg)
-        metrics.update(split_metrics)
-        items += split_items
-    holdout = mia_items(model, tokenizer, splits["holdout"], "holdout", cfg)
+def suite_metrics(metrics: dict[str, float], items: list[dict]) -> dict[str, float]:
+    """What the split figures add up to: each attack's AUC (forget against holdout), model utility and our
+    LUME-style aggregate."""
+    out = {}
     forget = [i for i in items if i["split"] == "forget"]
+    holdout = [i for i in items if i["split"] == "holdout"]
     for attack in mia.ATTACKS:
         key = f"mia_{attack}_score"
-        metrics[f"mia_{attack}_auc"] = mia.auc([i[key] for i in forget], [i[key] for i in holdout])
-    metrics["model_utility"] = model_utility(metrics)
-    metrics |= lume_style_aggregate(metrics)
-    return EvalResult(metrics, items + holdout)
+        out[f"mia_{attack}_auc"] = mia.auc([i[key] for i in forget], [i[key] for i in holdout])
+    out["model_utility"] = model_utility(metrics | out)
+    return out | lume_style_aggregate(metrics | out)
 
 
 @dataclass
@@ -171,6 +183,11 @@ class RetainReference:
     def from_result(cls, result: EvalResult, source: str) -> "RetainReference":
         return cls([i["truth_ratio_raw"] for i in result.items if i["split"] == "forget"],
                    {a: result.metrics[f"mia_{a}_auc"] for a in mia.ATTACKS}, source)
+
+    def fingerprint(self) -> str:
+        """A hash of the measured values (not of where they were read from): rows scored against other
+        values are re-run on resume."""
+        return config_hash(self.forget_truth_ratios, self.mia_auc)
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,10 +8,10 @@ import os
 import sys
 from pathlib import Path
 
-from evaluators.tofu import EvalConfig
-from harness.config import (BENCHMARKS, LUME_BENCHMARKS, PRESETS, RunConfig, add_grid, apply_override, apply_preset,
-                            method_config)
+from evaluators.base import EvalConfig
+from harness import presets
 from harness.data.tofu import TEMPLATES
+from harness.registry import benchmarks
 
 RUN_EPILOG = """\
 --set keys (repeatable):
@@ -29,14 +29,19 @@ RUN_EPILOG = """\
                   retain_attribution_rows, reuse_attribution)
 
 Real TOFU: harness run --benchmark tofu --data DIR_OR_HUB_NAME --model PATH [--retain-model PATH |
-  --retain-eval FILE] --methods simu,so-graddiff. --preset tofu-llama2-7b or tofu-olmo-1b fills in the
-  paper setup (SOUL's hyperparameters); flags and --set given beside it win. --preset tofu-mini-smoke is
-  the embedded world shrunk to train in about a minute (CI's smoke regression run and the tests use it).
+  --retain-eval FILE] --methods simu,so-graddiff.
+
+Presets (--preset NAME, or --preset FILE.toml of your own; flags and --set given beside it win):
+{presets}
 
 Output: OUT/results/<cell>.json (one row per cell), OUT/results/<cell>.items.jsonl (per-item generations
 and scores), OUT/leaderboard.csv (all cells plus the target and retain reference rows). Rerunning the same
 command skips finished cells, so an interrupted run resumes.
 """
+
+
+def run_epilog() -> str:
+    return RUN_EPILOG.format(presets=presets.listing())
 
 
 def _csv(kind):
@@ -50,9 +55,10 @@ def _csv(kind):
 
 def _add_run_arguments(parser: argparse.ArgumentParser, sweep: bool = False) -> None:
     """The flags `run` and `sweep` share."""
-    parser.add_argument("--benchmark", default=None, choices=BENCHMARKS,
+    parser.add_argument("--benchmark", default=None, choices=benchmarks.names(),
                         help="benchmark to run: tofu-mini, the embedded TOFU-style world (default); lume-mini, the "
-                        "embedded LUME-style documents; or tofu / lume, the official files with --data and --model")
+                        "embedded LUME-style documents; tofu / lume, the official files with --data and --model; "
+                        "or a plugin's")
     parser.add_argument("--lm-eval-tasks", type=_csv(str), default=None,
                         help="comma-separated lm-eval tasks run on every model, as columns lmeval_<task>_<metric>: "
                         "the offline embedded_world_facts_mc and embedded_real_authors_loglik, or any lm-eval task "
@@ -66,9 +72,9 @@ def _add_run_arguments(parser: argparse.ArgumentParser, sweep: bool = False) -> 
     parser.add_argument("--cache-dir", default=None,
                         help="where trained embedded models are cached (default: $HARNESS_CACHE or "
                         "~/.cache/unlearning-harness)")
-    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                        help="a paper setup (benchmark, data, models, template and SOUL's hyperparameters), or "
-                        "tofu-mini-smoke, the embedded world shrunk for CI")
+    parser.add_argument("--preset", default=None, metavar="NAME_OR_FILE",
+                        help="a configuration file: one of the presets listed below (harness/presets/NAME.toml), "
+                        "or a .toml file of your own in the same format")
     parser.add_argument("--data", default=None, help="--benchmark tofu: a folder of official TOFU files "
                         "(.json/.jsonl/.parquet) or a hub dataset name such as locuslab/TOFU")
     parser.add_argument("--model", default=None, help="--benchmark tofu: the target model, any "
@@ -96,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run benchmark x methods x seeds and write results and leaderboard.csv",
                          description="Unlearn a fresh copy of the target model with each method and seed, evaluate "
                          "it, and write one result per cell plus OUT/leaderboard.csv.",
-                         epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                         epilog=run_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_run_arguments(run)
     sweep = sub.add_parser("sweep", help="run a grid of method hyperparameters as cells of one run",
                            description="Run every point of the grid (the product of the --grid axes) x seed as a "
@@ -104,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "in `variant` and each swept value in a column named like its key (`simu.t`). SIMU "
                            "reuses stage-1 scores across points that share them (reuse_attribution=true; it changes "
                            "time, not results); --set simu.reuse_attribution=false turns that off.",
-                           epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                           epilog=run_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     sweep.add_argument("--grid", action="append", required=True, metavar="METHOD.KEY=V1,V2,...",
                        help="one axis of the grid, e.g. simu.t=0.1,0.3,0.5 (repeatable; keys as for --set)")
     _add_run_arguments(sweep, sweep=True)
@@ -141,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "false alarms of a check whose tolerances were derived without one kernel set. Each run "
                            "has its own model cache, CACHE_DIR/cache-<kernel set> (CACHE_DIR defaults to OUT). "
                            "Rerunning resumes. Copy tolerances.json beside a reference as NAME.tolerances.json.",
-                           epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                           epilog=run_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     noise.add_argument("--capabilities", type=_csv(str), default=None,
                        help="comma-separated kernel sets (default: those this CPU has, of default,avx2,avx512)")
     noise.add_argument("--reference-capability", default=None,
@@ -231,9 +237,8 @@ def run_noise(args, argv: list[str]) -> int:
         raise ValueError(f"--reference-capability {reference}: not among --capabilities {','.join(capabilities)}")
     if args.jobs is not None and args.jobs < 1:
         raise ValueError(f"--jobs {args.jobs}: expected 1 or more")
-    from harness.registry import methods
-    for name in config_from_args(args).methods:   # the run's own flags fail here, before any run starts
-        methods[name]
+    from harness.grid import check_names
+    check_names(config_from_args(args))   # the run's own flags fail here, before any run starts   # the run's own flags fail here, before any run starts
     out = Path(args.out or f"runs/noise-{args.benchmark or args.preset or 'tofu-mini'}")
     jobs = args.jobs or max(1, min(len(capabilities), os.cpu_count() or 1))
     run_all(_without_flags(argv, NOISE_ONLY_FLAGS), out, Path(args.cache_dir or out), capabilities, jobs)
@@ -276,20 +281,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def config_from_args(args) -> RunConfig:
+def config_from_args(args):
     """Defaults, then the preset, then the flags given, then `--set` in order; a sweep adds its grid."""
+    from harness.config import RunConfig, add_grid, apply_override, apply_preset, method_config
     cfg = RunConfig(seeds=args.seeds, out=args.out, cache_dir=args.cache_dir)
     if args.preset:
         apply_preset(cfg, args.preset)
     for key in ("benchmark", "data", "model", "retain_model", "retain_eval", "trust_remote_code"):
         if getattr(args, key) is not None:
             setattr(cfg, key, getattr(args, key))
-    if cfg.benchmark in LUME_BENCHMARKS:   # LUME prompts with the raw input and decodes up to 256 tokens
-        tofu_default = EvalConfig()                 # (unless the preset or a flag chose otherwise)
-        if cfg.eval.template == tofu_default.template:
-            cfg.eval = dataclasses.replace(cfg.eval, template="raw")
-        if cfg.eval.max_new_tokens == tofu_default.max_new_tokens:
-            cfg.eval = dataclasses.replace(cfg.eval, max_new_tokens=256)
+    default = EvalConfig()   # the benchmark's own defaults (LUME: raw prompt, 256 tokens), unless already set
+    own = benchmarks[cfg.benchmark].eval_defaults
+    cfg.eval = dataclasses.replace(cfg.eval, **{key: value for key, value in own.items()
+                                                if getattr(cfg.eval, key) == getattr(default, key)})
     if args.template is not None:
         cfg.eval = dataclasses.replace(cfg.eval, template=args.template)
     if args.lm_eval_tasks:

@@ -5,16 +5,16 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from evaluators.tofu import EvalConfig
+from evaluators.base import EvalConfig
+from harness import presets
 from harness.data.lume import LumeWorldConfig
 from harness.data.tofu import retain_split_for
 from harness.data.world import WorldConfig
-from harness.models import EmbeddedModelConfig
-from harness.registry import load_builtin_methods, methods
+from harness.embedded import EmbeddedModelConfig
+from harness.registry import benchmarks, methods
 from methods.base import MethodConfig
 
-BENCHMARKS = ("tofu-mini", "tofu", "lume-mini", "lume")
-LUME_BENCHMARKS = ("lume-mini", "lume")   # evaluated with LUME's metrics, not TOFU's
+SECTIONS = ("world", "train", "eval", "lume")   # `--set SECTION.KEY=V`
 
 
 @dataclass
@@ -33,7 +33,7 @@ class RunConfig:
     retain_model: str | None = None    # the retain-model reference, evaluated ...
     retain_eval: str | None = None     # ... or read from a saved evaluation JSON
     trust_remote_code: bool = False
-    preset: str | None = None          # a paper preset's method hyperparameters (PRESETS), under --set
+    preset_overrides: dict[str, dict] = field(default_factory=dict)   # a preset's METHOD.key values, under --set
     world: WorldConfig = field(default_factory=WorldConfig)
     train: EmbeddedModelConfig = field(default_factory=EmbeddedModelConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -48,8 +48,7 @@ class RunConfig:
 
     def overrides_for(self, method: str) -> dict:
         """The method's hyperparameter overrides: the preset's, then `--set METHOD.key=v`."""
-        preset = PRESETS[self.preset]["method_overrides"].get(method, {}) if self.preset else {}
-        return preset | self.method_overrides.get(method, {})
+        return self.preset_overrides.get(method, {}) | self.method_overrides.get(method, {})
 
 
 def coerce(value: str, like, key: str):
@@ -70,7 +69,6 @@ def coerce(value: str, like, key: str):
 
 def method_config(name: str, overrides: dict | None = None) -> MethodConfig:
     """The method's `MethodConfig`: field defaults, then the method's `defaults`, then `overrides`."""
-    load_builtin_methods()
     cls = methods[name]
     values = {f.name: getattr(MethodConfig(), f.name) for f in dataclasses.fields(MethodConfig)}
     values["options"] = dict(cls.defaults.get("options", {}))
@@ -93,12 +91,11 @@ def apply_override(cfg: RunConfig, assignment: str) -> None:
         raise ValueError(f"--set {assignment}: expected key=value")
     key, value = assignment.split("=", 1)
     head, _, rest = key.partition(".")
-    load_builtin_methods()
     if head in methods and rest:
         method_config(head, {rest: value})  # validates now rather than mid-run
         cfg.method_overrides.setdefault(head, {})[rest] = value
         return
-    if head in ("world", "train", "eval", "lume") and rest:
+    if head in SECTIONS and rest:
         section = getattr(cfg, head)
         names = [f.name for f in dataclasses.fields(section)]
         if rest not in names:
@@ -117,7 +114,6 @@ def add_grid(cfg: RunConfig, assignment: str) -> None:
     """Add one `--grid METHOD.key=v1,v2,...` axis to `cfg`; every value is validated now, not mid-sweep."""
     key, sep, values = assignment.partition("=")
     head, _, rest = key.partition(".")
-    load_builtin_methods()
     if not sep or head not in methods or not rest:
         raise ValueError(f"--grid {assignment}: expected METHOD.key=v1,v2,... with METHOD one of "
                          f"{', '.join(methods.names())}")
@@ -134,46 +130,27 @@ def add_grid(cfg: RunConfig, assignment: str) -> None:
     cfg.grid[key] = points
 
 
-# The paper setups with SOUL's published hyperparameters (REFERENCES.md, GradDiff table): FO is AdamW with
-# lr 5e-6 and gamma 0.3; SO is Sophia with betas (0.9, 0.95), rho 0.04 and gamma 2, "the rest as FO"; SIMU
-# adds m=5, t=0.3. All: wd 0.1, 5 epochs, batch 1 x grad-accum 4, forget10/retain90. They need a GPU at size.
-_SOUL = {"lr": 5e-6, "weight_decay": 0.1, "epochs": 5, "batch_size": 1, "grad_accum": 4, "max_grad_norm": 1.0}
-_SOUL_SO = _SOUL | {"gamma": 2.0, "beta1": 0.9, "beta2": 0.95, "rho": 0.04}
-_SOUL_METHODS = {"fo-graddiff": _SOUL | {"gamma": 0.3}, "so-graddiff": _SOUL_SO, "simu": _SOUL_SO | {"m": 5, "t": 0.3}}
-PRESETS = {
-    "tofu-llama2-7b": {
-        "benchmark": "tofu", "data": "locuslab/TOFU", "forget_split": "forget10", "template": "llama2",
-        "model": "open-unlearning/tofu_Llama-2-7b-chat-hf_full",
-        "retain_model": "open-unlearning/tofu_Llama-2-7b-chat-hf_retain90", "method_overrides": _SOUL_METHODS},
-    "tofu-olmo-1b": {
-        "benchmark": "tofu", "data": "locuslab/TOFU", "forget_split": "forget10", "template": "qa",
-        "model": None, "retain_model": None,   # SOUL fine-tuned OLMo-1B on TOFU itself: pass --model
-        "method_overrides": _SOUL_METHODS},
-    # The embedded benchmark shrunk to train in about a minute on 2 cores (10 authors, forget10 = 1 author, a
-    # 2-layer model): CI's smoke regression run and the tests' micro world. One forget author gives 10 steps,
-    # an eighth of the default's, so every method's rate is raised alike: 5 x its tofu-mini rate (FO and SO
-    # 1e-4, SIMU 3.1623e-4). At SIMU's old 5e-4 (1.6x) it kept 80% of the forget set, too close to the
-    # target for a regression check to tell a SIMU that stopped unlearning from one that works.
-    "tofu-mini-smoke": {
-        "benchmark": "tofu-mini",
-        "sets": ["world.n_authors=10", "world.n_countries=6", "world.n_real_authors=6", "world.retain_eval_authors=4",
-                 "train.hidden_size=128", "train.intermediate_size=512", "train.num_layers=2", "train.vocab_size=1024",
-                 "train.base_epochs=40", "train.target_epochs=40", "train.batch_size=8", "eval.max_new_tokens=48"],
-        "method_overrides": {"fo-graddiff": {"lr": "5e-4"}, "so-graddiff": {"lr": "5e-4"},
-                             "simu": {"lr": "1.5811e-3"}}},
-}
-
-
 def apply_preset(cfg: RunConfig, name: str) -> None:
-    """Fill `cfg` from a paper preset; flags and `--set` given on the command line are applied after it."""
-    if name not in PRESETS:
-        raise ValueError(f"--preset {name}: unknown; expected one of {', '.join(PRESETS)}")
-    preset = PRESETS[name]
-    for key in ("benchmark", "data", "forget_split", "model", "retain_model"):
-        if key in preset:
-            setattr(cfg, key, preset[key])
-    if "template" in preset:
-        cfg.eval = dataclasses.replace(cfg.eval, template=preset["template"])
-    for assignment in preset.get("sets", []):
-        apply_override(cfg, assignment)
-    cfg.preset = name
+    """Fill `cfg` from a preset file (harness/presets/NAME.toml, or a path), every value validated now; flags
+    and `--set` given on the command line are applied after it."""
+    preset = presets.load(name)
+    where = presets.path_of(name)
+    try:
+        if preset.get("benchmark", "tofu-mini") not in benchmarks:
+            raise ValueError(f"benchmark {preset['benchmark']}: unknown; registered: {', '.join(benchmarks.names())}")
+        for key in ("benchmark", "data", "model", "retain_model"):
+            if key in preset:
+                setattr(cfg, key, preset[key])
+        if "forget_split" in preset:
+            apply_override(cfg, f"forget_split={preset['forget_split']}")
+        for section in SECTIONS:
+            for key, value in preset.get(section, {}).items():
+                apply_override(cfg, f"{section}.{key}={value}")
+        for method, values in preset.get("methods", {}).items():
+            if method not in methods:
+                raise ValueError(f"methods.{method}: unknown method; registered: {', '.join(methods.names())}")
+            overrides = {key: str(value) for key, value in values.items()}
+            method_config(method, overrides)
+            cfg.preset_overrides[method] = overrides
+    except ValueError as err:
+        raise ValueError(f"{where}: {str(err).removeprefix('--set ')}") from None

@@ -20,19 +20,20 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from harness.metrics import metrics  # noqa: E402
 from harness.results import REFERENCE_ROWS, swept_columns  # noqa: E402
-from harness.tables import ARROWS, direction, read_leaderboard, row_labels  # noqa: E402
+from harness.tables import read_leaderboard, row_labels  # noqa: E402
 
-# TOFU's columns, or LUME's where a run has no TOFU ones
-TRADEOFF_X = ("forget_em_contains", "lume_forget_knowledge")
-TRADEOFF_Y = (("retain_em_contains", "lume_retain_knowledge"), ("model_utility", "lume_task_aggregate"))
-SWEEP_METRICS = (("forget_em_contains", "lume_forget_knowledge"), ("retain_em_contains", "lume_retain_knowledge"),
-                 ("model_utility", "lume_task_aggregate"), ("mia_loss_auc", "lume_mia_loss_auc"))
-
-
-def _first(frame: pd.DataFrame, candidates) -> str | None:
-    return next((c for c in candidates if c in frame.columns), None)
+TRADEOFF_Y = ("retain", "utility")                      # plotted against the forget-side metric
+SWEEP_ROLES = ("forget", "retain", "utility", "privacy")
 REFERENCE_STYLE = {"target": dict(marker="*", color="black", s=160), "retain": dict(marker="s", color="dimgray", s=80)}
+
+
+def _role(frame: pd.DataFrame, role: str) -> str | None:
+    """The run's column declared for a trade-off `role` (forget, retain, utility, privacy): TOFU's
+    em_contains and model utility, LUME's knowledge and task aggregate, or a plugin benchmark's."""
+    declared = [m.name for m in metrics.all() if m.role == role]
+    return next((c for c in declared if c in frame.columns), None)
 
 
 def _save(fig, path: Path) -> Path:
@@ -45,13 +46,14 @@ def _save(fig, path: Path) -> Path:
 
 
 def _label(column: str) -> str:
-    return f"{column} ({ARROWS[direction(column)]} better)"
+    metric = metrics.get(column)
+    return f"{metric.display or column} ({metric.arrow} better)"
 
 
 def plot_tradeoff(frame: pd.DataFrame, path: Path) -> Path:
     """Forget against each retain-side measure: seeds as small points, means with ± std bars, references."""
-    x = _first(frame, TRADEOFF_X)
-    ys = [c for c in (_first(frame, pair) for pair in TRADEOFF_Y) if c]
+    x = _role(frame, "forget")
+    ys = [c for c in (_role(frame, role) for role in TRADEOFF_Y) if c]
     labels = row_labels(frame)
     fig, axes = plt.subplots(1, len(ys), figsize=(5.2 * len(ys), 4.4), squeeze=False)
     colours = plt.get_cmap("tab10" if labels.nunique() <= 10 else "tab20")
@@ -72,7 +74,7 @@ def plot_tradeoff(frame: pd.DataFrame, path: Path) -> Path:
         ax.set_xlabel(_label(x))
         ax.set_ylabel(_label(y))
         ax.set_xlim(-0.05, 1.05)
-        if y.endswith(("em_contains", "knowledge")):   # rates on their full range, so a small gap does not look large
+        if y == _role(frame, "retain"):   # a rate on its full range, so a small gap does not look large
             ax.set_ylim(-0.05, 1.05)
         ax.grid(alpha=0.3)
     handles, names = axes[0][0].get_legend_handles_labels()
@@ -141,11 +143,11 @@ def plot_sweep(frame: pd.DataFrame, key: str, path: Path) -> Path:
     over seeds); the target and retain references as dashed lines."""
     swept = frame[frame[key].notna()]
     others = [c for c in swept_columns(frame) if c != key and swept[c].notna().any()]
-    metrics = [c for c in (_first(frame, pair) for pair in SWEEP_METRICS) if c]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.3 * len(metrics), 3.8), squeeze=False)
+    columns = [c for c in (_role(frame, role) for role in SWEEP_ROLES) if c]
+    fig, axes = plt.subplots(1, len(columns), figsize=(4.3 * len(columns), 3.8), squeeze=False)
     lines = swept.groupby(others, sort=True) if others else [((), swept)]
     numeric = pd.api.types.is_numeric_dtype(swept[key])
-    for ax, metric in zip(axes[0], metrics):
+    for ax, metric in zip(axes[0], columns):
         for setting, rows in lines:
             setting = setting if isinstance(setting, tuple) else (setting,)
             stats = rows.groupby(key, sort=True)[metric].agg(["mean", "std"])
@@ -175,8 +177,9 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir}: expected a run folder (with leaderboard.csv and artifacts/)")
     frame = read_leaderboard(run_dir)
-    if not _first(frame, TRADEOFF_X):
-        raise ValueError(f"{run_dir}/leaderboard.csv: no {' or '.join(TRADEOFF_X)} column to plot")
+    if not _role(frame, "forget"):
+        forget = [m.name for m in metrics.all() if m.role == "forget"]
+        raise ValueError(f"{run_dir}/leaderboard.csv: no forget-side column to plot ({' or '.join(forget)})")
     out = Path(out) if out else run_dir / "plots"
     out.mkdir(parents=True, exist_ok=True)
     paths = [plot_tradeoff(frame, out / "tradeoff.png")]

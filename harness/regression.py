@@ -16,35 +16,27 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.metrics import metrics
 from harness.results import IDENTITY_COLUMNS, REFERENCE_ROWS, swept_columns
-from harness.tables import ARROWS, badness, direction, row_labels
+from harness.tables import badness, row_labels
 
-SIGMAS = 3.0                      # a tolerance covers 3 standard deviations of the measured noise ...
-LOG10_COLUMNS = ("forget_quality",)   # ... on the log10 scale for these
-FALLBACK_TOLERANCE = 0.05         # without a tolerance file: guesses, and `harness check` says so
-FALLBACK_TOLERANCES = {"forget_quality": 1.0, "privleak_": 10.0}
-SPLITS = ("forget", "retain", "real_authors", "world_facts")
-UTILITY_SPLITS = ("retain", "real_authors", "world_facts")
+SIGMAS = 3.0   # a tolerance covers 3 standard deviations of the measured noise, on the metric's scale
 
 
 def on_scale(column: str, values):
-    """A metric's values on the scale it is compared on: log10 for forget quality, as is otherwise."""
-    if column in LOG10_COLUMNS:
+    """A metric's values on the scale it is compared on: its declared scale (log10 for forget quality)."""
+    if metrics.get(column).scale == "log10":
         return values.clip(lower=1e-300).map(math.log10) if isinstance(values, pd.Series) else \
             math.log10(max(values, 1e-300))
     return values
 
 
-def scale_name(column: str) -> str:
-    return "log10" if column in LOG10_COLUMNS else "linear"
-
-
 def checked_columns(run: pd.DataFrame, reference: pd.DataFrame) -> list[str]:
-    """Numeric metric columns both leaderboards have that have a better direction: not identity columns
-    (timings among them), swept hyperparameters or `simu_*` diagnostics."""
+    """Numeric metric columns both leaderboards have that are declared with a better direction: not identity
+    columns (timings among them), swept hyperparameters or diagnostics (undeclared, like SIMU's)."""
     skip = set(IDENTITY_COLUMNS) | set(swept_columns(reference))
     return [c for c in reference.columns if c in run.columns and c not in skip
-            and direction(c) != "none" and pd.api.types.is_numeric_dtype(reference[c])]
+            and metrics.get(c).checked and pd.api.types.is_numeric_dtype(reference[c])]
 
 
 def tolerances_path(reference: str | Path) -> Path:
@@ -63,13 +55,6 @@ def read_tolerances(reference: str | Path) -> dict | None:
         return {column: float(entry["tolerance"]) for column, entry in data["metrics"].items()}
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{path}: expected a tolerance file written by `harness noise` ({err})") from None
-
-
-def fallback_tolerance(column: str) -> float:
-    for prefix, tol in FALLBACK_TOLERANCES.items():
-        if column.startswith(prefix):
-            return tol
-    return FALLBACK_TOLERANCE
 
 
 def _cells(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -115,7 +100,7 @@ def compare(run: pd.DataFrame, reference: pd.DataFrame, tolerances: dict[str, fl
         check.cells += len(seeds)
         name = label if seeds == [""] else f"{label} (seed {', '.join(seeds)})"
         for column in columns:
-            tol = overrides.get(column, tolerances.get(column, fallback_tolerance(column)))
+            tol = overrides.get(column, tolerances.get(column, metrics.get(column).tolerance))
             line = _regression(name, column, ref_rows.loc[seeds, column], run_cells[label].loc[seeds, column], tol)
             if line:
                 check.regressions.append(line)
@@ -135,8 +120,8 @@ def _regression(name: str, column: str, was: pd.Series, now: pd.Series, tol: flo
         badness(column, on_scale(column, now_mean)) - badness(column, on_scale(column, was_mean))
     if worse <= tol:
         return None
-    unit = " in log10" if column in LOG10_COLUMNS else ""
-    return (f"{name}: {column} {was_mean:.4g} -> {now_mean:.4g} ({ARROWS[direction(column)]} is better; "
+    unit = " in log10" if metrics.get(column).scale == "log10" else ""
+    return (f"{name}: {column} {was_mean:.4g} -> {now_mean:.4g} ({metrics.get(column).arrow} is better; "
             f"tolerance {tol:.3g}{unit})")
 
 
@@ -152,44 +137,10 @@ def item_counts(run_dir: Path) -> dict[str, int]:
     return counts
 
 
-def _ks_log10_steps(n: int) -> list[float]:
-    """log10 of the two-sample KS p-value of n against n items for D = k/n, k = 0..n (each k one item)."""
-    from scipy.stats import ks_2samp
-    base = list(range(n))
-    return [math.log10(max(ks_2samp(base, [x + k for x in base]).pvalue, 1e-300)) for k in range(n + 1)]
-
-
 def one_item(column: str, counts: dict[str, int], boards: list[pd.DataFrame]) -> float:
-    """How far one item of the split a metric is computed on can move it: the floor under every tolerance.
-    Rates and means over n items: 1/n; an AUC: 1/n members; privleak: that AUC step over the retain model's
-    1 - AUC; forget quality: the largest log10 step of the KS p-value next to any value the boards hold."""
-    forget = counts.get("forget", 0)
-    if column in LOG10_COLUMNS:
-        if not forget:
-            return 0.0
-        steps = _ks_log10_steps(forget)
-        floor = 0.0
-        for value in pd.concat([b[column] for b in boards if column in b]).dropna():
-            k = min(range(len(steps)), key=lambda i: abs(steps[i] - on_scale(column, value)))
-            floor = max(floor, *(abs(steps[j] - steps[k]) for j in (k - 1, k + 1) if 0 <= j < len(steps)))
-        return floor
-    for split in SPLITS:
-        if column.startswith(f"{split}_") and counts.get(split):
-            return 1 / counts[split]
-    if column.startswith("mia_") and column.endswith("_auc") and forget:
-        return 1 / forget
-    if column == "mia_score" and forget:
-        return 2 / forget
-    if column.startswith("privleak_") and forget:
-        auc = f"mia_{column.removeprefix('privleak_')}_auc"
-        retain = [b.loc[b["method"] == "retain", auc] for b in boards if auc in b]
-        gap = min((1 - v for r in retain for v in r.dropna()), default=1.0)
-        return 100 / (forget * max(gap, 1e-10))
-    if column == "model_utility" and all(counts.get(s) for s in UTILITY_SPLITS):
-        return 1 / min(counts[s] for s in UTILITY_SPLITS)
-    if column.startswith("lume_style_") and counts.get("forget") and counts.get("retain"):
-        return 1 / min(forget, counts["retain"])
-    return 0.0
+    """How far one item of the split a metric is computed on can move it (its declaration says how): the
+    floor under every tolerance."""
+    return metrics.get(column).one_item(column, counts, boards)
 
 
 def noise_table(boards: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -215,7 +166,7 @@ def derive_tolerances(boards: dict[str, pd.DataFrame], counts: dict[str, int], s
     its largest spread, the one-item floor, and the tolerance max(sigmas x sigma, spread, one item)."""
     table = noise_table(boards)
     envs = list(boards)
-    metrics = {}
+    derived = {}
     for column, rows in table.groupby("metric", sort=False):
         values = rows[envs]
         n = values.notna().sum(axis=1)
@@ -224,10 +175,10 @@ def derive_tolerances(boards: dict[str, pd.DataFrame], counts: dict[str, int], s
         sigma = float(math.sqrt(squares.sum() / dof)) if dof else 0.0
         spread = float(rows["spread"].max(skipna=True)) if rows["spread"].notna().any() else 0.0
         floor = one_item(column, counts, list(boards.values()))
-        metrics[column] = {"tolerance": max(sigmas * sigma, spread, floor), "sigma": sigma, "spread": spread,
-                           "one_item": floor, "scale": scale_name(column)}
+        derived[column] = {"tolerance": max(sigmas * sigma, spread, floor), "sigma": sigma, "spread": spread,
+                           "one_item": floor, "scale": metrics.get(column).scale}
     return {"environments": envs, "items": counts, "rule": f"max({sigmas:g} sigma, largest spread, one item)",
-            "metrics": metrics}
+            "metrics": derived}
 
 
 def stopped_unlearning(board: pd.DataFrame, method: str) -> pd.DataFrame:

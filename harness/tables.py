@@ -10,38 +10,20 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.metrics import metrics
 from harness.results import IDENTITY_COLUMNS, REFERENCE_ROWS
 
-DEFAULT_COLUMNS = ["forget_em_contains", "retain_em_contains", "world_facts_em_contains", "forget_rougeL_recall",
-                   "retain_rougeL_recall", "model_utility", "forget_quality", "mia_loss_auc",
-                   # LUME's
-                   "lume_forget_regurgitation", "lume_forget_knowledge", "lume_retain_regurgitation",
-                   "lume_retain_knowledge", "lume_task_aggregate", "lume_mia_loss_auc", "lume_mia_score",
-                   "lume_final_score_mmlu", "lume_final_score_world_facts_mc", "wall_seconds"]
-ARROWS = {"max": "↑", "min": "↓", "half": "→0.5", "zero": "→0", "none": ""}
-DIAGNOSTICS = ("simu_",)   # a method's own figures (e.g. SIMU's neuron counts): no better direction
-
-
 def direction(column: str) -> str:
-    """Which way a metric is better: max, min, half (an MIA AUC, best at chance), zero (privleak) or none
-    (diagnostics, never bold and never checked)."""
-    if column.startswith(DIAGNOSTICS):
-        return "none"
-    if column.startswith(("mia_", "lume_mia_")) and column.endswith("_auc"):
-        return "half"
-    if column.startswith("privleak_"):
-        return "zero"
-    if column.endswith(("_seconds", "_perplexity")) or column in ("steps", "trainable_params"):
-        return "min"
-    if column.startswith(("forget_", "lume_forget_")) and column not in ("forget_quality", "forget_truth_ratio"):
-        return "min"       # the forget split's generation, EM, Prob, regurgitation: lower means more forgotten
-    return "max"
+    """Which way a metric is better, as its declaration says (harness/metrics.py): higher, lower, half (an MIA
+    AUC, best at chance), zero (privleak) or none (a diagnostic, never bold and never checked)."""
+    return metrics.get(column).better
 
 
 def badness(column: str, values):
     """`values` (a number or a Series) mapped so that lower is better, for picking the best."""
     kind = direction(column)
-    return {"max": -values, "min": values, "half": abs(values - 0.5), "zero": abs(values), "none": 0 * values}[kind]
+    return {"higher": -values, "lower": values, "half": abs(values - 0.5), "zero": abs(values),
+            "none": 0 * values}[kind]
 
 
 def best_methods(means: pd.DataFrame, column: str) -> set[str]:
@@ -102,7 +84,7 @@ def _cell(mean: float, std: float, n: int, bold: bool, fmt: str) -> str:
 
 def render(frame: pd.DataFrame, columns: list[str] | None = None, fmt: str = "md") -> str:
     """The comparison table as Markdown, LaTeX or CSV (CSV: separate mean and std columns, no markup)."""
-    columns = columns or [c for c in DEFAULT_COLUMNS if c in frame.columns]
+    columns = columns or metrics.defaults(frame.columns)
     means, stds = summarise(frame, columns)
     counts = frame.groupby(row_labels(frame), sort=False).size().reindex(means.index)
     if fmt == "csv":
@@ -111,7 +93,7 @@ def render(frame: pd.DataFrame, columns: list[str] | None = None, fmt: str = "md
             out[f"{c}_mean"], out[f"{c}_std"] = means[c].values, stds[c].values
         return out.to_csv(index=False)
     best = {c: best_methods(means, c) for c in columns}
-    header = ["method"] + [f"{c} {ARROWS[direction(c)]}".rstrip() for c in columns]
+    header = ["method"] + [f"{c} {metrics.get(c).arrow}".rstrip() for c in columns]
     rows = []
     for method in means.index:
         label = f"{method} (reference)" if method in REFERENCE_ROWS else method

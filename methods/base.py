@@ -45,13 +45,19 @@ class UnlearnReport:
 
 
 class UnlearningMethod:
-    """Subclasses pick the optimizer (and optionally the trainable parameters and the loss)."""
+    """Subclasses pick the optimizer, and may override the hooks the loop calls, in order: `setup` (once, before
+    training: a frozen reference model, a parameter mask), `trainable_parameters`, `make_optimizer`, then per
+    step `loss` and `optimizer_step`, and `finish` (once, after training: report extra columns and files)."""
 
-    name: str = "base"
+    name: str = "base"     # set by the registry to the name the method is registered under
     defaults: dict = {}
 
     def __init__(self, cfg: MethodConfig):
         self.cfg = cfg
+
+    def setup(self, model, tokenizer, forget: list[dict], retain: list[dict]) -> None:
+        """Before training, on the untouched model: e.g. keep a frozen copy as NPO's reference model, record
+        activations for an RMU-style loss, or (SIMU) find the neurons to update. Default: nothing."""
 
     def trainable_parameters(self, model) -> list[torch.nn.Parameter]:
         """Parameters the method updates; every other parameter is frozen. Default: all of them."""
@@ -61,12 +67,19 @@ class UnlearningMethod:
         raise NotImplementedError
 
     def loss(self, model, forget_batch, retain_batch):
+        """One micro-batch's loss, and its forget and retain parts for logging (floats or 0-d tensors). The
+        batches are padded `input_ids`, `attention_mask` and `labels` (-100 outside the answer); anything
+        `setup` kept (a reference model, target activations) is on `self`. Default: GradDiff."""
         return graddiff_loss(model, forget_batch, retain_batch, self.cfg.gamma)
+
+    def finish(self, model, report: UnlearnReport) -> None:
+        """After training: add the method's own columns (`report.extra`) and files (`report.artifacts`)."""
 
     def unlearn(self, model, tokenizer, forget: list[dict], retain: list[dict]) -> UnlearnReport:
         """GradDiff training: each shuffled forget batch is paired with a random retain batch; linear
         schedule with warmup max(1, steps/10), gradient clipping and accumulation, as in SOUL's code."""
         start, cfg = time.perf_counter(), self.cfg
+        self.setup(model, tokenizer, forget, retain)
         params = self.trainable_parameters(model)
         trainable = {id(p) for p in params}
         for p in model.parameters():
@@ -98,9 +111,11 @@ class UnlearningMethod:
                     bar.set_postfix(forget_nll=f"{forget_nll:.2f}", retain_nll=f"{retain_nll:.2f}")
         bar.close()
         model.eval()
-        return UnlearnReport(steps=steps, unlearn_seconds=time.perf_counter() - start,
-                             trainable_params=sum(p.numel() for p in params),
-                             final_forget_nll=float(forget_nll), final_retain_nll=float(retain_nll))
+        report = UnlearnReport(steps=steps, unlearn_seconds=0.0, trainable_params=sum(p.numel() for p in params),
+                               final_forget_nll=float(forget_nll), final_retain_nll=float(retain_nll))
+        self.finish(model, report)
+        report.unlearn_seconds = time.perf_counter() - start
+        return report
 
     def optimizer_step(self, model, optimizer, params, forget_batch, retain_batch) -> None:
         """Clip, step, clear gradients. Second-order methods override this to refresh their Hessian."""

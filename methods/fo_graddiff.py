@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from harness.registry import register_method
 from methods.base import UnlearningMethod
 
 
-@register_method("fo-graddiff")
 class FOGradDiff(UnlearningMethod):
     """All parameters trainable; AdamW with weight decay. `lr` chosen by the README's selection rule."""
 

@@ -9,13 +9,11 @@ import time
 
 import torch
 
-from harness.registry import register_method
 from methods import attribution
 from methods.base import UnlearnReport
 from methods.so_graddiff import SOGradDiff
 
 
-@register_method("simu")
 class SIMU(SOGradDiff):
     """Stage 1 (m, t, mask kind, attribution mode) then SO-GradDiff's recipe on the masked parameters; `lr`
     from the README's rule (it trains fewer weights than SO, and the rule picks a larger rate)."""
@@ -25,30 +23,32 @@ class SIMU(SOGradDiff):
                             "attribution": "exact", "objective": "prob",
                             "retain_attribution_rows": 0, "reuse_attribution": False}}
 
-    def unlearn(self, model, tokenizer, forget, retain) -> UnlearnReport:
+    def setup(self, model, tokenizer, forget, retain) -> None:
+        """Stage 1: the critical neurons of the forget set and of a retain sample, combined into the mask."""
         o, start = self.cfg.options, time.perf_counter()
         self.reused = 0
         self.weights_digest = _weights_digest(model) if o["reuse_attribution"] else None  # stage 1 changes none
-        forget_critical = attribution.critical_neurons(self.attribute(model, tokenizer, forget), o["t"])
+        self.forget_critical = attribution.critical_neurons(self.attribute(model, tokenizer, forget), o["t"])
         retain_sample = self.retain_sample(forget, retain)
-        retain_critical = attribution.critical_neurons(self.attribute(model, tokenizer, retain_sample), o["t"])
-        self.neurons = attribution.simu_masks(forget_critical, retain_critical, o["mask"])
-        attribution_seconds = time.perf_counter() - start
-        report = super().unlearn(model, tokenizer, forget, retain)
+        self.retain_critical = attribution.critical_neurons(self.attribute(model, tokenizer, retain_sample), o["t"])
+        self.neurons = attribution.simu_masks(self.forget_critical, self.retain_critical, o["mask"])
+        self.attribution_seconds = time.perf_counter() - start
+
+    def finish(self, model, report: UnlearnReport) -> None:
+        """The mask's size as columns (`simu_*`, declared in methods/__init__.py) and the masks as files."""
+        o = self.cfg.options
         critical = sum(int(n.sum()) for n in self.neurons)
         total = sum(n.numel() for n in self.neurons)
-        report.unlearn_seconds += attribution_seconds
         report.extra.update({"simu_critical_neurons": critical, "simu_critical_fraction": critical / total,
                              "simu_shared_neurons": sum(int((f & r).sum()) for f, r in
-                                                        zip(forget_critical, retain_critical)),
-                             "simu_attribution_seconds": attribution_seconds,
+                                                        zip(self.forget_critical, self.retain_critical)),
+                             "simu_attribution_seconds": self.attribution_seconds,
                              "simu_attribution_reused": self.reused})
         report.artifacts.update({"masks.pt": {p.name: n for p, n in zip(self.projections, self.neurons)},
                                  "masks.json": {"per_layer_critical": [int(n.sum()) for n in self.neurons],
                                                 "neurons_per_layer": [n.numel() for n in self.neurons],
                                                 "mask": o["mask"], "m": o["m"], "t": o["t"],
                                                 "attribution": o["attribution"]}})
-        return report
 
     def attribute(self, model, tokenizer, rows) -> list[torch.Tensor]:
         """Stage-1 scores of `rows`. With `reuse_attribution`, scores already computed in this process for

@@ -5,12 +5,10 @@ from __future__ import annotations
 import torch
 
 from harness.data.collate import IGNORE
-from harness.registry import register_method
 from methods.base import UnlearningMethod
 from methods.sophia import SophiaG, gnb_hessian_update
 
 
-@register_method("so-graddiff")
 class SOGradDiff(UnlearningMethod):
     """SOUL's SO recipe: Sophia with betas (0.9, 0.95), rho 0.04, gamma 2; `lr` from the README's rule."""
 

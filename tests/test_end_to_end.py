@@ -20,7 +20,7 @@ from harness.results import PACKAGES
 from harness.tables import read_leaderboard
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-sys.path.insert(0, str(README.parent / "benchmarks"))
+sys.path.insert(0, str(README.parent / "perf"))
 import check_power  # noqa: E402  (the faults the smoke check must catch, defined once)
 LEADERBOARDS = README.parent / "leaderboards"
 SPLITS = ("forget", "retain", "real_authors", "world_facts")
@@ -134,7 +134,7 @@ def _fault_run(tmp_path, micro_run, method_names: str) -> list[str]:
 
 
 def inject(monkeypatch, fault: str) -> None:
-    """Apply one of the faults `benchmarks/check_power.py` measures the smoke check's power on."""
+    """Apply one of the faults `perf/check_power.py` measures the smoke check's power on."""
     module, name, replacement = check_power.FAULTS[fault]
     monkeypatch.setattr(module, name, replacement)
 

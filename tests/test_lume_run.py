@@ -10,7 +10,8 @@ import pytest
 from evaluators import lm_eval_bridge
 from harness.cli import main
 from harness.config import RunConfig, apply_override, apply_preset
-from harness.models import build_model, load_model, prepare_embedded_lume
+from harness.embedded import build_model, prepare_embedded_lume
+from harness.models import load_model
 from harness.tables import render
 
 SMALL_LUME = ["lume.forget_docs=2", "lume.retain_docs=4", "lume.nonmember_docs=2"]

@@ -15,7 +15,6 @@ def test_decorator_registers_and_names_the_class():
 
 
 def test_unknown_name_lists_registered_ones():
-    registry.load_builtin_methods()
     with pytest.raises(KeyError, match="unknown method 'nope'; registered: .*fo-graddiff"):
         registry.methods["nope"]
 
@@ -33,8 +32,10 @@ def test_entry_point_plugins_are_discovered(monkeypatch):
 
     class FakeEntryPoint:
         name = "plugin-method"
+        loaded = 0
 
         def load(self):
+            FakeEntryPoint.loaded += 1
             return Plugin
 
     seen = {}
@@ -45,10 +46,12 @@ def test_entry_point_plugins_are_discovered(monkeypatch):
 
     monkeypatch.setattr(registry, "entry_points", fake_entry_points)
     reg = Registry("method", "harness.methods")
-    assert reg["plugin-method"] is Plugin
-    assert seen["group"] == "harness.methods"
+    assert reg.names() == ["plugin-method"] and FakeEntryPoint.loaded == 0   # listing names imports nothing
+    assert reg["plugin-method"] is Plugin and Plugin.name == "plugin-method"
+    assert seen["group"] == "harness.methods" and FakeEntryPoint.loaded == 1
 
 
-def test_builtin_methods_are_registered():
-    registry.load_builtin_methods()
-    assert "fo-graddiff" in registry.methods.names()
+def test_builtins_are_registered_through_their_entry_points():
+    assert {"fo-graddiff", "so-graddiff", "simu"} <= set(registry.methods.names())
+    assert {"tofu-mini", "tofu", "lume-mini", "lume"} <= set(registry.benchmarks.names())
+    assert registry.methods["simu"].name == "simu" and registry.benchmarks["lume"].name == "lume"

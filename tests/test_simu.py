@@ -7,7 +7,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from harness.config import method_config
-from harness.models import EmbeddedModelConfig, build_model, train_tokenizer
+from harness.embedded import EmbeddedModelConfig, build_model, train_tokenizer
 from methods import attribution
 from methods.simu import SIMU
 

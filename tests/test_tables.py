@@ -6,7 +6,7 @@ from harness.tables import direction, render
 def test_directions():
     assert [direction(c) for c in ("forget_em_contains", "retain_rougeL_recall", "forget_quality",
                                    "forget_truth_ratio", "mia_min_k_auc", "privleak_zlib", "wall_seconds")] == \
-        ["min", "max", "max", "max", "half", "zero", "min"]
+        ["lower", "higher", "higher", "higher", "half", "zero", "lower"]
 
 
 def test_markdown_table_mean_std_arrows_bold_and_references_first(board):

@@ -15,7 +15,8 @@ from harness.config import method_config
 from harness.data.collate import encode_qa
 from harness.data.tofu import load_splits, prompt_text
 from harness.data.world import WorldConfig, generate_world
-from harness.models import EmbeddedModelConfig, build_model, ensure_pad_token, train_tokenizer
+from harness.embedded import EmbeddedModelConfig, build_model, train_tokenizer
+from harness.models import ensure_pad_token
 
 SMALL = WorldConfig(n_authors=12, n_countries=6, n_real_authors=6, retain_eval_authors=3, n_perturbed=3)
 QA_ONLY = ("question", "answer")

@@ -9,7 +9,8 @@ import pytest
 from scipy.stats import hmean, ks_2samp
 
 from evaluators import mia
-from evaluators.tofu import (EvalResult, RetainReference, lume_style_aggregate, model_utility, reference_metrics,
+from evaluators.base import EvalResult
+from evaluators.tofu import (RetainReference, lume_style_aggregate, model_utility, reference_metrics,
                              truth_ratio, truth_ratio_stat)
 
 

@@ -5,7 +5,7 @@ space from 1e-5 to 1e-3) over seeds 0, 1 and 2, score each cell with
 `hmean(1 - forget_em_contains, retain_em_contains, world_facts_em_contains)`, and keep the learning rate with
 the best mean score (ties: the smaller rate). Everything else stays at the method's recipe.
 
-    python benchmarks/select_lr.py --methods fo-graddiff [--out runs/select-lr]
+    python perf/select_lr.py --methods fo-graddiff [--out runs/select-lr]
 """
 
 from __future__ import annotations

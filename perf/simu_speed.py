@@ -3,7 +3,7 @@
 Prints: SIMU step time / SO-GradDiff step time (goal <= 1.10), SIMU attribution time / one unlearning epoch
 (goal <= 0.5), and exact- against fast-mode attribution (time ratio and mask Jaccard).
 
-    python benchmarks/simu_speed.py [--cache-dir DIR] [--steps 20]
+    python perf/simu_speed.py [--cache-dir DIR] [--steps 20]
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import torch
 from harness.config import RunConfig, method_config
 from harness.data.collate import encode_qa, pad_batch
 from harness.data.tofu import load_splits
-from harness.models import load_model, prepare_embedded, seed_everything
+from harness.embedded import prepare_embedded
+from harness.models import load_model, seed_everything
 from harness.registry import methods
 from methods import attribution
 

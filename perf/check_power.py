@@ -9,7 +9,7 @@ reference with its tolerances, then
   2. GradDiff with its forget term switched off (only the retain loss trains), per method;
   3. a metric computed wrong: TOFU's truth ratio with its exponent's sign flipped.
 
-    python benchmarks/check_power.py --noise runs/noise-tofu-mini-smoke
+    python perf/check_power.py --noise runs/noise-tofu-mini-smoke
 """
 
 from __future__ import annotations

@@ -1,0 +1,99 @@
+"""The Benchmark interface: prepare data and models, evaluate a model, and say what the run needs to know.
+
+The runner calls only what is here, so a benchmark is one module with one subclass (see tofu_mini.py).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from evaluators import lm_eval_bridge
+from evaluators.base import EvalResult
+
+
+@dataclass
+class Prepared:
+    """A benchmark's resolved data and models. `forget` and `retain` are the rows the methods train on,
+    `splits` what `evaluate` reads; `identity` is what the cells' hashes cover (never a measured value)."""
+
+    splits: object
+    forget: list[dict]
+    retain: list[dict]
+    forget_split: str
+    target_dir: Path | str
+    retain_dir: Path | str | None     # a retain model to evaluate as the reference, if there is one
+    model_name: str
+    identity: dict
+    lm_eval_dir: Path | None = None   # the bridge's task YAMLs, written by the runner when tasks are asked for
+
+
+class Benchmark:
+    """Subclasses implement `prepare` and `evaluate`; the rest has defaults."""
+
+    name: str = "base"
+    eval_defaults: dict = {}       # EvalConfig values this benchmark uses unless the command sets them
+    retain_reference: bool = False  # scored against a retain model (then the reference hooks below apply)
+    memorised: tuple[str, ...] = ()  # target columns near 1 when there is something to unlearn
+
+    def prepare(self, cfg) -> Prepared:
+        raise NotImplementedError
+
+    def evaluate(self, model, tokenizer, prepared: Prepared, cfg) -> EvalResult:
+        """The benchmark's own figures of `model` (and the per-item records they come from)."""
+        raise NotImplementedError
+
+    def lm_eval_tasks(self, cfg) -> list[str]:
+        """The lm-eval tasks every model is also scored on: `--lm-eval-tasks`, unless the benchmark adds some."""
+        return list(cfg.lm_eval_tasks)
+
+    def final_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Figures computed from all the others, lm-eval's included (LUME's final score)."""
+        return {}
+
+    def load_reference(self, path):
+        """A saved retain-model reference (`--retain-eval`)."""
+        raise ValueError(f"--retain-eval: --benchmark {self.name} takes no retain reference")
+
+    def reference_from(self, result: EvalResult, source: str):
+        """The retain model's reference, from its evaluation."""
+        raise NotImplementedError
+
+    def reference_metrics(self, result: EvalResult, reference) -> dict[str, float]:
+        """The figures that compare a model with the retain reference."""
+        return {}
+
+    def score(self, model, tokenizer, prepared: Prepared, cfg, reference=None) -> tuple[EvalResult, float]:
+        """Everything a row reports about a model, and the seconds it took: `evaluate`, the reference
+        metrics, the lm-eval tasks (timed as `lmeval_seconds`), then `final_metrics`."""
+        start = time.perf_counter()
+        result = self.evaluate(model, tokenizer, prepared, cfg)
+        if reference is not None:
+            result.metrics |= self.reference_metrics(result, reference)
+        tasks = self.lm_eval_tasks(cfg)
+        if tasks:
+            bridge_start = time.perf_counter()
+            result.metrics |= lm_eval_bridge.run_tasks(model, tokenizer, tasks, prepared.lm_eval_dir,
+                                                       cfg.eval.batch_size)
+            result.metrics["lmeval_seconds"] = time.perf_counter() - bridge_start
+        result.metrics |= self.final_metrics(result.metrics)
+        return result, time.perf_counter() - start
+
+
+def no_real_paths(cfg) -> None:
+    """An embedded benchmark brings its own data and models."""
+    for flag, value in (("--data", cfg.data), ("--model", cfg.model), ("--retain-model", cfg.retain_model)):
+        if value:
+            raise ValueError(f"{flag}: the embedded benchmark brings its own; use --benchmark tofu or lume for real "
+                             f"data and models")
+
+
+def need_real_paths(cfg, what: str) -> None:
+    if not cfg.data or not cfg.model:
+        raise ValueError(f"--benchmark {cfg.benchmark}: needs --data ({what}) and --model (the target model)")
+
+
+def model_name(path) -> str:
+    """A model's short name for the leaderboard: its folder's (or hub repository's) last part."""
+    return Path(str(path).rstrip("/")).name

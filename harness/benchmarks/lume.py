@@ -1,0 +1,67 @@
+"""LUME (SemEval-2025 Task 4) from its official files and any target model: regurgitation and knowledge on the
+forget and retain documents, the MIA score of members against non-members, and the final score (the metrics:
+evaluators/lume.py). LUME needs no retain model; it prompts with the raw input and decodes up to 256 tokens."""
+
+from __future__ import annotations
+
+from evaluators import lume
+from evaluators.base import EvalResult
+from evaluators.generation import generate
+from evaluators.scoring import document_nll
+from harness.benchmarks.base import Benchmark, Prepared, model_name, need_real_paths
+from harness.data.lume import as_qa, load_lume
+
+MMLU_SUBSTITUTE = "embedded_world_facts_mc"   # the final score without MMLU: the bridge's world-facts MC
+
+
+class Lume(Benchmark):
+    eval_defaults = {"template": "raw", "max_new_tokens": 256}
+    memorised = ("lume_forget_knowledge", "lume_forget_regurgitation", "lume_retain_knowledge",
+                 "lume_retain_regurgitation")
+
+    def prepare(self, cfg) -> Prepared:
+        self.no_retain_reference(cfg)
+        need_real_paths(cfg, "a folder of the official LUME files")
+        identity = {"data": str(cfg.data), "model": str(cfg.model)}
+        return self.prepared(load_lume(cfg.data), cfg.model, model_name(cfg.model), identity)
+
+    def no_retain_reference(self, cfg) -> None:
+        if cfg.retain_model or cfg.retain_eval:
+            raise ValueError(f"--benchmark {cfg.benchmark}: LUME's metrics need no retain model; drop "
+                             f"--retain-model and --retain-eval")
+
+    @staticmethod
+    def prepared(splits, target, name: str, identity: dict) -> Prepared:
+        return Prepared(splits, as_qa(splits.forget), as_qa(splits.retain), "forget", target, None, name, identity)
+
+    def evaluate(self, model, tokenizer, prepared: Prepared, cfg) -> EvalResult:
+        """Every LUME figure but the final score: greedy generations of the forget and retain rows, and the
+        member and non-member documents' NLLs."""
+        splits, cfg = prepared.splits, cfg.eval
+        rows = splits.forget + splits.retain
+        generations = generate(model, tokenizer, [tokenizer(r["input"])["input_ids"] for r in rows],
+                               cfg.max_new_tokens, cfg.batch_size, desc="generate LUME")
+        items = [lume.item_record(row, gen) for row, gen in zip(rows, generations)]
+        documents = {"member": splits.members, "nonmember": splits.nonmembers}
+        nll = {side: document_nll(model, tokenizer, [d["document"] for d in docs], cfg.batch_size)
+               for side, docs in documents.items()}
+        metrics = lume.lume_metrics(items, nll["member"], nll["nonmember"])
+        for side, docs in documents.items():
+            items += [{"split": side, "id": d["id"], "avg_nll": v} for d, v in zip(docs, nll[side])]
+        return EvalResult(metrics, items)
+
+    def lm_eval_tasks(self, cfg) -> list[str]:
+        """`--lm-eval-tasks`, plus, without MMLU, the named substitute the final score uses."""
+        tasks = list(cfg.lm_eval_tasks)
+        if "mmlu" not in tasks and MMLU_SUBSTITUTE not in tasks:
+            tasks.append(MMLU_SUBSTITUTE)
+        return tasks
+
+    def final_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
+        """`lume_final_score_mmlu`, or `lume_final_score_<substitute>` when no MMLU was run."""
+        if "lmeval_mmlu_acc" in metrics:
+            name, general = "mmlu", metrics["lmeval_mmlu_acc"]
+        else:
+            name, general = "world_facts_mc", metrics[f"lmeval_{MMLU_SUBSTITUTE}_acc"]
+        return {f"lume_final_score_{name}": lume.final_score(metrics["lume_task_aggregate"], general,
+                                                             metrics["lume_mia_score"])}

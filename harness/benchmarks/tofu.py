@@ -1,0 +1,77 @@
+"""TOFU from its official files (a folder or a hub name) and any target model: generation and teacher-forced
+scoring on the forget, retain, real-author and world-fact splits, MIA against the holdout authors, and,
+against the retain model, forget quality and privleak (the metrics: evaluators/tofu.py)."""
+
+from __future__ import annotations
+
+from evaluators import tofu
+from evaluators.base import EvalResult
+from evaluators.generation import generate
+from evaluators.scoring import score_answers
+from evaluators.tofu import RetainReference
+from harness.benchmarks.base import Benchmark, Prepared, model_name, need_real_paths
+from harness.data.tofu import load_splits, prompt_ids, prompt_text
+
+
+class Tofu(Benchmark):
+    retain_reference = True
+    memorised = ("forget_em_contains", "retain_em_contains")
+
+    def prepare(self, cfg) -> Prepared:
+        need_real_paths(cfg, "a TOFU folder or hub name")
+        if cfg.retain_model and cfg.retain_eval:
+            raise ValueError("--retain-model and --retain-eval: give one retain reference, not both")
+        identity = {"data": str(cfg.data), "model": str(cfg.model), "retain_model": cfg.retain_model}
+        splits = load_splits(cfg.data, cfg.forget_split)
+        return Prepared(splits, splits.forget, splits.retain, cfg.forget_split, cfg.model, cfg.retain_model,
+                        model_name(cfg.model), identity)
+
+    def evaluate(self, model, tokenizer, prepared: Prepared, cfg) -> EvalResult:
+        """Every TOFU figure that needs no retain model."""
+        splits, metrics, items = prepared.splits.eval, {}, []
+        for name in tofu.GENERATED_SPLITS:
+            split_items = evaluate_split(model, tokenizer, name, splits[name], cfg.eval)
+            metrics |= tofu.split_metrics(name, split_items)
+            items += split_items
+        items += mia_items(model, tokenizer, splits["holdout"], "holdout", cfg.eval)
+        return EvalResult(metrics | tofu.suite_metrics(metrics, items), items)
+
+    def load_reference(self, path) -> RetainReference:
+        return RetainReference.load(path)
+
+    def reference_from(self, result: EvalResult, source: str) -> RetainReference:
+        return RetainReference.from_result(result, source)
+
+    def reference_metrics(self, result: EvalResult, reference: RetainReference) -> dict[str, float]:
+        return tofu.reference_metrics(result, reference)
+
+
+def _scores(model, tokenizer, pairs, cfg, desc: str) -> list[dict]:
+    return score_answers(model, tokenizer, pairs, cfg.batch_size, cfg.template, desc=desc)
+
+
+def evaluate_split(model, tokenizer, name: str, rows: list[dict], cfg) -> list[dict]:
+    """One split's per-item records: the greedy generation, the answer's, the paraphrase's (forget and
+    retain) and each perturbed answer's teacher-forced scores."""
+    prompts = [prompt_text(tokenizer, r["question"], cfg.template) for r in rows]
+    generations = generate(model, tokenizer, [prompt_ids(tokenizer, r["question"], cfg.template) for r in rows],
+                           cfg.max_new_tokens, cfg.batch_size, desc=f"generate {name}")
+    scored = _scores(model, tokenizer, [(r["question"], r["answer"]) for r in rows], cfg, f"score {name}")
+    flat = _scores(model, tokenizer, [(r["question"], p) for r in rows for p in r["perturbed_answer"]], cfg,
+                   f"score {name} perturbed")
+    perturbed, i = [], 0
+    for r in rows:
+        perturbed.append(flat[i:i + len(r["perturbed_answer"])])
+        i += len(r["perturbed_answer"])
+    correct = scored
+    if name in tofu.PARAPHRASED_SPLITS:
+        correct = _scores(model, tokenizer, [(r["question"], r["paraphrased_answer"]) for r in rows], cfg,
+                          f"score {name} paraphrased")
+    return [tofu.item_record(name, i, row, prompts[i], generations[i], scored[i], correct[i], perturbed[i],
+                             cfg.min_k) for i, row in enumerate(rows)]
+
+
+def mia_items(model, tokenizer, rows: list[dict], split: str, cfg) -> list[dict]:
+    """Per-item attack scores for one side of the membership test."""
+    scored = _scores(model, tokenizer, [(r["question"], r["answer"]) for r in rows], cfg, f"score {split}")
+    return [tofu.mia_record(split, i, r, s, cfg.min_k) for i, (r, s) in enumerate(zip(rows, scored))]

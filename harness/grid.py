@@ -1,0 +1,65 @@
+"""The cells of a run: method x grid point x seed, and each cell's method configuration."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import re
+
+from harness.config import RunConfig, method_config
+from harness.registry import methods
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One method x grid point x seed. `point` holds the swept hyperparameters of a `harness sweep`, as
+    ("METHOD.key", value) pairs; it is empty in a plain `harness run`."""
+
+    method: str
+    seed: int
+    point: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def variant(self) -> str:
+        """The grid point as `key=value` pairs, e.g. `t=0.1,m=5` (empty outside a sweep)."""
+        return ",".join(f"{key.split('.', 1)[1]}={value}" for key, value in self.point)
+
+    @property
+    def name(self) -> str:
+        """The result file's name: `simu-seed0`, or `simu-t0.1-m5-seed0` in a sweep."""
+        parts = [f"{key.split('.', 1)[1]}{value}" for key, value in self.point]
+        return re.sub(r"[^A-Za-z0-9._=-]", "_", "-".join([self.method, *parts, f"seed{self.seed}"]))
+
+
+def cells(cfg: RunConfig) -> list[Cell]:
+    """Every method x grid point x seed; a method without grid axes has the single empty point."""
+    out = []
+    for method in cfg.methods:
+        axes = [[(key, v) for v in values] for key, values in cfg.grid.items() if key.split(".")[0] == method]
+        out += [Cell(method, seed, point) for point in itertools.product(*axes) for seed in cfg.seeds]
+    return out
+
+
+def cell_config(cfg: RunConfig, cell: Cell):
+    """The cell's method config: defaults, preset, `--set`, then the cell's grid point."""
+    overrides = cfg.overrides_for(cell.method) | {key.split(".", 1)[1]: v for key, v in cell.point}
+    return dataclasses.replace(method_config(cell.method, overrides), template=cfg.eval.template)
+
+
+def swept_values(mcfg, point) -> dict:
+    """The grid point's values as leaderboard columns named like the grid key (`simu.t`), typed."""
+    return {key: mcfg.options.get(key.split(".", 1)[1], getattr(mcfg, key.split(".", 1)[1], None))
+            for key, _ in point}
+
+
+def check_names(cfg: RunConfig) -> None:
+    """Every method, `--set METHOD.*` and `--grid METHOD.*` names a method of the run: fails before training."""
+    for name in cfg.methods:
+        methods[name]
+    for name in cfg.method_overrides:
+        if name not in cfg.methods:
+            raise ValueError(f"--set {name}.*: method '{name}' is not in --methods ({', '.join(cfg.methods)})")
+    for key in cfg.grid:
+        if key.split(".")[0] not in cfg.methods:
+            raise ValueError(f"--grid {key}: method '{key.split('.')[0]}' is not in --methods "
+                             f"({', '.join(cfg.methods)})")

@@ -1,0 +1,111 @@
+"""What a leaderboard column means, declared where the metric is computed (as lm-eval's `register_metric`).
+
+A `Metric` says which way is better, how tables and plots show it, and how `harness check` compares it.
+Declarations are lists of `Metric`s named by the entry-point group `harness.metrics` (the built-ins in
+`pyproject.toml`: `evaluators/tofu.py`, `evaluators/lume.py`, ...), so a module that declares metrics must
+import without torch: `harness table` and `harness check` read them on any machine. A column nobody declared
+is a diagnostic (a method's own figure, e.g. SIMU's neuron counts): shown, never bold, never checked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from importlib.metadata import entry_points
+from typing import Callable
+
+BETTER = ("higher", "lower", "half", "zero", "none")   # half: an MIA AUC, best at chance; zero: privleak
+ARROWS = {"higher": "↑", "lower": "↓", "half": "→0.5", "zero": "→0", "none": ""}
+GROUP = "harness.metrics"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One column (or a family of them: `privleak_*`). `items` are the splits it is a mean over: one item of the
+    smallest, times `item_weight`, is the floor under its regression tolerance; `floor` computes another
+    floor where that rule does not fit, from (column, items per split, leaderboards)."""
+
+    name: str                          # the column, or a pattern with `*`
+    better: str = "higher"             # one of BETTER
+    display: str = ""                  # a readable name for plot axes and `harness metrics`
+    default: bool = False              # one of `harness table`'s default columns
+    cost: bool = False                 # an effort figure (time, steps): in tables, never regression-checked
+    tolerance: float = 0.05            # `harness check`'s tolerance when the reference has no measured one
+    scale: str = "linear"              # or "log10" (compared on that scale)
+    role: str = ""                     # the trade-off plots' axis: forget, retain, utility or privacy
+    items: tuple[str, ...] = ()
+    item_weight: float = 1.0
+    floor: Callable | None = None
+
+    def __post_init__(self):
+        if self.better not in BETTER:
+            raise ValueError(f"metric {self.name}: better={self.better!r}; expected one of {', '.join(BETTER)}")
+        if self.scale not in ("linear", "log10"):
+            raise ValueError(f"metric {self.name}: scale={self.scale!r}; expected linear or log10")
+
+    @property
+    def arrow(self) -> str:
+        return ARROWS[self.better]
+
+    @property
+    def checked(self) -> bool:
+        """Whether `harness check` compares it: it has a better direction and is not an effort figure."""
+        return self.better != "none" and not self.cost
+
+    def one_item(self, column: str, counts: dict[str, int], boards: list) -> float:
+        """How far one item can move this metric: the floor under every measured tolerance."""
+        if self.floor is not None:
+            return self.floor(column, counts, boards)
+        sizes = [counts.get(split, 0) for split in self.items]
+        return self.item_weight / min(sizes) if sizes and min(sizes) else 0.0
+
+
+class MetricRegistry:
+    """Declared metrics in registration order; `get(column)` finds an exact name first, then the longest
+    pattern that matches."""
+
+    def __init__(self, group: str = GROUP):
+        self.group = group
+        self._metrics: dict[str, Metric] = {}
+        self._loaded = False
+
+    def register(self, *declared: Metric) -> None:
+        for metric in declared:
+            known = self._metrics.get(metric.name)
+            if known is not None and known != metric:
+                raise ValueError(f"metric '{metric.name}' is already declared differently")
+            self._metrics[metric.name] = metric
+
+    def _load(self) -> None:
+        if not self._loaded:
+            self._loaded = True
+            for ep in entry_points(group=self.group):
+                self.register(*ep.load())
+
+    def all(self) -> list[Metric]:
+        self._load()
+        return list(self._metrics.values())
+
+    def get(self, column: str) -> Metric:
+        """The column's declaration; an undeclared column is a diagnostic (`better="none"`)."""
+        self._load()
+        if column in self._metrics:
+            return self._metrics[column]
+        patterns = [m for name, m in self._metrics.items() if "*" in name and fnmatchcase(column, name)]
+        return max(patterns, key=lambda m: len(m.name), default=Metric(column, better="none"))
+
+    def defaults(self, columns) -> list[str]:
+        """The default table columns among `columns`: declared quality metrics in declaration order, then costs."""
+        declared = {c: self.get(c) for c in columns}
+        shown = [c for c, m in declared.items() if m.default]
+        order = {m.name: i for i, m in enumerate(self.all())}
+        return sorted(shown, key=lambda c: (declared[c].cost, order[declared[c].name]))
+
+
+metrics = MetricRegistry()
+
+# The runner's own columns (written by every row): effort, lower is better, never regression-checked.
+COST = [Metric("wall_seconds", "lower", "wall time (s)", default=True, cost=True),
+        Metric("*_seconds", "lower", "time (s)", cost=True),
+        Metric("steps", "lower", "optimizer steps", cost=True),
+        Metric("trainable_params", "lower", "trainable parameters", cost=True)]
