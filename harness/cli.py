@@ -156,6 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     noise.add_argument("--jobs", type=int, default=None, help="runs at once (default: one per core, at most one "
                        "per kernel set)")
     _add_run_arguments(noise)
+    sub.add_parser("metrics", help="list the declared metrics: which way is better, scale, default tolerance",
+                   description="Every metric declared through the harness.metrics entry points (the built-in "
+                   "evaluators' and any plugin's): its column (or pattern), which way is better, whether `harness "
+                   "table` shows it by default, its scale and `harness check`'s tolerance without a measured one. "
+                   "Columns declared nowhere are diagnostics: shown, never ranked or checked.")
     plot = sub.add_parser("plot", help="PNG figures of a run: trade-off, SIMU's neurons per layer, sweep curves",
                           description="Write PNGs with matplotlib: the forget/retain trade-off (forget em_contains "
                           "against retain em_contains and against model utility, one point per method and seed, plus "
@@ -180,6 +185,17 @@ def _tolerances(pairs: list[str]) -> dict[str, float]:
 def run_table(args) -> int:
     from harness.tables import read_leaderboard, render
     sys.stdout.write(render(read_leaderboard(args.run), args.columns, args.format))
+    return 0
+
+
+def run_metrics(args) -> int:
+    from harness.metrics import metrics
+    rows = [(m.name, m.better + (" (cost)" if m.cost else ""), "yes" if m.default else "", m.scale,
+             f"{m.tolerance:g}" if m.checked else "-", m.display) for m in metrics.all()]
+    header = ("column", "better", "default", "scale", "tolerance", "meaning")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
     return 0
 
 
@@ -268,8 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "noise":
             return run_noise(args, argv)
-        if args.command in ("table", "check", "plot"):
-            return {"table": run_table, "check": run_check, "plot": run_plot}[args.command](args)
+        if args.command in ("table", "check", "plot", "metrics"):
+            return {"table": run_table, "check": run_check, "plot": run_plot, "metrics": run_metrics}[args.command](args)
         from harness.runner import run
         path = run(config_from_args(args))
     except (ValueError, KeyError, OSError, RuntimeError) as err:
@@ -313,10 +329,10 @@ def config_from_args(args):
 
 def _print_summary(path) -> None:
     import pandas as pd
+
+    from harness.metrics import metrics
     frame = pd.read_csv(path, dtype={"seed": "Int64"})
-    cols = [c for c in ("method", "variant", "seed", "forget_em_contains", "retain_em_contains",
-                        "world_facts_em_contains", "forget_rougeL_recall", "mia_loss_auc", "wall_seconds")
-            if c in frame.columns]
+    cols = [c for c in ("method", "variant", "seed") if c in frame.columns] + metrics.defaults(frame.columns)
     print(frame[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 

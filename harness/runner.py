@@ -25,9 +25,6 @@ from harness.registry import benchmarks, methods
 from harness.results import (cell_done, config_hash, environment, record_environment, write_atomically, write_cell,
                              write_leaderboard)
 
-TARGET_MIN_EM = 0.9
-
-
 @dataclasses.dataclass
 class Context:
     """What every cell of a run shares: the benchmark, its prepared data and models, the configuration, where
@@ -131,13 +128,6 @@ def write_artifacts(folder: Path, artifacts: dict) -> None:
             write_atomically(folder / name, json.dumps(value, indent=1) + "\n")
 
 
-def warn_if_nothing_to_unlearn(bench: Benchmark, metrics: dict) -> None:
-    for column in bench.memorised:
-        if metrics.get(column, 1.0) < TARGET_MIN_EM:
-            print(f"warning: the target model scores only {metrics[column]:.0%} on {column}; below "
-                  f"{TARGET_MIN_EM:.0%} there is little to unlearn", file=sys.stderr)
-
-
 def run(cfg: RunConfig) -> Path:
     """Run every cell that is not done yet and rebuild the leaderboard; returns its path."""
     quiet_libraries_in_logs()
@@ -150,7 +140,7 @@ def run(cfg: RunConfig) -> Path:
         ctx.prepared.lm_eval_dir = lm_eval_bridge.write_embedded_tasks(out_dir / "lm_eval_tasks", cfg.world)
     set_retain_reference(ctx)
     if (target := evaluate_reference_model(ctx, "target", ctx.prepared.target_dir)) is not None:
-        warn_if_nothing_to_unlearn(bench, target)
+        bench.warn_if_nothing_to_unlearn(target)
     todo = cells(cfg)
     for i, cell in enumerate(progress(todo, desc="cells", unit="cell"), 1):
         start = time.perf_counter()

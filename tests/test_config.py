@@ -54,3 +54,54 @@ def test_cli_parses_lists():
     assert args.methods == ["a", "b"] and args.seeds == [0, 1, 2]
     with pytest.raises(SystemExit):
         build_parser().parse_args(["run", "--seeds", "x"])
+
+
+# --- presets: TOML files, validated on load ------------------------------------------------------------------
+
+def test_every_preset_applies_and_run_help_lists_it(capsys):
+    from harness import presets
+    from harness.config import apply_preset
+    assert {"tofu-llama2-7b", "tofu-olmo-1b", "tofu-mini-smoke"} <= set(presets.names())
+    for name in presets.names():
+        apply_preset(RunConfig(), name)       # every value checked against the config and the methods
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    help_text = capsys.readouterr().out
+    for name in presets.names():
+        assert f"  {name}" in help_text and presets.load(name)["description"][:40] in help_text.replace("\n", " ")
+
+
+def test_a_preset_file_of_your_own(tmp_path):
+    from harness.config import apply_preset
+    path = tmp_path / "mine.toml"
+    path.write_text('description = "mine"\nbenchmark = "tofu-mini"\nforget_split = "forget05"\n'
+                    '[world]\nn_authors = 12\n[methods.simu]\nt = 0.5\nmask = "forget-only"\n')
+    cfg = RunConfig()
+    apply_preset(cfg, str(path))
+    assert cfg.forget_split == "forget05" and cfg.world.n_authors == 12
+    simu = method_config("simu", cfg.overrides_for("simu"))
+    assert simu.options["t"] == 0.5 and simu.options["mask"] == "forget-only"
+
+
+@pytest.mark.parametrize("text, message", [
+    ('description = "x"\nmodels = "a"', "unknown key 'models'; expected description, benchmark"),
+    ('benchmark = "tofu-mini"', "missing 'description'"),
+    ('description = "x"\nbenchmark = 3', "'benchmark' must be a string"),
+    ('description = "x"\n[methods.simu]\ntt = 0.5', "simu.tt: unknown hyperparameter; simu has: "),
+    ('description = "x"\n[methods.nope]\nlr = 1', "methods.nope: unknown method; registered: fo-graddiff"),
+    ('description = "x"\n[world]\nn_authors = "many"', "world.n_authors=many: expected a int"),
+    ('description = "x"\nbenchmark = "mmlu"', "benchmark mmlu: unknown; registered: lume, lume-mini"),
+    ('description = x', "not TOML"),
+])
+def test_a_bad_preset_is_one_line_naming_the_file_and_key(tmp_path, capsys, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    assert main(["run", "--preset", str(path), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(path) in err[0] and message in err[0], err
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_unknown_preset_name_lists_the_presets(capsys):
+    assert main(["run", "--preset", "tofu-llama3"]) == 2
+    assert "--preset tofu-llama3: unknown; expected one of tofu-llama2-7b, tofu-mini-smoke" in capsys.readouterr().err

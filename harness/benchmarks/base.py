@@ -5,12 +5,15 @@ The runner calls only what is here, so a benchmark is one module with one subcla
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from evaluators import lm_eval_bridge
 from evaluators.base import EvalResult
+
+TARGET_MIN_SCORE = 0.9   # below this on a `memorised` column, the target has little to unlearn
 
 
 @dataclass
@@ -63,6 +66,13 @@ class Benchmark:
     def reference_metrics(self, result: EvalResult, reference) -> dict[str, float]:
         """The figures that compare a model with the retain reference."""
         return {}
+
+    def warn_if_nothing_to_unlearn(self, target_metrics: dict[str, float]) -> None:
+        """Warn when the target model has not memorised what it is to unlearn (or keep)."""
+        for column in self.memorised:
+            if target_metrics.get(column, 1.0) < TARGET_MIN_SCORE:
+                print(f"warning: the target model scores only {target_metrics[column]:.0%} on {column}; below "
+                      f"{TARGET_MIN_SCORE:.0%} there is little to unlearn", file=sys.stderr)
 
     def score(self, model, tokenizer, prepared: Prepared, cfg, reference=None) -> tuple[EvalResult, float]:
         """Everything a row reports about a model, and the seconds it took: `evaluate`, the reference
