@@ -136,7 +136,7 @@ def apply_preset(cfg: RunConfig, name: str) -> None:
     preset = presets.load(name)
     where = presets.path_of(name)
     try:
-        if preset.get("benchmark", "tofu-mini") not in benchmarks:
+        if "benchmark" in preset and preset["benchmark"] not in benchmarks:
             raise ValueError(f"benchmark {preset['benchmark']}: unknown; registered: {', '.join(benchmarks.names())}")
         for key in ("benchmark", "data", "model", "retain_model"):
             if key in preset:
