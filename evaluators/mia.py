@@ -7,7 +7,6 @@ of 1 means the model separates its training data perfectly and 0.5 means not at 
 
 from __future__ import annotations
 
-import math
 import zlib
 
 import numpy as np
@@ -27,9 +26,9 @@ def zlib_score(avg_nll: float, text: str) -> float:
 
 
 def _lowest_mean(values, k: float) -> float:
-    """Mean of the lowest ceil(k * n) values (at least one)."""
+    """Mean of the lowest `max(1, int(k * n))` values, as Shi et al. and open-unlearning count them."""
     values = np.sort(np.asarray(values, dtype=np.float64))
-    return float(values[:max(1, math.ceil(k * len(values)))].mean())
+    return float(values[:max(1, int(k * len(values)))].mean())
 
 
 def min_k_score(token_logprobs, k: float = 0.4) -> float:
@@ -59,10 +58,9 @@ def auc(member_scores: list[float], nonmember_scores: list[float]) -> float:
 
 def privleak(auc_model: float, auc_reference: float) -> float:
     """MUSE's PrivLeak: `((1-AUC) - (1-AUC_ref)) / (1-AUC_ref) * 100`, the reference being the retain model.
-    0 means the model leaks as much as one never trained on the forget set; NaN if the reference AUC is 1."""
-    if auc_reference >= 1:
-        return float("nan")
-    return ((1 - auc_model) - (1 - auc_reference)) / (1 - auc_reference) * 100
+    0 means the model leaks as much as one never trained on the forget set. open-unlearning's 1e-10 in the
+    denominator keeps it finite when the reference AUC is 1."""
+    return ((1 - auc_model) - (1 - auc_reference)) / (1 - auc_reference + 1e-10) * 100
 
 
 def mia_score(auc_value: float) -> float:

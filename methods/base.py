@@ -7,7 +7,6 @@ import time
 from dataclasses import dataclass, field
 
 import torch
-from transformers import get_linear_schedule_with_warmup
 
 from harness.data.collate import encode_qa, pad_batch
 from harness.progress import progress
@@ -44,6 +43,20 @@ class UnlearnReport:
     artifacts: dict = field(default_factory=dict)   # files saved beside the cell: "x.pt" (torch), "x.json"
 
 
+def linear_schedule(optimizer, total_steps: int, warmup_ratio: float) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over `warmup_ratio` of the steps, then linear decay, like transformers'
+    `get_linear_schedule_with_warmup`, except that no step trains at lr 0: warm-up step s runs at
+    (s+1)/(W+1) of the rate, and a run shorter than 1/warmup_ratio steps has no warm-up (its first step at the
+    full rate, its last at 1/steps of it)."""
+    warmup = int(total_steps * warmup_ratio + 1e-9)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
 class UnlearningMethod:
     """Subclasses pick the optimizer, and may override the hooks the loop calls, in order: `setup` (once, before
     training: a frozen reference model, a parameter mask), `trainable_parameters`, `make_optimizer`, then per
@@ -76,8 +89,8 @@ class UnlearningMethod:
         """After training: add the method's own columns (`report.extra`) and files (`report.artifacts`)."""
 
     def unlearn(self, model, tokenizer, forget: list[dict], retain: list[dict]) -> UnlearnReport:
-        """GradDiff training: each shuffled forget batch is paired with a random retain batch; linear
-        schedule with warmup max(1, steps/10), gradient clipping and accumulation, as in SOUL's code."""
+        """GradDiff training: each shuffled forget batch is paired with a random retain batch; gradient
+        clipping and accumulation, as in SOUL's code; the learning-rate schedule of `schedule`."""
         start, cfg = time.perf_counter(), self.cfg
         self.setup(model, tokenizer, forget, retain)
         params = self.trainable_parameters(model)
@@ -89,8 +102,7 @@ class UnlearningMethod:
         micro_per_epoch = math.ceil(len(forget_ex) / cfg.batch_size)
         total_steps = math.ceil(micro_per_epoch * cfg.epochs / cfg.grad_accum)
         optimizer = self.make_optimizer(params)
-        schedule = get_linear_schedule_with_warmup(optimizer, max(1, total_steps // 10) if cfg.warmup_ratio else 0,
-                                                   total_steps)
+        schedule = linear_schedule(optimizer, total_steps, cfg.warmup_ratio)
         model.train()
         bar = progress(total=total_steps, desc=f"unlearn {self.name}", unit="step")
         micro, steps, forget_nll, retain_nll = 0, 0, 0.0, 0.0

@@ -40,7 +40,7 @@ def test_forget_quality_is_scipys_ks_pvalue_and_privleak_per_attack():
     assert metrics["forget_quality"] == ks_2samp(model_ratios, retain_ratios).pvalue
     assert metrics["privleak_loss"] == pytest.approx(((1 - 0.7) - 0.5) / 0.5 * 100)    # -40: leaks more
     assert metrics["privleak_min_k"] == pytest.approx(((1 - 0.5) - 0.4) / 0.4 * 100)   # +25
-    assert math.isnan(mia.privleak(0.8, 1.0))
+    assert mia.privleak(0.8, 1.0) == pytest.approx(0.2 / 1e-10 * 100)          # open-unlearning's epsilon: finite
 
 
 def test_model_utility_is_the_harmonic_mean_of_nine():
@@ -65,6 +65,8 @@ def test_min_k_and_min_k_plus_plus_on_known_vectors():
     logprobs = [-1.0, -5.0, -2.0, -0.5, -3.0]
     assert mia.min_k_score(logprobs, k=0.4) == pytest.approx((-5 - 3) / 2)     # the lowest 40%: two tokens
     assert mia.min_k_score(logprobs, k=0.1) == pytest.approx(-5)               # at least one token
+    seven = [-7.0, -6.0, -5.0, -4.0, -3.0, -2.0, -1.0]                         # int(0.4 * 7) = 2, not ceil = 3
+    assert mia.min_k_score(seven, k=0.4) == pytest.approx((-7 - 6) / 2)
     means, stds = [-2.0] * 5, [1.0, 2.0, 1.0, 0.5, 1.0]
     z = [(lp - mu) / sd for lp, mu, sd in zip(logprobs, means, stds)]          # [1, -1.5, 0, 3, -1]
     assert mia.min_k_pp_score(logprobs, means, stds, k=0.4) == pytest.approx(np.mean(sorted(z)[:2]))
