@@ -61,6 +61,23 @@ metric_list:
 }
 
 
+def check_template(tasks: list[str], template: str) -> None:
+    """The embedded tasks prompt as the embedded models learned (`Question: q\nAnswer:`); a chat or Llama-2
+    template cannot be applied to them, so asking for both is an error rather than a silent mismatch."""
+    embedded = [t for t in tasks if t in EMBEDDED_TASKS]
+    if embedded and template not in ("qa", "raw"):
+        raise ValueError(f"--lm-eval-tasks {','.join(embedded)}: built from the embedded world with the prompt "
+                         f"'Question: q\\nAnswer:', they cannot follow --template {template}; drop them, or use "
+                         f"--template qa")
+
+
+def describe(task: str, world_cfg: WorldConfig) -> str:
+    """What an embedded task's data and prompt are, for the run's log."""
+    data = {"embedded_world_facts_mc": "world facts as multiple choice among their perturbed answers",
+            "embedded_real_authors_loglik": "the real authors' answers"}[task]
+    return f"lm-eval {task}: {data}, from the embedded world (seed {world_cfg.seed}), prompt {PROMPT!r}"
+
+
 def _mc_rows(world: dict, seed: int) -> list[dict]:
     """World facts as multiple choice: the answer shuffled in among its perturbed answers (seeded)."""
     rng, rows = random.Random(seed), []

@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from evaluators.base import EvalConfig
 from harness import presets
 from harness.data.tofu import TEMPLATES
 from harness.registry import benchmarks
+from harness.results import CellsFailed
 
 RUN_EPILOG = """\
 --set keys (repeatable):
@@ -90,6 +93,12 @@ def _add_run_arguments(parser: argparse.ArgumentParser, sweep: bool = False) -> 
                         "default on LUME)")
     parser.add_argument("--trust-remote-code", action="store_true", default=None,
                         help="let transformers run code shipped with the model (off by default)")
+    parser.add_argument("--allow-pickle", action="store_true", default=None,
+                        help="also load weights from pickle checkpoints (.bin), which can run code; by default only "
+                        "safetensors load")
+    parser.add_argument("--wait", action="store_true", default=None,
+                        help="when another harness process holds the run folder, wait for it (default: stop, naming "
+                        "the process)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a configuration value (see below); repeatable")
 
@@ -279,8 +288,12 @@ def _without_flags(argv: list[str], flags: tuple[str, ...]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit 0 on success; 1 when a check finds regressions or some cells failed; 2 on bad input (one line
+    naming it); 130 when interrupted (Ctrl-C or SIGTERM) after the current write, with how to resume."""
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _interrupt) if threading.current_thread() is threading.main_thread() \
+        else None
     try:
         if args.command == "noise":
             return run_noise(args, argv)
@@ -288,13 +301,29 @@ def main(argv: list[str] | None = None) -> int:
             return {"table": run_table, "check": run_check, "plot": run_plot, "metrics": run_metrics}[args.command](args)
         from harness.runner import run
         path = run(config_from_args(args))
+    except KeyboardInterrupt:
+        where = f" in {args.out or 'the run folder'}" if args.command in ("run", "sweep", "noise") else ""
+        print(f"harness: interrupted; finished cells are kept{where}: run the same command again to resume",
+              file=sys.stderr)
+        return 130
+    except CellsFailed as err:
+        _print_summary(err.leaderboard)
+        print(f"harness: error: {err}", file=sys.stderr)
+        return 1
     except (ValueError, KeyError, OSError, RuntimeError) as err:
         message = err.args[0] if isinstance(err, KeyError) else str(err)  # KeyError's str() adds quotes
         print(f"harness: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     print(f"leaderboard: {path}")
     _print_summary(path)
     return 0
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def config_from_args(args):
@@ -303,7 +332,8 @@ def config_from_args(args):
     cfg = RunConfig(seeds=args.seeds, out=args.out, cache_dir=args.cache_dir)
     if args.preset:
         apply_preset(cfg, args.preset)
-    for key in ("benchmark", "data", "model", "retain_model", "retain_eval", "trust_remote_code"):
+    for key in ("benchmark", "data", "model", "retain_model", "retain_eval", "trust_remote_code", "allow_pickle",
+                "wait"):
         if getattr(args, key) is not None:
             setattr(cfg, key, getattr(args, key))
     default = EvalConfig()   # the benchmark's own defaults (LUME: raw prompt, 256 tokens), unless already set
@@ -328,12 +358,17 @@ def config_from_args(args):
 
 
 def _print_summary(path) -> None:
+    """The leaderboard's default columns, then every warning of the run again (they scroll away above)."""
     import pandas as pd
 
     from harness.metrics import metrics
+    from harness.progress import WARNINGS
     frame = pd.read_csv(path, dtype={"seed": "Int64"})
     cols = [c for c in ("method", "variant", "seed") if c in frame.columns] + metrics.defaults(frame.columns)
     print(frame[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if WARNINGS:
+        print(f"{len(WARNINGS)} warning(s) in this run:", file=sys.stderr)
+        print("\n".join(f"  {w}" for w in WARNINGS), file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from evaluators.base import EvalConfig
-from harness import presets
+from harness import presets, rules
 from harness.data.lume import LumeWorldConfig
 from harness.data.tofu import retain_split_for
 from harness.data.world import WorldConfig
@@ -15,6 +15,12 @@ from harness.registry import benchmarks, methods
 from methods.base import MethodConfig
 
 SECTIONS = ("world", "train", "eval", "lume")   # `--set SECTION.KEY=V`
+SIZES = ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads", "batch_size", "base_epochs",
+         "target_epochs", "max_new_tokens", "forget_docs", "retain_docs", "nonmember_docs", "epochs")
+SECTION_RULES = {   # what a section's value may be (harness/rules.py); the world's sizes are checked on generation
+    "world": {}, "train": {"lr": rules.POSITIVE, "warmup_ratio": rules.FRACTION} | {k: rules.at_least(1) for k in SIZES},
+    "eval": {"min_k": rules.SHARE} | {k: rules.at_least(1) for k in SIZES},
+    "lume": {k: rules.at_least(1) for k in SIZES}}
 
 
 @dataclass
@@ -33,6 +39,8 @@ class RunConfig:
     retain_model: str | None = None    # the retain-model reference, evaluated ...
     retain_eval: str | None = None     # ... or read from a saved evaluation JSON
     trust_remote_code: bool = False
+    allow_pickle: bool = False         # load pickle checkpoints too (they can run code); safetensors only otherwise
+    wait: bool = False                 # wait for another process holding the run folder instead of stopping
     preset_overrides: dict[str, dict] = field(default_factory=dict)   # a preset's METHOD.key values, under --set
     world: WorldConfig = field(default_factory=WorldConfig)
     train: EmbeddedModelConfig = field(default_factory=EmbeddedModelConfig)
@@ -82,6 +90,7 @@ def method_config(name: str, overrides: dict | None = None) -> MethodConfig:
         else:
             known = sorted([k for k in values if k != "options"] + list(values["options"]))
             raise ValueError(f"--set {name}.{key}: unknown hyperparameter; {name} has: {', '.join(known)}")
+    rules.check(cls.rules, {k: v for k, v in values.items() if k != "options"} | values["options"], name)
     return MethodConfig(**values)
 
 
@@ -101,6 +110,7 @@ def apply_override(cfg: RunConfig, assignment: str) -> None:
         if rest not in names:
             raise ValueError(f"--set {key}: unknown key; {head} has: {', '.join(names)}")
         setattr(cfg, head, dataclasses.replace(section, **{rest: coerce(value, getattr(section, rest), key)}))
+        rules.check(SECTION_RULES[head], {rest: getattr(getattr(cfg, head), rest)}, head)
         return
     if key == "forget_split":
         retain_split_for(value)  # validates the name

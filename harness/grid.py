@@ -1,13 +1,18 @@
-"""The cells of a run: method x grid point x seed, and each cell's method configuration."""
+"""The cells of a run (method x grid point x seed), each cell's method configuration, and what they share."""
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
 import re
+from pathlib import Path
 
+from harness.benchmarks.base import Benchmark, Prepared
 from harness.config import RunConfig, method_config
+from harness.metrics import metrics
+from harness.models import load_model
 from harness.registry import methods
+from harness.results import config_hash, read_row
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,3 +68,43 @@ def check_names(cfg: RunConfig) -> None:
         if key.split(".")[0] not in cfg.methods:
             raise ValueError(f"--grid {key}: method '{key.split('.')[0]}' is not in --methods "
                              f"({', '.join(cfg.methods)})")
+
+
+@dataclasses.dataclass
+class Context:
+    """What every cell of a run shares: the benchmark, its prepared data and models, the configuration, where
+    results go, the retain reference rows are scored against, and the environment they are made in."""
+
+    bench: Benchmark
+    prepared: Prepared
+    cfg: RunConfig
+    results_dir: Path
+    environment: str
+    reference: object = None
+
+    @property
+    def reference_hash(self) -> str | None:
+        return None if self.reference is None else self.reference.fingerprint()
+
+    def cell_hash(self, *parts) -> str:
+        """What was asked (data, models, evaluation, lm-eval tasks, then the cell's own parts), never a measured
+        value, so the same command has the same hash on every machine."""
+        tasks = self.bench.lm_eval_tasks(self.cfg)
+        return config_hash(self.prepared.identity, self.cfg.forget_split, dataclasses.asdict(self.cfg.eval),
+                           *([tasks] if tasks else []), *parts)
+
+    def load(self, model_dir):
+        """A fresh copy of a model and its tokenizer, as the run's flags allow loading it."""
+        return load_model(model_dir, self.cfg.trust_remote_code, self.cfg.allow_pickle)
+
+    def same_as_target(self, figures: dict) -> bool:
+        """Every checked figure equals the target row's."""
+        target = read_row(self.results_dir / "target.json")
+        shared = [k for k in figures if k in target and metrics.get(k).checked]
+        return bool(shared) and all(figures[k] == target[k] for k in shared)
+
+    def row(self, method: str, kind: str, seed, cell_hash: str) -> dict:
+        return {"benchmark": self.bench.name, "method": method, "kind": kind, "seed": seed,
+                "model": self.prepared.model_name, "forget_split": self.prepared.forget_split,
+                "template": self.cfg.eval.template, "config_hash": cell_hash, "retain_reference": self.reference_hash,
+                "environment": self.environment}

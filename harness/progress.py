@@ -16,6 +16,15 @@ def note(line: str) -> None:
     tqdm.write(line, file=sys.stderr)
 
 
+WARNINGS: list[str] = []   # this process's warnings, repeated in the run's summary (they scroll away under bars)
+
+
+def warn(message: str) -> None:
+    """`warning: message` above any bars, kept for the summary at the end of the run."""
+    WARNINGS.append(message)
+    note(f"warning: {message}")
+
+
 def quiet_libraries_in_logs() -> None:
     """In a log, transformers' own loading and saving bars go too."""
     if not sys.stderr.isatty():

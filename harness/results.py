@@ -5,11 +5,17 @@ No torch or transformers import here: `harness table` and `harness check` read r
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import platform
+import signal
+import socket
 import tempfile
+import threading
+import time
+from contextlib import contextmanager
 from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
@@ -17,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 IDENTITY_COLUMNS = ["benchmark", "method", "variant", "kind", "seed", "model", "forget_split", "template",
-                    "config_hash", "retain_reference", "environment", "steps", "trainable_params",
+                    "config_hash", "retain_reference", "environment", "unchanged", "steps", "trainable_params",
                     "unlearn_seconds", "eval_seconds", "lmeval_seconds", "wall_seconds"]
 REFERENCE_ROWS = ("target", "retain")
 ENVIRONMENT_FILE = "environment.json"
@@ -44,20 +50,54 @@ def write_atomically(path: Path, text: str) -> None:
         raise
 
 
+@contextmanager
+def uninterrupted():
+    """Hold Ctrl-C and SIGTERM until the block is done, then raise KeyboardInterrupt: a cell's files are written
+    whole before the run stops (main thread only; elsewhere the atomic renames still leave no partial file)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum))
+                for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if caught:
+            raise KeyboardInterrupt
+
+
 def write_cell(results_dir: Path, cell: str, row: dict, items: list[dict]) -> None:
     """Items first, then the row: the row's JSON existing is what marks the cell done."""
     results_dir.mkdir(parents=True, exist_ok=True)
-    write_atomically(results_dir / f"{cell}.items.jsonl", "".join(json.dumps(i) + "\n" for i in items))
-    write_atomically(results_dir / f"{cell}.json", json.dumps(row, indent=1) + "\n")
+    with uninterrupted():
+        write_atomically(results_dir / f"{cell}.items.jsonl", "".join(json.dumps(i) + "\n" for i in items))
+        write_atomically(results_dir / f"{cell}.json", json.dumps(row, indent=1) + "\n")
+
+
+def read_row(path: Path) -> dict:
+    """One result row; a truncated or corrupt file is an error naming it."""
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not a result row ({err}); rerun `harness run` to redo its cell") from None
 
 
 def cell_done(results_dir: Path, cell: str, cell_hash: str, reference_hash: str | None = None) -> bool:
-    """The cell's row exists for this configuration and was scored against this retain reference."""
+    """The cell's row exists for this configuration and was scored against this retain reference. A corrupt
+    row (a disk that filled up, a copy cut short) is reported by name, and its cell runs again."""
     path = results_dir / f"{cell}.json"
     if not path.exists():
         return False
-    row = json.loads(path.read_text())
-    return row["config_hash"] == cell_hash and row.get("retain_reference") == reference_hash
+    try:
+        row = read_row(path)
+    except ValueError as err:
+        from harness.progress import warn
+        warn(f"{str(err).split(';')[0]}; running its cell again")
+        return False
+    return row.get("config_hash") == cell_hash and row.get("retain_reference") == reference_hash
 
 
 def swept_columns(frame: pd.DataFrame) -> list[str]:
@@ -65,11 +105,13 @@ def swept_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if "." in c]
 
 
-def build_leaderboard(out_dir: Path) -> pd.DataFrame:
-    """One row per result file: the reference models first, then methods by name and seed."""
-    rows = [json.loads(p.read_text()) for p in sorted((out_dir / "results").glob("*.json"))]
+def build_leaderboard(out_dir: Path, methods: list[str] = ()) -> pd.DataFrame:
+    """One row per result file: the reference models first, then methods in `methods`' order (others, from
+    earlier runs into the same folder, after them by name), each by grid point and seed."""
+    rows = [read_row(p) for p in sorted((out_dir / "results").glob("*.json"))]
     frame = pd.DataFrame(rows)
-    frame["_order"] = frame["method"].map(lambda m: REFERENCE_ROWS.index(m) if m in REFERENCE_ROWS else 9)
+    order = list(REFERENCE_ROWS) + list(methods)
+    frame["_order"] = frame["method"].map(lambda m: order.index(m) if m in order else len(order))
     swept = swept_columns(frame)
     frame = frame.sort_values(["_order", "method", *swept, "seed"], na_position="first").drop(columns="_order")
     frame["seed"] = frame["seed"].astype("Int64")  # integers, empty for the reference rows
@@ -77,10 +119,78 @@ def build_leaderboard(out_dir: Path) -> pd.DataFrame:
     return frame[[c for c in IDENTITY_COLUMNS if c in frame.columns] + swept + metrics]
 
 
-def write_leaderboard(out_dir: Path) -> Path:
+def write_leaderboard(out_dir: Path, methods: list[str] = ()) -> Path:
     path = out_dir / "leaderboard.csv"
-    write_atomically(path, build_leaderboard(out_dir).to_csv(index=False))
+    with uninterrupted():
+        write_atomically(path, build_leaderboard(out_dir, methods).to_csv(index=False))
     return path
+
+
+def write_artifacts(folder: Path, artifacts: dict) -> None:
+    """A method's extra files (e.g. SIMU's masks) as `artifacts/<cell>/<name>`, before the row marks it done:
+    `.pt` with torch (loaded only here, by the runner), anything else as JSON."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, value in artifacts.items():
+        if name.endswith(".pt"):
+            import torch
+            torch.save(value, folder / name)
+        else:
+            write_atomically(folder / name, json.dumps(value, indent=1) + "\n")
+
+
+class CellsFailed(RuntimeError):
+    """Some cells of a run failed (their rows are not written); the leaderboard holds the others."""
+
+    def __init__(self, leaderboard: Path, cells: list[str]):
+        super().__init__(f"{len(cells)} cell(s) failed and wrote no row: {', '.join(cells)} (the warnings above say "
+                         f"why; the leaderboard {leaderboard} holds the others)")
+        self.leaderboard, self.cells = leaderboard, cells
+
+
+def check_writable(folder: Path) -> None:
+    """Fail before any work when the run folder cannot be written (tried with a temporary file in it or in
+    its nearest existing parent); nothing is left behind."""
+    existing = next(p for p in [folder, *folder.parents] if p.exists())
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(f"{existing} is a file")
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise OSError(f"--out {folder}: cannot write there ({err.strerror or err})") from None
+
+
+@contextmanager
+def locked(out_dir: Path, wait: bool = False):
+    """Hold an advisory lock on the run folder (`OUT/.lock`, naming its holder), so two processes never run
+    the same cells; a second one says who holds it and stops, or waits with `wait`. A folder this created
+    and left with nothing but the lock is removed again."""
+    created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / ".lock"
+    try:
+        with open(path, "a+", encoding="utf-8") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise RuntimeError(f"--out {out_dir}: in use by {holder}; wait for it to finish, or pass "
+                                   f"--wait") from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+            handle.flush()
+            try:
+                yield
+            finally:
+                handle.seek(0)
+                handle.truncate()
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    finally:
+        if created and [p.name for p in out_dir.iterdir()] == [".lock"]:
+            path.unlink()
+            out_dir.rmdir()
 
 
 # --- the environment a run was made in ---------------------------------------------------------------------

@@ -7,52 +7,19 @@ Each cell is written atomically as `results/<cell>.json` (with its per-item reco
 from __future__ import annotations
 
 import dataclasses
-import json
-import sys
 import time
 from pathlib import Path
 
-import torch
-
 from evaluators import lm_eval_bridge
-from harness.benchmarks.base import Benchmark, Prepared
 from harness.config import RunConfig
 from harness.data.tofu import check_template
-from harness.grid import Cell, cell_config, cells, check_names, swept_values
-from harness.models import load_model, seed_everything
-from harness.progress import note, progress, quiet_libraries_in_logs
+from harness.grid import Cell, Context, cell_config, cells, check_names, swept_values
+from harness.models import seed_everything, weights_digest
+from harness.progress import WARNINGS, note, progress, quiet_libraries_in_logs, warn
 from harness.registry import benchmarks, methods
-from harness.results import (cell_done, config_hash, environment, record_environment, write_atomically, write_cell,
-                             write_leaderboard)
-
-@dataclasses.dataclass
-class Context:
-    """What every cell of a run shares: the benchmark, its prepared data and models, the configuration, where
-    results go, the retain reference rows are scored against, and the environment they are made in."""
-
-    bench: Benchmark
-    prepared: Prepared
-    cfg: RunConfig
-    results_dir: Path
-    environment: str
-    reference: object = None
-
-    @property
-    def reference_hash(self) -> str | None:
-        return None if self.reference is None else self.reference.fingerprint()
-
-    def cell_hash(self, *parts) -> str:
-        """What was asked (data, models, evaluation, lm-eval tasks, then the cell's own parts), never a measured
-        value, so the same command has the same hash on every machine."""
-        tasks = self.bench.lm_eval_tasks(self.cfg)
-        return config_hash(self.prepared.identity, self.cfg.forget_split, dataclasses.asdict(self.cfg.eval),
-                           *([tasks] if tasks else []), *parts)
-
-    def row(self, method: str, kind: str, seed, cell_hash: str) -> dict:
-        return {"benchmark": self.bench.name, "method": method, "kind": kind, "seed": seed,
-                "model": self.prepared.model_name, "forget_split": self.prepared.forget_split,
-                "template": self.cfg.eval.template, "config_hash": cell_hash, "retain_reference": self.reference_hash,
-                "environment": self.environment}
+from harness.results import (CellsFailed, cell_done, check_writable, environment, locked, record_environment,
+                             write_artifacts, write_cell, write_leaderboard)
+from methods.base import Diverged
 
 
 def evaluate_reference_model(ctx: Context, which: str, model_dir) -> dict | None:
@@ -61,7 +28,7 @@ def evaluate_reference_model(ctx: Context, which: str, model_dir) -> dict | None
     cell_hash = ctx.cell_hash(which)
     if cell_done(ctx.results_dir, which, cell_hash, ctx.reference_hash):
         return None
-    model, tokenizer = load_model(model_dir, ctx.cfg.trust_remote_code)
+    model, tokenizer = ctx.load(model_dir)
     result, seconds = ctx.bench.score(model, tokenizer, ctx.prepared, ctx.cfg, ctx.reference)
     if which == "retain":   # the retain model is the reference, and is scored against itself too
         ctx.reference = ctx.bench.reference_from(result, ctx.cfg.retain_model or "embedded retain model")
@@ -84,8 +51,7 @@ def set_retain_reference(ctx: Context) -> None:
     if not ctx.bench.retain_reference:
         return
     if ctx.prepared.retain_dir is None:
-        print("warning: no retain model (--retain-model or --retain-eval), so no forget_quality or privleak",
-              file=sys.stderr)
+        warn("no retain model (--retain-model or --retain-eval), so no forget_quality or privleak")
         return
     saved = ctx.results_dir.parent / "reference" / "retain.json"
     if saved.exists():
@@ -104,13 +70,18 @@ def run_method(ctx: Context, cell: Cell) -> bool:
     if cell_done(ctx.results_dir, cell.name, cell_hash, ctx.reference_hash):
         return False
     start = time.perf_counter()
-    model, tokenizer = load_model(ctx.prepared.target_dir, ctx.cfg.trust_remote_code)
+    model, tokenizer = ctx.load(ctx.prepared.target_dir)
+    before = weights_digest(model)
     seed_everything(cell.seed)
     report = methods[cell.method](mcfg).unlearn(model, tokenizer, ctx.prepared.forget, ctx.prepared.retain)
     result, eval_seconds = ctx.bench.score(model, tokenizer, ctx.prepared, ctx.cfg, ctx.reference)
+    unchanged = weights_digest(model) == before or ctx.same_as_target(result.metrics)
+    if unchanged:
+        warn(f"{cell.name}: the unlearned model is the target's (no weight or no metric moved); its row says "
+             f"unchanged=True")
     sweep = {"variant": cell.variant} | swept_values(mcfg, cell.point) if cell.point else {}
     row = ctx.row(cell.method, "method", cell.seed, cell_hash) | sweep | {
-        "steps": report.steps, "trainable_params": report.trainable_params,
+        "unchanged": unchanged, "steps": report.steps, "trainable_params": report.trainable_params,
         "unlearn_seconds": report.unlearn_seconds, "eval_seconds": eval_seconds,
         "wall_seconds": time.perf_counter() - start} | result.metrics | report.extra
     write_artifacts(ctx.results_dir.parent / "artifacts" / cell.name, report.artifacts)
@@ -118,32 +89,35 @@ def run_method(ctx: Context, cell: Cell) -> bool:
     return True
 
 
-def write_artifacts(folder: Path, artifacts: dict) -> None:
-    """A method's extra files (e.g. SIMU's masks) as `artifacts/<cell>/<name>`, before the row marks it done."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, value in artifacts.items():
-        if name.endswith(".pt"):
-            torch.save(value, folder / name)
-        else:
-            write_atomically(folder / name, json.dumps(value, indent=1) + "\n")
-
-
 def run(cfg: RunConfig) -> Path:
-    """Run every cell that is not done yet and rebuild the leaderboard; returns its path."""
+    """Run every cell that is not done yet and rebuild the leaderboard; returns its path. A cell whose
+    unlearning diverges writes no row; the others run, and `CellsFailed` names it at the end."""
     quiet_libraries_in_logs()
+    WARNINGS.clear()
     check_names(cfg)
     check_template(cfg.eval.template)
-    bench = benchmarks[cfg.benchmark]()
-    out_dir = Path(cfg.out_dir)
-    ctx = Context(bench, bench.prepare(cfg), cfg, out_dir / "results", record_environment(out_dir, environment()))
-    if bench.lm_eval_tasks(cfg):
-        ctx.prepared.lm_eval_dir = lm_eval_bridge.write_embedded_tasks(out_dir / "lm_eval_tasks", cfg.world)
-    set_retain_reference(ctx)
-    if (target := evaluate_reference_model(ctx, "target", ctx.prepared.target_dir)) is not None:
-        bench.warn_if_nothing_to_unlearn(target)
-    todo = cells(cfg)
-    for i, cell in enumerate(progress(todo, desc="cells", unit="cell"), 1):
-        start = time.perf_counter()
-        if run_method(ctx, cell):
-            note(f"cell {i}/{len(todo)} {cell.name}: done in {time.perf_counter() - start:.1f} s")
-    return write_leaderboard(out_dir)
+    bench, out_dir = benchmarks[cfg.benchmark](), Path(cfg.out_dir)
+    lm_eval_bridge.check_template(bench.lm_eval_tasks(cfg), cfg.eval.template)
+    check_writable(out_dir)
+    with locked(out_dir, cfg.wait):
+        ctx = Context(bench, bench.prepare(cfg), cfg, out_dir / "results", record_environment(out_dir, environment()))
+        if tasks := bench.lm_eval_tasks(cfg):
+            ctx.prepared.lm_eval_dir = lm_eval_bridge.write_embedded_tasks(out_dir / "lm_eval_tasks", cfg.world)
+            for task in set(tasks) & set(lm_eval_bridge.EMBEDDED_TASKS):
+                note(lm_eval_bridge.describe(task, cfg.world))
+        set_retain_reference(ctx)
+        if (target := evaluate_reference_model(ctx, "target", ctx.prepared.target_dir)) is not None:
+            bench.warn_if_nothing_to_unlearn(target)
+        todo, failed = cells(cfg), []
+        for i, cell in enumerate(progress(todo, desc="cells", unit="cell"), 1):
+            start = time.perf_counter()
+            try:
+                if run_method(ctx, cell):
+                    note(f"cell {i}/{len(todo)} {cell.name}: done in {time.perf_counter() - start:.1f} s")
+            except Diverged as err:
+                failed.append(cell.name)
+                warn(f"cell {i}/{len(todo)} {cell.name} failed, no row written: {err}")
+        path = write_leaderboard(out_dir, cfg.methods)
+    if failed:
+        raise CellsFailed(path, failed)
+    return path

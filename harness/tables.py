@@ -41,7 +41,11 @@ def read_leaderboard(path: str | Path) -> pd.DataFrame:
     csv = path / "leaderboard.csv" if path.is_dir() else path
     if not csv.is_file():
         raise FileNotFoundError(f"{path}: expected a run folder with leaderboard.csv, or a leaderboard CSV")
-    frame = pd.read_csv(csv, dtype={"seed": "Int64"})
+    try:
+        frame = pd.read_csv(csv, dtype={"seed": "Int64"})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{csv}: not a readable leaderboard CSV ({reason})") from None
     if "method" not in frame.columns:
         raise ValueError(f"{csv}: not a leaderboard (no 'method' column)")
     return frame

@@ -10,6 +10,7 @@ import torch
 
 from harness.data.collate import encode_qa, pad_batch
 from harness.progress import progress
+from harness.rules import FRACTION, NON_NEGATIVE, POSITIVE, at_least
 from methods.losses import graddiff_loss
 
 
@@ -28,6 +29,10 @@ class MethodConfig:
     warmup_ratio: float = 0.1
     template: str = "qa"
     options: dict = field(default_factory=dict)
+
+
+class Diverged(RuntimeError):
+    """The unlearning loss or a parameter stopped being finite: the cell fails, the run goes on."""
 
 
 @dataclass
@@ -64,6 +69,9 @@ class UnlearningMethod:
 
     name: str = "base"     # set by the registry to the name the method is registered under
     defaults: dict = {}
+    rules = {"lr": POSITIVE, "epochs": at_least(1), "batch_size": at_least(1), "grad_accum": at_least(1),
+             "gamma": NON_NEGATIVE, "weight_decay": NON_NEGATIVE, "max_grad_norm": NON_NEGATIVE,
+             "warmup_ratio": FRACTION}   # what each setting may be (harness/rules.py), checked before any run
 
     def __init__(self, cfg: MethodConfig):
         self.cfg = cfg
@@ -113,6 +121,8 @@ class UnlearningMethod:
                 picks = torch.randint(len(retain_ex), (cfg.batch_size,)).tolist()
                 retain_batch = pad_batch([retain_ex[j] for j in picks], tokenizer.pad_token_id)
                 loss, forget_nll, retain_nll = self.loss(model, forget_batch, retain_batch)
+                if not torch.isfinite(loss):
+                    raise self.diverged(f"the loss became {loss.item()}", steps + 1, total_steps)
                 (loss / cfg.grad_accum).backward()
                 micro += 1
                 if micro % cfg.grad_accum == 0 or micro == micro_per_epoch * cfg.epochs:
@@ -122,12 +132,18 @@ class UnlearningMethod:
                     bar.update(1)
                     bar.set_postfix(forget_nll=f"{forget_nll:.2f}", retain_nll=f"{retain_nll:.2f}")
         bar.close()
+        if not all(bool(torch.isfinite(p).all()) for p in params):
+            raise self.diverged("a parameter became non-finite", steps, total_steps)
         model.eval()
         report = UnlearnReport(steps=steps, unlearn_seconds=0.0, trainable_params=sum(p.numel() for p in params),
                                final_forget_nll=float(forget_nll), final_retain_nll=float(retain_nll))
         self.finish(model, report)
         report.unlearn_seconds = time.perf_counter() - start
         return report
+
+    def diverged(self, what: str, step: int, total: int) -> Diverged:
+        return Diverged(f"{what} at step {step} of {total}; lr={self.cfg.lr:g} is the likeliest cause (try a "
+                        f"smaller --set {self.name}.lr)")
 
     def optimizer_step(self, model, optimizer, params, forget_batch, retain_batch) -> None:
         """Clip, step, clear gradients. Second-order methods override this to refresh their Hessian."""

@@ -9,6 +9,8 @@ import time
 
 import torch
 
+from harness.models import weights_digest
+from harness.rules import UNIT, at_least, one_of
 from methods import attribution
 from methods.base import UnlearnReport
 from methods.so_graddiff import SOGradDiff
@@ -22,12 +24,15 @@ class SIMU(SOGradDiff):
                 "options": {**SOGradDiff.defaults["options"], "m": 5, "t": 0.3, "mask": "dual",
                             "attribution": "exact", "objective": "prob",
                             "retain_attribution_rows": 0, "reuse_attribution": False}}
+    rules = SOGradDiff.rules | {"m": at_least(1), "t": UNIT, "mask": one_of("dual", "forget-only"),
+                                "attribution": one_of("exact", "fast"), "objective": one_of("prob", "logprob"),
+                                "retain_attribution_rows": at_least(0)}
 
     def setup(self, model, tokenizer, forget, retain) -> None:
         """Stage 1: the critical neurons of the forget set and of a retain sample, combined into the mask."""
         o, start = self.cfg.options, time.perf_counter()
         self.reused = 0
-        self.weights_digest = _weights_digest(model) if o["reuse_attribution"] else None  # stage 1 changes none
+        self.weights_digest = weights_digest(model) if o["reuse_attribution"] else None  # stage 1 changes none
         self.forget_critical = attribution.critical_neurons(self.attribute(model, tokenizer, forget), o["t"])
         retain_sample = self.retain_sample(forget, retain)
         self.retain_critical = attribution.critical_neurons(self.attribute(model, tokenizer, retain_sample), o["t"])
@@ -39,6 +44,8 @@ class SIMU(SOGradDiff):
         o = self.cfg.options
         critical = sum(int(n.sum()) for n in self.neurons)
         total = sum(n.numel() for n in self.neurons)
+        attention = sum(p.numel() for p in attribution.attention_parameters(model))
+        report.trainable_params = attention + sum(int(mask.sum()) for mask in self.masks.values())  # what can move
         report.extra.update({"simu_critical_neurons": critical, "simu_critical_fraction": critical / total,
                              "simu_shared_neurons": sum(int((f & r).sum()) for f, r in
                                                         zip(self.forget_critical, self.retain_critical)),
@@ -79,17 +86,8 @@ class SIMU(SOGradDiff):
         return attribution.attention_parameters(model) + [p.module.weight for p in self.projections]
 
     def make_optimizer(self, params, masks=None):
-        masks = {p.module.weight: p.weight_mask(n) for p, n in zip(self.projections, self.neurons)}
-        return super().make_optimizer(params, masks=masks)
+        self.masks = {p.module.weight: p.weight_mask(n) for p, n in zip(self.projections, self.neurons)}
+        return super().make_optimizer(params, masks=self.masks)
 
 
 _ATTRIBUTIONS: dict[str, list[torch.Tensor]] = {}  # in-process only: nothing stale survives a code change
-
-
-def _weights_digest(model) -> str:
-    """A digest of every weight's name and bytes."""
-    digest = hashlib.blake2b(digest_size=16)
-    for name, tensor in model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
-    return digest.hexdigest()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from harness.data.collate import IGNORE
+from harness.rules import FRACTION, POSITIVE, at_least, one_of
 from methods.base import UnlearningMethod
 from methods.sophia import SophiaG, gnb_hessian_update
 
@@ -14,6 +15,8 @@ class SOGradDiff(UnlearningMethod):
 
     defaults = {"gamma": 2.0, "lr": 1e-4,
                 "options": {"rho": 0.04, "beta1": 0.9, "beta2": 0.95, "hessian": "gnb", "hessian_every": 10}}
+    rules = UnlearningMethod.rules | {"rho": POSITIVE, "beta1": FRACTION, "beta2": FRACTION,
+                                      "hessian": one_of("gnb", "squared-grad"), "hessian_every": at_least(1)}
 
     def make_optimizer(self, params, masks=None):
         o = self.cfg.options

@@ -5,13 +5,13 @@ The runner calls only what is here, so a benchmark is one module with one subcla
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from evaluators import lm_eval_bridge
 from evaluators.base import EvalResult
+from harness.progress import warn
 
 TARGET_MIN_SCORE = 0.9   # below this on a `memorised` column, the target has little to unlearn
 
@@ -71,8 +71,8 @@ class Benchmark:
         """Warn when the target model has not memorised what it is to unlearn (or keep)."""
         for column in self.memorised:
             if target_metrics.get(column, 1.0) < TARGET_MIN_SCORE:
-                print(f"warning: the target model scores only {target_metrics[column]:.0%} on {column}; below "
-                      f"{TARGET_MIN_SCORE:.0%} there is little to unlearn", file=sys.stderr)
+                warn(f"the target model scores only {target_metrics[column]:.0%} on {column}; below "
+                     f"{TARGET_MIN_SCORE:.0%} there is little to unlearn")
 
     def score(self, model, tokenizer, prepared: Prepared, cfg, reference=None) -> tuple[EvalResult, float]:
         """Everything a row reports about a model, and the seconds it took: `evaluate`, the reference

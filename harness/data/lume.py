@@ -169,6 +169,8 @@ def load_lume(folder: str | Path) -> LumeSplits:
             raise FileNotFoundError(f"{folder}: no {stem} file (looked for {stem}.jsonl, {stem}.parquet or "
                                     f"{stem}_*.parquet, also under data/ and mia_data/)")
         parts[stem] = [row for f in files for row in _check(_read_file(f), str(f), fields, split)]
+        if not parts[stem]:
+            raise ValueError(f"{', '.join(map(str, files))}: no rows; expected at least one {stem} row")
     return LumeSplits(parts["forget"], parts["retain"], parts["member"], parts["nonmember"])
 
 

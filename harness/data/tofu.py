@@ -65,7 +65,10 @@ def format_answer(answer: str, template: str = "qa") -> str:
 
 
 def _check_rows(rows: list[dict], where: str, fields: tuple[str, ...]) -> list[dict]:
-    """Every row has the QA fields as strings and the perturbed fields as a string or list of strings."""
+    """At least one row; every row has the QA fields as strings and the perturbed fields as a string or list
+    of strings."""
+    if not rows:
+        raise ValueError(f"{where}: no rows; expected at least one")
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
             raise ValueError(f"{where}: row {i}: expected an object with fields {', '.join(QA_FIELDS + fields)}")
