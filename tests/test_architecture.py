@@ -98,7 +98,7 @@ def test_a_toy_benchmark_metric_and_method_run_end_to_end(registered, tmp_path, 
                  "--set", "train.base_epochs=3", "--set", "train.target_epochs=3", "--set", "toy-npo.epochs=3",
                  "--out", str(out), "--cache-dir", str(tmp_path / "cache")]) == 0
     board = read_leaderboard(out)
-    assert list(board["method"]) == ["target", "fo-graddiff", "toy-npo"] and set(board["benchmark"]) == {"toy-nll"}
+    assert list(board["method"]) == ["target", "toy-npo", "fo-graddiff"] and set(board["benchmark"]) == {"toy-nll"}
     target = board[board["method"] == "target"].iloc[0]
     for method in ("toy-npo", "fo-graddiff"):      # both unlearned: the forget answers got less likely
         assert board.loc[board["method"] == method, "toy_forget_nll"].item() > target["toy_forget_nll"] + 0.5
