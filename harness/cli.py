@@ -40,6 +40,10 @@ Presets (--preset NAME, or --preset FILE.toml of your own; flags and --set given
 Output: OUT/results/<cell>.json (one row per cell), OUT/results/<cell>.items.jsonl (per-item generations
 and scores), OUT/leaderboard.csv (all cells plus the target and retain reference rows). Rerunning the same
 command skips finished cells, so an interrupted run resumes.
+
+Exit codes: 0 done; 1 some cells failed (a diverging loss: no row for them, the others ran); 2 bad input
+(one line naming it, before any work, nothing written); 130 interrupted by Ctrl-C or SIGTERM (the file being
+written is finished; rerun the same command to resume). One process per --out: a second stops, or --wait.
 """
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -212,3 +214,22 @@ def test_a_one_step_run_changes_the_model():
     method = FOGradDiff(method_config("fo-graddiff", {"epochs": "1", "batch_size": str(len(forget))}))
     report = method.unlearn(model, tokenizer, forget, world["retain90"])
     assert report.steps == 1 and weights_digest(model) != before
+
+
+def test_sigterm_mid_run_exits_130_and_the_rerun_finishes(tmp_path, micro_cache):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "harness", "run", *SMOKE, "--methods", "fo-graddiff", "--seeds", "0,1,2",
+               "--out", str(out), "--cache-dir", str(micro_cache)]
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+    for line in process.stderr:
+        if line.startswith("cell 1/3 "):      # one cell written, the next under way
+            process.send_signal(signal.SIGTERM)
+            break
+    rest = process.stderr.read()
+    assert process.wait(timeout=120) == 130
+    assert rest.strip().splitlines()[-1] == f"harness: interrupted; finished cells are kept in {out}: run the same " \
+                                            f"command again to resume"
+    assert (out / "results" / "fo-graddiff-seed0.json").exists() and not list(out.rglob(".*.tmp"))
+    assert subprocess.run(command, env=env, capture_output=True).returncode == 0
+    assert len(pd.read_csv(out / "leaderboard.csv")) == 5
