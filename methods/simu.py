@@ -45,7 +45,8 @@ class SIMU(SOGradDiff):
         critical = sum(int(n.sum()) for n in self.neurons)
         total = sum(n.numel() for n in self.neurons)
         attention = sum(p.numel() for p in attribution.attention_parameters(model))
-        report.trainable_params = attention + sum(int(mask.sum()) for mask in self.masks.values())  # what can move
+        report.trainable_params = attention + sum(int(mask.expand_as(weight).sum())   # what can move
+                                                  for weight, mask in self.masks.items())
         report.extra.update({"simu_critical_neurons": critical, "simu_critical_fraction": critical / total,
                              "simu_shared_neurons": sum(int((f & r).sum()) for f, r in
                                                         zip(self.forget_critical, self.retain_critical)),
