@@ -8,6 +8,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -88,6 +90,23 @@ def test_a_second_process_on_the_same_out_is_told_who_holds_it(tmp_path, capsys)
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"--out {out}: in use by pid {os.getpid()} on " in err[0] and "--wait" in err[0]
     assert not out.exists()       # the lock's folder, made for nothing else, is gone again
+
+
+def test_wait_takes_the_run_folder_once_its_holder_is_done(tmp_path):
+    out, released = tmp_path / "run", threading.Event()
+
+    def hold():
+        with locked(out):
+            released.wait(5)
+    holder = threading.Thread(target=hold)
+    holder.start()
+    while not (out / ".lock").exists() or not (out / ".lock").read_text():
+        time.sleep(0.01)
+    threading.Timer(0.3, released.set).start()
+    start = time.perf_counter()
+    with locked(out, wait=True):
+        assert time.perf_counter() - start >= 0.25 and released.is_set()
+    holder.join()
 
 
 def test_writes_finish_before_an_interrupt_takes_effect(tmp_path):
