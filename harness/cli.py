@@ -267,7 +267,7 @@ def run_noise(args, argv: list[str]) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise ValueError(f"--jobs {args.jobs}: expected 1 or more")
     from harness.grid import check_names
-    check_names(config_from_args(args))   # the run's own flags fail here, before any run starts   # the run's own flags fail here, before any run starts
+    check_names(config_from_args(args))   # the run's own flags fail here, before any run starts
     out = Path(args.out or f"runs/noise-{args.benchmark or args.preset or 'tofu-mini'}")
     jobs = args.jobs or max(1, min(len(capabilities), os.cpu_count() or 1))
     run_all(_without_flags(argv, NOISE_ONLY_FLAGS), out, Path(args.cache_dir or out), capabilities, jobs)
@@ -302,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "noise":
             return run_noise(args, argv)
         if args.command in ("table", "check", "plot", "metrics"):
-            return {"table": run_table, "check": run_check, "plot": run_plot, "metrics": run_metrics}[args.command](args)
+            commands = {"table": run_table, "check": run_check, "plot": run_plot, "metrics": run_metrics}
+            return commands[args.command](args)
         from harness.runner import run
         path = run(config_from_args(args))
     except KeyboardInterrupt:

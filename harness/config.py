@@ -18,7 +18,8 @@ SECTIONS = ("world", "train", "eval", "lume")   # `--set SECTION.KEY=V`
 SIZES = ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads", "batch_size", "base_epochs",
          "target_epochs", "max_new_tokens", "forget_docs", "retain_docs", "nonmember_docs", "epochs")
 SECTION_RULES = {   # what a section's value may be (harness/rules.py); the world's sizes are checked on generation
-    "world": {}, "train": {"lr": rules.POSITIVE, "warmup_ratio": rules.FRACTION} | {k: rules.at_least(1) for k in SIZES},
+    "world": {},
+    "train": {"lr": rules.POSITIVE, "warmup_ratio": rules.FRACTION} | {k: rules.at_least(1) for k in SIZES},
     "eval": {"min_k": rules.SHARE} | {k: rules.at_least(1) for k in SIZES},
     "lume": {k: rules.at_least(1) for k in SIZES}}
 
