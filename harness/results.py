@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.progress import warn
+
 IDENTITY_COLUMNS = ["benchmark", "method", "variant", "kind", "seed", "model", "forget_split", "template",
                     "config_hash", "retain_reference", "environment", "unchanged", "steps", "trainable_params",
                     "unlearn_seconds", "eval_seconds", "lmeval_seconds", "wall_seconds"]
@@ -94,7 +96,6 @@ def cell_done(results_dir: Path, cell: str, cell_hash: str, reference_hash: str 
     try:
         row = read_row(path)
     except ValueError as err:
-        from harness.progress import warn
         warn(f"{str(err).split(';')[0]}; running its cell again")
         return False
     return row.get("config_hash") == cell_hash and row.get("retain_reference") == reference_hash
