@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import re
 from pathlib import Path
@@ -81,6 +82,12 @@ class Context:
     results_dir: Path
     environment: str
     reference: object = None
+    target_digest: str | None = None   # the target's weights digest: every cell loads the same target, so hashed once
+
+    @functools.cached_property
+    def target_row(self) -> dict:
+        """The target's row, read once (it is written before the first cell)."""
+        return read_row(self.results_dir / "target.json")
 
     @property
     def reference_hash(self) -> str | None:
@@ -99,7 +106,7 @@ class Context:
 
     def same_as_target(self, figures: dict) -> bool:
         """Every checked figure equals the target row's."""
-        target = read_row(self.results_dir / "target.json")
+        target = self.target_row
         shared = [k for k in figures if k in target and metrics.get(k).checked]
         return bool(shared) and all(figures[k] == target[k] for k in shared)
 

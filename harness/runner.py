@@ -71,11 +71,11 @@ def run_method(ctx: Context, cell: Cell) -> bool:
         return False
     start = time.perf_counter()
     model, tokenizer = ctx.load(ctx.prepared.target_dir)
-    before = weights_digest(model)
+    ctx.target_digest = ctx.target_digest or weights_digest(model)
     seed_everything(cell.seed)
     report = methods[cell.method](mcfg).unlearn(model, tokenizer, ctx.prepared.forget, ctx.prepared.retain)
     result, eval_seconds = ctx.bench.score(model, tokenizer, ctx.prepared, ctx.cfg, ctx.reference)
-    unchanged = weights_digest(model) == before or ctx.same_as_target(result.metrics)
+    unchanged = weights_digest(model) == ctx.target_digest or ctx.same_as_target(result.metrics)
     if unchanged:
         warn(f"{cell.name}: the unlearned model is the target's (no weight or no metric moved); its row says "
              f"unchanged=True")
