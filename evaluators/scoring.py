@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from harness.data.collate import IGNORE, encode_qa, pad_batch
+from harness.data.collate import IGNORE, device_of, encode_qa, pad_batch
 from harness.progress import progress
 
 
@@ -20,7 +20,7 @@ def score_answers(model, tokenizer, pairs: list[tuple[str, str]], batch_size: in
     encoded = [encode_qa(tokenizer, q, a, template) for q, a in pairs]
     results = []
     for start in progress(range(0, len(encoded), batch_size), desc=desc, leave=False):
-        batch = pad_batch(encoded[start:start + batch_size], tokenizer.pad_token_id)
+        batch = pad_batch(encoded[start:start + batch_size], tokenizer.pad_token_id, device_of(model))
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
         targets = batch["labels"][:, 1:]
         logprobs = F.log_softmax(logits, dim=-1)
@@ -45,7 +45,7 @@ def document_nll(model, tokenizer, documents: list[str], batch_size: int) -> lis
     out = []
     for start in progress(range(0, len(documents), batch_size), desc="score documents", leave=False):
         ids = [tokenizer(d)["input_ids"] for d in documents[start:start + batch_size]]
-        batch = pad_batch([{"input_ids": i, "labels": i} for i in ids], tokenizer.pad_token_id)
+        batch = pad_batch([{"input_ids": i, "labels": i} for i in ids], tokenizer.pad_token_id, device_of(model))
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
         targets = batch["labels"][:, 1:]
         nll = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=IGNORE, reduction="none")

@@ -25,6 +25,8 @@ RUN_EPILOG = """\
                   lr, batch_size, base_epochs, target_epochs, warmup_ratio, loss_on_question, seed
   eval.KEY=V      evaluation: max_new_tokens, batch_size, template, min_k
   lume.KEY=V      embedded LUME world (lume-mini): seed, forget_docs, retain_docs, nonmember_docs, epochs
+  compute.KEY=V   device, dtype (as --device, --dtype), gradient_checkpointing=true|false (less memory, more
+                  time, the same figures)
   METHOD.KEY=V    a method's hyperparameter, e.g. fo-graddiff.lr=3e-4 (lr, epochs, batch_size, grad_accum,
                   gamma, weight_decay, max_grad_norm, warmup_ratio, and the method's own options:
                   so-graddiff has rho, beta1, beta2, hessian=gnb|squared-grad, hessian_every; simu has
@@ -33,6 +35,10 @@ RUN_EPILOG = """\
 
 Real TOFU: harness run --benchmark tofu --data DIR_OR_HUB_NAME --model PATH [--retain-model PATH |
   --retain-eval FILE] --methods simu,so-graddiff.
+
+Several processes (data parallel; rank 0 evaluates and writes; world size and effective batch are in each
+row and its hash): accelerate launch -m harness run ... on GPUs, torchrun --nproc_per_node N -m harness run
+--device cpu ... on CPUs. Check the memory first: harness run --preset NAME --dry-run.
 
 Presets (--preset NAME, or --preset FILE.toml of your own; flags and --set given beside it win):
 {presets}
@@ -103,6 +109,13 @@ def _add_run_arguments(parser: argparse.ArgumentParser, sweep: bool = False) -> 
     parser.add_argument("--wait", action="store_true", default=None,
                         help="when another harness process holds the run folder, wait for it (default: stop, naming "
                         "the process)")
+    parser.add_argument("--device", default=None, metavar="auto|cpu|cuda|cuda:N|mps",
+                        help="where models, batches, SIMU's attribution, optimizer states and evaluation live "
+                        "(default: auto, the accelerator when there is one, else the CPU)")
+    parser.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
+                        help="the model's weights and activations (default float32; the 7B and 1B presets: "
+                        "bfloat16). Below float32 the optimizer steps float32 master weights and keeps float32 "
+                        "states, and weights outside SIMU's mask keep their bits")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a configuration value (see below); repeatable")
 
@@ -117,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "it, and write one result per cell plus OUT/leaderboard.csv.",
                          epilog=run_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_run_arguments(run)
+    run.add_argument("--dry-run", action="store_true",
+                     help="print each method's memory per process in GiB (weights, gradients, master weights, "
+                     "optimizer states, activations, logits) for the dtype, device and process count, from the "
+                     "model's shape on the meta device: no weights loaded, nothing trained or written")
     sweep = sub.add_parser("sweep", help="run a grid of method hyperparameters as cells of one run",
                            description="Run every point of the grid (the product of the --grid axes) x seed as a "
                            "cell of one run, resumable like `run`, with one leaderboard. Rows carry the grid point "
@@ -304,14 +321,20 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("table", "check", "plot", "metrics"):
             commands = {"table": run_table, "check": run_check, "plot": run_plot, "metrics": run_metrics}
             return commands[args.command](args)
+        if getattr(args, "dry_run", False):
+            return dry_run(config_from_args(args))
         from harness.runner import run
         path = run(config_from_args(args))
+        if not _is_main():
+            return 0
     except KeyboardInterrupt:
         where = f" in {args.out or 'the run folder'}" if args.command in ("run", "sweep", "noise") else ""
         print(f"harness: interrupted; finished cells are kept{where}: run the same command again to resume",
               file=sys.stderr)
         return 130
     except CellsFailed as err:
+        if not _is_main():
+            return 1
         _print_summary(err.leaderboard)
         print(f"harness: error: {err}", file=sys.stderr)
         return 1
@@ -325,6 +348,23 @@ def main(argv: list[str] | None = None) -> int:
     print(f"leaderboard: {path}")
     _print_summary(path)
     return 0
+
+
+def dry_run(cfg) -> int:
+    from harness import distributed
+    from harness.grid import check_names
+    from harness.memory import print_plan
+    from harness.models import resolve_device
+    from harness.registry import benchmarks as registered
+    check_names(cfg)
+    print_plan(cfg, registered[cfg.benchmark](), distributed.device_for(resolve_device(cfg.compute.device)))
+    return 0
+
+
+def _is_main() -> bool:
+    """Whether this process reports: always, but in a run of several processes only rank 0."""
+    from harness import distributed
+    return distributed.is_main()
 
 
 def _interrupt(signum, frame):
@@ -341,6 +381,12 @@ def config_from_args(args):
                 "wait"):
         if getattr(args, key) is not None:
             setattr(cfg, key, getattr(args, key))
+    for key in ("device", "dtype"):
+        if getattr(args, key) is not None:
+            try:
+                apply_override(cfg, f"compute.{key}={getattr(args, key)}")
+            except ValueError as err:
+                raise ValueError(str(err).replace(f"--set compute.{key}=", f"--{key} ", 1)) from None
     default = EvalConfig()   # the benchmark's own defaults (LUME: raw prompt, 256 tokens), unless already set
     own = benchmarks[cfg.benchmark].eval_defaults
     cfg.eval = dataclasses.replace(cfg.eval, **{key: value for key, value in own.items()

@@ -14,14 +14,26 @@ from harness.embedded import EmbeddedModelConfig
 from harness.registry import benchmarks, methods
 from methods.base import MethodConfig
 
-SECTIONS = ("world", "train", "eval", "lume")   # `--set SECTION.KEY=V`
+SECTIONS = ("world", "train", "eval", "lume", "compute")   # `--set SECTION.KEY=V`
 SIZES = ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads", "batch_size", "base_epochs",
          "target_epochs", "max_new_tokens", "forget_docs", "retain_docs", "nonmember_docs", "epochs")
 SECTION_RULES = {   # what a section's value may be (harness/rules.py); the world's sizes are checked on generation
     "world": {},
     "train": {"lr": rules.POSITIVE, "warmup_ratio": rules.FRACTION} | {k: rules.at_least(1) for k in SIZES},
     "eval": {"min_k": rules.SHARE} | {k: rules.at_least(1) for k in SIZES},
-    "lume": {k: rules.at_least(1) for k in SIZES}}
+    "lume": {k: rules.at_least(1) for k in SIZES},
+    "compute": {"device": rules.DEVICE, "dtype": rules.one_of("float32", "bfloat16", "float16")}}
+
+
+@dataclass(frozen=True)
+class ComputeConfig:
+    """Where and how a run computes (`--device`, `--dtype`, `--set compute.gradient_checkpointing=true`). The
+    embedded models are always trained in float32 on the CPU and cached; this is what unlearning and
+    evaluation use. Gradient checkpointing trades time for memory and changes no figure."""
+
+    device: str = "auto"
+    dtype: str = "float32"
+    gradient_checkpointing: bool = False
 
 
 @dataclass
@@ -47,6 +59,8 @@ class RunConfig:
     train: EmbeddedModelConfig = field(default_factory=EmbeddedModelConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     lume: LumeWorldConfig = field(default_factory=LumeWorldConfig)
+    compute: ComputeConfig = field(default_factory=ComputeConfig)
+    model_shape: str | None = None     # a preset's config.json of the target's architecture, for --dry-run offline
     lm_eval_tasks: list[str] = field(default_factory=list)   # --lm-eval-tasks: columns lmeval_<task>_<metric>
     method_overrides: dict[str, dict] = field(default_factory=dict)
     grid: dict[str, list[str]] = field(default_factory=dict)   # `harness sweep`: "METHOD.key" -> values
@@ -117,8 +131,8 @@ def apply_override(cfg: RunConfig, assignment: str) -> None:
         retain_split_for(value)  # validates the name
         cfg.forget_split = value
         return
-    raise ValueError(f"--set {key}: unknown key; expected forget_split, world.*, train.*, eval.*, lume.* or METHOD.* "
-                     f"with METHOD one of {', '.join(methods.names())}")
+    raise ValueError(f"--set {key}: unknown key; expected forget_split, world.*, train.*, eval.*, lume.*, compute.* or "
+                     f"METHOD.* with METHOD one of {', '.join(methods.names())}")
 
 
 def add_grid(cfg: RunConfig, assignment: str) -> None:
@@ -152,6 +166,8 @@ def apply_preset(cfg: RunConfig, name: str) -> None:
         for key in ("benchmark", "data", "model", "retain_model"):
             if key in preset:
                 setattr(cfg, key, preset[key])
+        if "model_shape" in preset:
+            cfg.model_shape = str(where.parent / preset["model_shape"])
         if "forget_split" in preset:
             apply_override(cfg, f"forget_split={preset['forget_split']}")
         for section in SECTIONS:
@@ -163,5 +179,7 @@ def apply_preset(cfg: RunConfig, name: str) -> None:
             overrides = {key: str(value) for key, value in values.items()}
             method_config(method, overrides)
             cfg.preset_overrides[method] = overrides
+        if preset.get("methods"):
+            cfg.methods = list(preset["methods"])   # the preset's methods, unless --methods names others
     except ValueError as err:
         raise ValueError(f"{where}: {str(err).removeprefix('--set ')}") from None

@@ -67,15 +67,18 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFas
     return PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIAL_TOKENS)
 
 
+def llama_config(cfg: EmbeddedModelConfig, vocab_size: int, **token_ids) -> LlamaConfig:
+    """The embedded model's architecture (`token_ids`: bos, eos and pad token ids)."""
+    return LlamaConfig(vocab_size=vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+                       num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
+                       num_key_value_heads=cfg.num_heads, max_position_embeddings=256, tie_word_embeddings=False,
+                       **token_ids)
+
+
 def build_model(cfg: EmbeddedModelConfig, tokenizer) -> LlamaForCausalLM:
     seed_everything(cfg.seed)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=cfg.hidden_size,
-                         intermediate_size=cfg.intermediate_size, num_hidden_layers=cfg.num_layers,
-                         num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_heads,
-                         max_position_embeddings=256, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                         tie_word_embeddings=False)
-    return LlamaForCausalLM(config)
+    return LlamaForCausalLM(llama_config(cfg, len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
 
 
 def train_lm(model, tokenizer, rows: list[dict], cfg: EmbeddedModelConfig, epochs: int, desc: str):

@@ -8,6 +8,7 @@ import itertools
 import re
 from pathlib import Path
 
+from harness import distributed
 from harness.benchmarks.base import Benchmark, Prepared
 from harness.config import RunConfig, method_config
 from harness.metrics import metrics
@@ -81,6 +82,7 @@ class Context:
     cfg: RunConfig
     results_dir: Path
     environment: str
+    device: str = "cpu"
     reference: object = None
     target_digest: str | None = None   # the target's weights digest: every cell loads the same target, so hashed once
 
@@ -93,16 +95,30 @@ class Context:
     def reference_hash(self) -> str | None:
         return None if self.reference is None else self.reference.fingerprint()
 
+    @property
+    def compute(self) -> dict:
+        """How the rows are computed: device kind, dtype, processes (`cuda:1` and `cuda:0` are the same)."""
+        return {"device": self.device.split(":")[0], "dtype": self.cfg.compute.dtype,
+                "world_size": distributed.world_size()}
+
     def cell_hash(self, *parts) -> str:
-        """What was asked (data, models, evaluation, lm-eval tasks, then the cell's own parts), never a measured
-        value, so the same command has the same hash on every machine."""
+        """What was asked (data, models, evaluation, lm-eval tasks, how it computes, then the cell's own parts),
+        never a measured value, so the same command has the same hash on every machine. One float32 process on
+        the CPU adds nothing, so hashes made before devices existed stay valid."""
         tasks = self.bench.lm_eval_tasks(self.cfg)
+        compute = {k: v for k, v in self.compute.items() if v != {"device": "cpu", "dtype": "float32",
+                                                                  "world_size": 1}[k]}
         return config_hash(self.prepared.identity, self.cfg.forget_split, dataclasses.asdict(self.cfg.eval),
-                           *([tasks] if tasks else []), *parts)
+                           *([tasks] if tasks else []), *([compute] if compute else []), *parts)
 
     def load(self, model_dir):
-        """A fresh copy of a model and its tokenizer, as the run's flags allow loading it."""
-        return load_model(model_dir, self.cfg.trust_remote_code, self.cfg.allow_pickle)
+        """A fresh copy of a model and its tokenizer on the run's device and dtype, as its flags allow loading
+        it, with gradient checkpointing when asked for."""
+        model, tokenizer = load_model(model_dir, self.cfg.trust_remote_code, self.cfg.allow_pickle, self.device,
+                                      self.cfg.compute.dtype)
+        if self.cfg.compute.gradient_checkpointing:
+            model.activation_checkpointing_enable({"use_reentrant": False})
+        return model, tokenizer
 
     def same_as_target(self, figures: dict) -> bool:
         """Every checked figure equals the target row's."""
@@ -114,4 +130,4 @@ class Context:
         return {"benchmark": self.bench.name, "method": method, "kind": kind, "seed": seed,
                 "model": self.prepared.model_name, "forget_split": self.prepared.forget_split,
                 "template": self.cfg.eval.template, "config_hash": cell_hash, "retain_reference": self.reference_hash,
-                "environment": self.environment}
+                "environment": self.environment} | self.compute

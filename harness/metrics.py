@@ -108,4 +108,5 @@ metrics = MetricRegistry()
 COST = [Metric("wall_seconds", "lower", "wall time (s)", default=True, cost=True),
         Metric("*_seconds", "lower", "time (s)", cost=True),
         Metric("steps", "lower", "optimizer steps", cost=True),
-        Metric("trainable_params", "lower", "trainable parameters", cost=True)]
+        Metric("trainable_params", "lower", "trainable parameters", cost=True),
+        Metric("peak_memory_gib", "lower", "peak memory (GiB): CUDA allocated, or the process's RSS", cost=True)]

@@ -25,8 +25,9 @@ import pandas as pd
 from harness.progress import warn
 
 IDENTITY_COLUMNS = ["benchmark", "method", "variant", "kind", "seed", "model", "forget_split", "template",
-                    "config_hash", "retain_reference", "environment", "unchanged", "steps", "trainable_params",
-                    "unlearn_seconds", "eval_seconds", "lmeval_seconds", "wall_seconds"]
+                    "config_hash", "retain_reference", "environment", "device", "dtype", "world_size",
+                    "per_device_batch", "effective_batch", "unchanged", "steps", "trainable_params",
+                    "unlearn_seconds", "eval_seconds", "lmeval_seconds", "wall_seconds", "peak_memory_gib"]
 REFERENCE_ROWS = ("target", "retain")
 ENVIRONMENT_FILE = "environment.json"
 PACKAGES = ("torch", "transformers", "tokenizers", "datasets", "lm_eval", "accelerate", "numpy", "scipy",
@@ -213,16 +214,18 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def environment(device: str = "cpu", dtype: str = "float32") -> dict:
+def environment(device: str = "cpu", dtype: str = "float32", world_size: int = 1) -> dict:
     """What can change a figure without a code change: package versions, the CPU and the ATen kernels it
-    runs (PyTorch's `ATEN_CPU_CAPABILITY` switch), threads, device and dtype."""
+    runs (PyTorch's `ATEN_CPU_CAPABILITY` switch), threads, device (its name on CUDA), dtype and processes."""
     import torch   # only the runner calls this, and it has torch loaded already
 
     return {"python": platform.python_version(), **{p: _version(p) for p in PACKAGES},
             "harness": _version("unlearning-harness"), "platform": platform.platform(),
             "cpu": _cpu_model(), "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "ATEN_CPU_CAPABILITY": os.environ.get("ATEN_CPU_CAPABILITY"), "torch_threads": torch.get_num_threads(),
-            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "device": device, "dtype": dtype}
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "device": device, "dtype": dtype,
+            **({"gpu": torch.cuda.get_device_name(device)} if device.startswith("cuda") else {}),
+            **({"world_size": world_size} if world_size > 1 else {})}
 
 
 def record_environment(out_dir: Path, env: dict) -> str:

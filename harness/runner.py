@@ -1,20 +1,24 @@
 """Run benchmark x method x seed: prepare the benchmark, unlearn, evaluate, write one result per cell.
 
 Each cell is written atomically as `results/<cell>.json` (with its per-item records beside it as
-`<cell>.items.jsonl`), so an interrupted run resumes where it stopped: finished cells are skipped.
+`<cell>.items.jsonl`), so an interrupted run resumes where it stopped: finished cells are skipped. Started as
+several processes (`accelerate launch`, `torchrun`), every rank unlearns each cell together, and rank 0 alone
+evaluates and writes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 from evaluators import lm_eval_bridge
+from harness import distributed
 from harness.config import RunConfig
 from harness.data.tofu import check_template
 from harness.grid import Cell, Context, cell_config, cells, check_names, swept_values
-from harness.models import seed_everything, weights_digest
+from harness.models import peak_memory_gib, reset_peak_memory, resolve_device, seed_everything, weights_digest
 from harness.progress import WARNINGS, note, progress, quiet_libraries_in_logs, warn
 from harness.registry import benchmarks, methods
 from harness.results import (CellsFailed, cell_done, check_writable, environment, locked, record_environment,
@@ -28,6 +32,7 @@ def evaluate_reference_model(ctx: Context, which: str, model_dir) -> dict | None
     cell_hash = ctx.cell_hash(which)
     if cell_done(ctx.results_dir, which, cell_hash, ctx.reference_hash):
         return None
+    reset_peak_memory(ctx.device)
     model, tokenizer = ctx.load(model_dir)
     result, seconds = ctx.bench.score(model, tokenizer, ctx.prepared, ctx.cfg, ctx.reference)
     if which == "retain":   # the retain model is the reference, and is scored against itself too
@@ -36,7 +41,7 @@ def evaluate_reference_model(ctx: Context, which: str, model_dir) -> dict | None
         ctx.reference.save(ctx.results_dir.parent / "reference" / "retain.json")
     row = ctx.row(which, "reference", None, cell_hash) | {
         "steps": 0, "trainable_params": 0, "unlearn_seconds": 0.0, "eval_seconds": seconds,
-        "wall_seconds": seconds} | result.metrics
+        "wall_seconds": seconds, "peak_memory_gib": peak_memory_gib(ctx.device)} | result.metrics
     write_cell(ctx.results_dir, which, row, result.items)
     note(f"{which}: evaluated in {seconds:.1f} s")
     return result.metrics
@@ -64,16 +69,21 @@ def set_retain_reference(ctx: Context) -> None:
 
 def run_method(ctx: Context, cell: Cell) -> bool:
     """Unlearn a fresh copy of the target model with the cell's method, grid point and seed, then evaluate.
-    False when the cell was already done."""
+    False when the cell was already done (rank 0 decides for all ranks)."""
     mcfg = cell_config(ctx.cfg, cell)
     cell_hash = ctx.cell_hash(cell.method, dataclasses.asdict(mcfg))
-    if cell_done(ctx.results_dir, cell.name, cell_hash, ctx.reference_hash):
+    main = distributed.is_main()
+    if distributed.share(main and cell_done(ctx.results_dir, cell.name, cell_hash, ctx.reference_hash)):
         return False
     start = time.perf_counter()
+    reset_peak_memory(ctx.device)
     model, tokenizer = ctx.load(ctx.prepared.target_dir)
-    ctx.target_digest = ctx.target_digest or weights_digest(model)
-    seed_everything(cell.seed)
+    if main:
+        ctx.target_digest = ctx.target_digest or weights_digest(model)
+    seed_everything(cell.seed + 1_000_003 * distributed.rank())   # ranks sample apart (the GNB labels)
     report = methods[cell.method](mcfg).unlearn(model, tokenizer, ctx.prepared.forget, ctx.prepared.retain)
+    if not main:
+        return True
     result, eval_seconds = ctx.bench.score(model, tokenizer, ctx.prepared, ctx.cfg, ctx.reference)
     unchanged = weights_digest(model) == ctx.target_digest or ctx.same_as_target(result.metrics)
     if unchanged:
@@ -81,43 +91,58 @@ def run_method(ctx: Context, cell: Cell) -> bool:
              f"unchanged=True")
     sweep = {"variant": cell.variant} | swept_values(mcfg, cell.point) if cell.point else {}
     row = ctx.row(cell.method, "method", cell.seed, cell_hash) | sweep | {
-        "unchanged": unchanged, "steps": report.steps, "trainable_params": report.trainable_params,
-        "unlearn_seconds": report.unlearn_seconds, "eval_seconds": eval_seconds,
-        "wall_seconds": time.perf_counter() - start} | result.metrics | report.extra
+        "per_device_batch": mcfg.batch_size, "effective_batch": mcfg.batch_size * mcfg.grad_accum *
+        distributed.world_size(), "unchanged": unchanged, "steps": report.steps,
+        "trainable_params": report.trainable_params, "unlearn_seconds": report.unlearn_seconds,
+        "eval_seconds": eval_seconds, "wall_seconds": time.perf_counter() - start,
+        "peak_memory_gib": peak_memory_gib(ctx.device)} | result.metrics | report.extra
     write_artifacts(ctx.results_dir.parent / "artifacts" / cell.name, report.artifacts)
     write_cell(ctx.results_dir, cell.name, row, result.items)
     return True
 
 
 def run(cfg: RunConfig) -> Path:
-    """Run every cell that is not done yet and rebuild the leaderboard; returns its path. A cell whose
-    unlearning diverges writes no row; the others run, and `CellsFailed` names it at the end."""
+    """Run every cell that is not done yet and rebuild the leaderboard; returns its path.
+    A cell whose unlearning diverges writes no row; the others run, and `CellsFailed` names it at the end."""
     quiet_libraries_in_logs()
     WARNINGS.clear()
     check_names(cfg)
     check_template(cfg.eval.template)
-    bench, out_dir = benchmarks[cfg.benchmark](), Path(cfg.out_dir)
+    device = distributed.device_for(resolve_device(cfg.compute.device))
+    distributed.configure(device)
+    bench, out_dir, main = benchmarks[cfg.benchmark](), Path(cfg.out_dir), distributed.is_main()
     lm_eval_bridge.check_template(bench.lm_eval_tasks(cfg), cfg.eval.template)
-    check_writable(out_dir)
-    with locked(out_dir, cfg.wait):
-        ctx = Context(bench, bench.prepare(cfg), cfg, out_dir / "results", record_environment(out_dir, environment()))
-        if tasks := bench.lm_eval_tasks(cfg):
-            ctx.prepared.lm_eval_dir = lm_eval_bridge.write_embedded_tasks(out_dir / "lm_eval_tasks", cfg.world)
-            for task in set(tasks) & set(lm_eval_bridge.EMBEDDED_TASKS):
-                note(lm_eval_bridge.describe(task, cfg.world))
-        set_retain_reference(ctx)
-        if (target := evaluate_reference_model(ctx, "target", ctx.prepared.target_dir)) is not None:
-            bench.warn_if_nothing_to_unlearn(target)
+    if main:
+        check_writable(out_dir)
+    with locked(out_dir, cfg.wait) if main else nullcontext():
+        prepared = distributed.main_first(bench.prepare, cfg)   # the embedded models: trained once, then cached
+        env = environment(device, cfg.compute.dtype, distributed.world_size())
+        ctx = Context(bench, prepared, cfg, out_dir / "results", record_environment(out_dir, env) if main else "",
+                      device)
+        if main:
+            evaluate_reference_models(ctx, out_dir)
         todo, failed = cells(cfg), []
-        for i, cell in enumerate(progress(todo, desc="cells", unit="cell"), 1):
+        for i, cell in enumerate(progress(todo, desc="cells", unit="cell", disable=None if main else True), 1):
             start = time.perf_counter()
             try:
-                if run_method(ctx, cell):
+                if run_method(ctx, cell) and main:
                     note(f"cell {i}/{len(todo)} {cell.name}: done in {time.perf_counter() - start:.1f} s")
             except Diverged as err:
                 failed.append(cell.name)
                 warn(f"cell {i}/{len(todo)} {cell.name} failed, no row written: {err}")
-        path = write_leaderboard(out_dir, cfg.methods)
+        path = write_leaderboard(out_dir, cfg.methods) if main else out_dir / "leaderboard.csv"
+        distributed.barrier()
     if failed:
         raise CellsFailed(path, failed)
     return path
+
+
+def evaluate_reference_models(ctx: Context, out_dir: Path) -> None:
+    """The lm-eval tasks' files, the retain reference and the target's row (rank 0)."""
+    if tasks := ctx.bench.lm_eval_tasks(ctx.cfg):
+        ctx.prepared.lm_eval_dir = lm_eval_bridge.write_embedded_tasks(out_dir / "lm_eval_tasks", ctx.cfg.world)
+        for task in set(tasks) & set(lm_eval_bridge.EMBEDDED_TASKS):
+            note(lm_eval_bridge.describe(task, ctx.cfg.world))
+    set_retain_reference(ctx)
+    if (target := evaluate_reference_model(ctx, "target", ctx.prepared.target_dir)) is not None:
+        ctx.bench.warn_if_nothing_to_unlearn(target)

@@ -55,7 +55,7 @@ def summarise(frame: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFrame, pd
     """Mean and std over seeds per method; references first, then methods in order of appearance."""
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        metrics = [c for c in frame.columns if c not in IDENTITY_COLUMNS or c.endswith("_seconds")]
+        metrics = [c for c in frame.columns if c not in IDENTITY_COLUMNS or c.endswith(("_seconds", "_gib"))]
         raise ValueError(f"--columns: {', '.join(missing)} not in the leaderboard; it has: {', '.join(metrics)}")
     labels = row_labels(frame)
     order = [m for m in REFERENCE_ROWS if m in set(labels)] + [

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
-from harness.data.collate import IGNORE, encode_qa
+from harness import distributed
+from harness.data.collate import IGNORE, device_of, encode_qa
 from harness.progress import progress
 
 # model_type -> (suffix of the MLP output projection, weight layout, suffixes of the attention projections)
@@ -82,8 +83,9 @@ def _samples(tokenizer, rows: list[dict], mode: str, template: str) -> list[tupl
     return samples
 
 
-def _batch(samples, m: int, pad_id: int):
-    """Each sample repeated m times (one per scaling step), right-padded, with the targets of each position."""
+def _batch(samples, m: int, pad_id: int, device):
+    """Each sample repeated m times (one per scaling step), right-padded, with the targets of each position,
+    on the model's device."""
     width = max(len(ids) for ids, _ in samples)
     rows = len(samples) * m
     ids = torch.full((rows, width), pad_id, dtype=torch.long)
@@ -96,7 +98,7 @@ def _batch(samples, m: int, pad_id: int):
             mask[r, :len(sample_ids)] = 1
             positions[r, pos] = True
     targets = torch.roll(ids, -1, dims=1)
-    return ids, mask, positions, targets, alphas
+    return tuple(t.to(device) for t in (ids, mask, positions, targets, alphas))
 
 
 def _attribute_layer(model, proj: Projection, batches, m: int, objective: str) -> torch.Tensor:
@@ -107,12 +109,12 @@ def _attribute_layer(model, proj: Projection, batches, m: int, objective: str) -
         x = args[0].detach()
         alphas, positions = captured["alphas"], captured["positions"]
         scale = torch.where(positions, alphas.view(-1, 1), torch.ones_like(alphas).view(-1, 1)).unsqueeze(-1)
-        scaled = (x * scale).requires_grad_(True)
+        scaled = (x * scale.to(x.dtype)).requires_grad_(True)
         captured["beta"], captured["scaled"] = x, scaled
         return (scaled,) + tuple(args[1:])
 
     handle = proj.module.register_forward_pre_hook(scale_input)
-    total = torch.zeros(proj.n_neurons)
+    total = torch.zeros(proj.n_neurons, device=proj.module.weight.device)
     try:
         for ids, mask, positions, targets, alphas in batches:
             captured["alphas"], captured["positions"] = alphas, positions
@@ -121,7 +123,7 @@ def _attribute_layer(model, proj: Projection, batches, m: int, objective: str) -
             value = logp if objective == "logprob" else logp.exp()
             (grad,) = torch.autograd.grad(value[positions].sum(), captured["scaled"])
             beta, grad = captured["beta"][positions], grad[positions]       # (rows * positions, neurons)
-            total += (beta * grad).sum(0).detach() / m                     # beta * mean_j grad_j, summed
+            total += (beta.float() * grad.float()).sum(0).detach() / m     # beta * mean_j grad_j, summed
     finally:
         handle.remove()
     return total
@@ -129,17 +131,20 @@ def _attribute_layer(model, proj: Projection, batches, m: int, objective: str) -
 
 def attribute(model, tokenizer, rows: list[dict], m: int = 5, mode: str = "exact", objective: str = "prob",
               batch_size: int = 64, template: str = "qa") -> list[torch.Tensor]:
-    """Per-layer neuron attribution scores of `rows` (one tensor per output projection, in layer order)."""
+    """Per-layer neuron attribution scores of `rows` (one tensor per output projection, in layer order). In a
+    run of several processes each rank attributes every N-th sample and the scores are summed over the ranks,
+    so every rank holds the same scores, and so the same mask."""
     if mode not in ("exact", "fast"):
         raise ValueError(f"attribution mode {mode!r}: expected exact or fast")
     if objective not in ("prob", "logprob"):
         raise ValueError(f"attribution objective {objective!r}: expected prob or logprob")
     was_training = model.training
     model.eval()
-    samples = _samples(tokenizer, rows, mode, template)
+    samples = _samples(tokenizer, rows, mode, template)[distributed.rank()::distributed.world_size()]
     per_batch = max(1, batch_size // m)
-    batches = [_batch(samples[i:i + per_batch], m, tokenizer.pad_token_id) for i in range(0, len(samples), per_batch)]
-    scores = [_attribute_layer(model, proj, batches, m, objective)
+    batches = [_batch(samples[i:i + per_batch], m, tokenizer.pad_token_id, device_of(model))
+               for i in range(0, len(samples), per_batch)]
+    scores = [distributed.all_reduce(_attribute_layer(model, proj, batches, m, objective), "sum")
               for proj in progress(output_projections(model), desc=f"attribute ({mode})", leave=False)]
     model.train(was_training)
     return scores

@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from harness.data.collate import encode_qa, pad_batch
+from harness import distributed
+from harness.data.collate import device_of, encode_qa, pad_batch
 from harness.progress import progress
 from harness.rules import FRACTION, NON_NEGATIVE, POSITIVE, at_least
 from methods.losses import graddiff_loss
+from methods.precision import MasterWeights
 
 
 @dataclass
@@ -98,36 +100,41 @@ class UnlearningMethod:
 
     def unlearn(self, model, tokenizer, forget: list[dict], retain: list[dict]) -> UnlearnReport:
         """GradDiff training: each shuffled forget batch is paired with a random retain batch; gradient
-        clipping and accumulation, as in SOUL's code; the learning-rate schedule of `schedule`."""
+        clipping and accumulation, as in SOUL's code; the learning-rate schedule of `schedule`. In a run of
+        several processes each rank takes every N-th forget batch (the last ones repeated so that all ranks
+        take as many, as torch's DistributedSampler does) and its gradients are averaged with the others'."""
         start, cfg = time.perf_counter(), self.cfg
         self.setup(model, tokenizer, forget, retain)
         params = self.trainable_parameters(model)
         trainable = {id(p) for p in params}
         for p in model.parameters():
             p.requires_grad_(id(p) in trainable)
+        self.weights = MasterWeights(params)
         encode = lambda rows: [encode_qa(tokenizer, r["question"], r["answer"], cfg.template) for r in rows]  # noqa
         forget_ex, retain_ex = encode(forget), encode(retain)
-        micro_per_epoch = math.ceil(len(forget_ex) / cfg.batch_size)
+        world, device = distributed.world_size(), device_of(model)
+        micro_per_epoch = math.ceil(math.ceil(len(forget_ex) / cfg.batch_size) / world)   # on each rank
         total_steps = math.ceil(micro_per_epoch * cfg.epochs / cfg.grad_accum)
-        optimizer = self.make_optimizer(params)
+        optimizer = self.make_optimizer(self.weights.params)
         schedule = linear_schedule(optimizer, total_steps, cfg.warmup_ratio)
         model.train()
-        bar = progress(total=total_steps, desc=f"unlearn {self.name}", unit="step")
-        micro, steps, forget_nll, retain_nll = 0, 0, 0.0, 0.0
+        bar = progress(total=total_steps, desc=f"unlearn {self.name}", unit="step",
+                       disable=None if distributed.is_main() else True)
+        micro, steps, forget_nll, retain_nll, step_batches = 0, 0, 0.0, 0.0, []
         for _ in range(cfg.epochs):
-            order = torch.randperm(len(forget_ex)).tolist()
-            for i in range(0, len(order), cfg.batch_size):
-                forget_batch = pad_batch([forget_ex[j] for j in order[i:i + cfg.batch_size]], tokenizer.pad_token_id)
-                picks = torch.randint(len(retain_ex), (cfg.batch_size,)).tolist()
-                retain_batch = pad_batch([retain_ex[j] for j in picks], tokenizer.pad_token_id)
+            for forget_rows, retain_rows in self.epoch_batches(len(forget_ex), len(retain_ex)):
+                forget_batch = pad_batch([forget_ex[j] for j in forget_rows], tokenizer.pad_token_id, device)
+                retain_batch = pad_batch([retain_ex[j] for j in retain_rows], tokenizer.pad_token_id, device)
                 loss, forget_nll, retain_nll = self.loss(model, forget_batch, retain_batch)
-                if not torch.isfinite(loss):
+                if not bool(distributed.all_reduce(torch.isfinite(loss.detach()).float(), "sum") == world):
                     raise self.diverged(f"the loss became {loss.item()}", steps + 1, total_steps)
                 (loss / cfg.grad_accum).backward()
                 micro += 1
+                step_batches.append((forget_batch, retain_batch))
                 if micro % cfg.grad_accum == 0 or micro == micro_per_epoch * cfg.epochs:
-                    self.optimizer_step(model, optimizer, params, forget_batch, retain_batch)
+                    self.optimizer_step(model, optimizer, self.weights.params, step_batches)
                     schedule.step()
+                    step_batches = []
                     steps += 1
                     bar.update(1)
                     bar.set_postfix(forget_nll=f"{forget_nll:.2f}", retain_nll=f"{retain_nll:.2f}")
@@ -141,13 +148,28 @@ class UnlearningMethod:
         report.unlearn_seconds = time.perf_counter() - start
         return report
 
+    def epoch_batches(self, n_forget: int, n_retain: int):
+        """This rank's (forget rows, retain rows) micro-batches of one epoch. Rank 0 draws them for all ranks
+        from the cell's seed and shares them, one slot at a time, so the ranks split one schedule and a single
+        process draws exactly what it always did (the retain draws interleave with training)."""
+        bs, world, rank = self.cfg.batch_size, distributed.world_size(), distributed.rank()
+        order = distributed.share(torch.randperm(n_forget).tolist() if distributed.is_main() else None)
+        forget_batches = [order[i:i + bs] for i in range(0, n_forget, bs)]
+        forget_batches += forget_batches[:-len(forget_batches) % world]     # as many on every rank
+        for slot in range(0, len(forget_batches), world):
+            picks = [torch.randint(n_retain, (bs,)).tolist() for _ in range(world)] if distributed.is_main() else None
+            yield forget_batches[slot + rank], distributed.share(picks)[rank]
+
     def diverged(self, what: str, step: int, total: int) -> Diverged:
         return Diverged(f"{what} at step {step} of {total}; lr={self.cfg.lr:g} is the likeliest cause (try a "
                         f"smaller --set {self.name}.lr)")
 
-    def optimizer_step(self, model, optimizer, params, forget_batch, retain_batch) -> None:
-        """Clip, step, clear gradients. Second-order methods override this to refresh their Hessian."""
+    def optimizer_step(self, model, optimizer, params, batches: list[tuple[dict, dict]]) -> None:
+        """Gather gradients, clip, step, write back, clear gradients. `batches` are the step's (forget, retain)
+        micro-batches on this rank; second-order methods override this to refresh their Hessian on them."""
+        self.weights.gather_grads()
         if self.cfg.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm)
         optimizer.step()
+        self.weights.write_back()
         optimizer.zero_grad(set_to_none=True)

@@ -9,6 +9,7 @@ import time
 
 import torch
 
+from harness import distributed
 from harness.models import weights_digest
 from harness.rules import UNIT, at_least, one_of
 from methods import attribution
@@ -37,6 +38,7 @@ class SIMU(SOGradDiff):
         retain_sample = self.retain_sample(forget, retain)
         self.retain_critical = attribution.critical_neurons(self.attribute(model, tokenizer, retain_sample), o["t"])
         self.neurons = attribution.simu_masks(self.forget_critical, self.retain_critical, o["mask"])
+        distributed.check_same(self.neurons, "SIMU mask")   # scores are reduced over ranks, so masks agree
         self.attribution_seconds = time.perf_counter() - start
 
     def finish(self, model, report: UnlearnReport) -> None:
@@ -52,7 +54,7 @@ class SIMU(SOGradDiff):
                                                         zip(self.forget_critical, self.retain_critical)),
                              "simu_attribution_seconds": self.attribution_seconds,
                              "simu_attribution_reused": self.reused})
-        report.artifacts.update({"masks.pt": {p.name: n for p, n in zip(self.projections, self.neurons)},
+        report.artifacts.update({"masks.pt": {p.name: n.cpu() for p, n in zip(self.projections, self.neurons)},
                                  "masks.json": {"per_layer_critical": [int(n.sum()) for n in self.neurons],
                                                 "neurons_per_layer": [n.numel() for n in self.neurons],
                                                 "mask": o["mask"], "m": o["m"], "t": o["t"],
@@ -79,7 +81,8 @@ class SIMU(SOGradDiff):
         """Retain rows for the retain attribution: a seeded random sample as large as the forget set
         (`retain_attribution_rows` > 0 sets another size), since attributing all of retain costs ~10x more."""
         n = self.cfg.options["retain_attribution_rows"] or len(forget)
-        return [retain[i] for i in torch.randperm(len(retain))[:n].tolist()]
+        picks = torch.randperm(len(retain))[:n].tolist() if distributed.is_main() else None
+        return [retain[i] for i in distributed.share(picks)]   # one sample for every rank
 
     def trainable_parameters(self, model) -> list[torch.nn.Parameter]:
         """Attention projections in full, plus the output projections' weights (masked by the optimizer)."""
@@ -87,7 +90,8 @@ class SIMU(SOGradDiff):
         return attribution.attention_parameters(model) + [p.module.weight for p in self.projections]
 
     def make_optimizer(self, params, masks=None):
-        self.masks = {p.module.weight: p.weight_mask(n) for p, n in zip(self.projections, self.neurons)}
+        self.masks = {self.weights.master(p.module.weight): p.weight_mask(n)
+                      for p, n in zip(self.projections, self.neurons)}
         return super().make_optimizer(params, masks=self.masks)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from harness import distributed
 from harness.data.collate import IGNORE
 from harness.rules import FRACTION, POSITIVE, at_least, one_of
 from methods.base import UnlearningMethod
@@ -23,14 +24,18 @@ class SOGradDiff(UnlearningMethod):
         return SophiaG(params, lr=self.cfg.lr, betas=(o["beta1"], o["beta2"]), rho=o["rho"],
                        weight_decay=self.cfg.weight_decay, hessian=o["hessian"], masks=masks)
 
-    def optimizer_step(self, model, optimizer, params, forget_batch, retain_batch) -> None:
-        """Sophia step scaled by the step's supervised tokens; after every k-th step a GNB Hessian refresh
-        on the forget and retain inputs (in "gnb" mode), as the reference code does after iteration k-1."""
+    def optimizer_step(self, model, optimizer, params, batches) -> None:
+        """Sophia step scaled by the step's supervised tokens (`bs`: those of every micro-batch it accumulated,
+        on every rank, as the reference's batch_size x grad_accum x world x block_size); after every k-th step
+        a GNB Hessian refresh on the step's forget and retain inputs (in "gnb" mode), as the reference code does
+        after iteration k-1, its gradients averaged over the ranks like the loss's."""
+        self.weights.gather_grads()
         if self.cfg.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm)
-        tokens = sum(int((b["labels"] != IGNORE).sum()) for b in (forget_batch, retain_batch))
-        optimizer.step(bs=tokens)
+        tokens = sum((b["labels"] != IGNORE).sum() for pair in batches for b in pair)
+        optimizer.step(bs=int(distributed.all_reduce(tokens.float(), "sum")))
+        self.weights.write_back()
         optimizer.zero_grad(set_to_none=True)
         steps = int(optimizer.state[params[0]]["step"])
         if optimizer.hessian == "gnb" and steps % self.cfg.options["hessian_every"] == 0:
-            gnb_hessian_update(model, optimizer, [forget_batch, retain_batch])
+            gnb_hessian_update(model, optimizer, [b for pair in batches for b in pair], self.weights.gather_grads)

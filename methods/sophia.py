@@ -76,14 +76,16 @@ class SophiaG(torch.optim.Optimizer):
         return loss
 
 
-def gnb_hessian_update(model, optimizer: SophiaG, batches: list[dict]) -> None:
+def gnb_hessian_update(model, optimizer: SophiaG, batches: list[dict], gather_grads=lambda: None) -> None:
     """Gauss-Newton-Bartlett estimate: sample labels from the model's own softmax at every real token of
-    `batches`, backpropagate the mean cross-entropy against them, and fold the squared gradient into `h` once."""
+    `batches`, backpropagate the mean cross-entropy against them, and fold the squared gradient into `h` once
+    (`gather_grads` moves the model's gradients to what the optimizer steps: float32 masters, averaged)."""
     optimizer.zero_grad(set_to_none=True)
     for batch in batches:
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        logits = logits[batch["attention_mask"].bool()]
+        logits = logits[batch["attention_mask"].bool()].float()
         sampled = torch.distributions.Categorical(logits=logits.detach()).sample()
         (F.cross_entropy(logits, sampled) / len(batches)).backward()
+    gather_grads()
     optimizer.update_hessian()
     optimizer.zero_grad(set_to_none=True)

@@ -20,6 +20,7 @@ from harness.embedded import prepare_embedded
 from harness.models import load_model, seed_everything
 from harness.registry import methods
 from methods import attribution
+from methods.precision import MasterWeights
 
 
 def step_seconds(name: str, model_dir, forget, retain, steps: int, neurons=None) -> float:
@@ -32,7 +33,8 @@ def step_seconds(name: str, model_dir, forget, retain, steps: int, neurons=None)
         method.neurons = neurons
     for p in model.parameters():
         p.requires_grad_(any(p is q for q in params))
-    optimizer = method.make_optimizer(params)
+    method.weights = MasterWeights(params)
+    optimizer = method.make_optimizer(method.weights.params)
     encode = lambda rows: [encode_qa(tokenizer, r["question"], r["answer"]) for r in rows]  # noqa: E731
     f_ex, r_ex = encode(forget), encode(retain)
     bs = method.cfg.batch_size
@@ -42,7 +44,7 @@ def step_seconds(name: str, model_dir, forget, retain, steps: int, neurons=None)
         rb = pad_batch(r_ex[(i * bs) % len(r_ex):][:bs], tokenizer.pad_token_id)
         loss, _, _ = method.loss(model, fb, rb)
         loss.backward()
-        method.optimizer_step(model, optimizer, params, fb, rb)
+        method.optimizer_step(model, optimizer, method.weights.params, [(fb, rb)])
     return (time.perf_counter() - start) / steps
 
 

@@ -125,7 +125,7 @@ def run(out: Path, cache: Path, *extra: str, methods: str = "fo-graddiff,so-grad
 
 
 def metric_columns(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.drop(columns=[c for c in frame.columns if c.endswith("_seconds")])
+    return frame.drop(columns=[c for c in frame.columns if c.endswith(("_seconds", "_gib"))])   # measured costs
 
 
 def test_a_diverging_cell_fails_alone_and_the_run_exits_1(tmp_path, micro_cache, capsys):

@@ -77,8 +77,11 @@ def simu_cfg(**options):
     return cfg
 
 
-def test_frozen_and_non_critical_weights_stay_bit_identical(tokenizer):
-    model = tiny_llama(tokenizer)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_frozen_and_non_critical_weights_stay_bit_identical(tokenizer, dtype):
+    """In every dtype: below float32 the optimizer steps float32 masters, and what it does not move rounds
+    back to its own bits."""
+    model = tiny_llama(tokenizer).to(dtype)
     before = copy.deepcopy(model.state_dict())
     method = SIMU(simu_cfg())
     report = method.unlearn(model, tokenizer, ROWS, RETAIN)
@@ -90,6 +93,7 @@ def test_frozen_and_non_critical_weights_stay_bit_identical(tokenizer):
         name = proj.name + ".weight"
         assert torch.equal(before[name][:, ~neurons], after[name][:, ~neurons])   # columns outside the mask
         assert not torch.equal(before[name][:, neurons], after[name][:, neurons])
+    assert all(t.dtype == dtype for t in after.values())
     assert report.extra["simu_critical_neurons"] == sum(int(n.sum()) for n in method.neurons)
     assert report.artifacts["masks.json"]["per_layer_critical"] == [int(n.sum()) for n in method.neurons]
 

@@ -5,15 +5,13 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from transformers import PreTrainedTokenizerFast
 
 from harness.cli import build_parser, config_from_args, main
 from harness.config import method_config
 from harness.data.collate import encode_qa
-from harness.data.tofu import load_splits, prompt_text
+from harness.data.tofu import load_splits, prompt_text, write_official
 from harness.data.world import WorldConfig, generate_world
 from harness.embedded import EmbeddedModelConfig, build_model, train_tokenizer
 from harness.models import ensure_pad_token
@@ -23,21 +21,8 @@ QA_ONLY = ("question", "answer")
 
 
 def write_official_tofu(folder: Path) -> Path:
-    """The official file names and schemas: plain splits carry question/answer only (forget as JSON lines,
-    retain as a JSON list); the *_perturbed splits carry the perturbed fields (real authors as parquet)."""
-    world = generate_world(SMALL)
-    folder.mkdir(parents=True, exist_ok=True)
-    plain = lambda rows: [{k: r[k] for k in QA_ONLY} for r in rows]  # noqa: E731
-    jsonl = lambda name, rows: (folder / f"{name}.json").write_text("".join(json.dumps(r) + "\n" for r in rows))  # noqa
-    jsonl("forget01", plain(world["forget01"]))
-    jsonl("forget01_perturbed", world["forget01"])
-    (folder / "retain99.json").write_text(json.dumps(plain(world["retain99"])))
-    jsonl("retain_perturbed", world["retain_perturbed"])
-    pq.write_table(pa.Table.from_pylist(world["real_authors"]), folder / "real_authors_perturbed.parquet")
-    (folder / "world_facts_perturbed").mkdir()
-    pq.write_table(pa.Table.from_pylist(world["world_facts"]), folder / "world_facts_perturbed" / "train.parquet")
-    jsonl("holdout01", plain(world["holdout01"]))
-    return folder
+    """The small world in the official file names and schemas (JSON lines, a JSON list, parquet)."""
+    return write_official(generate_world(SMALL), folder, "forget01")
 
 
 def test_official_folder_loads_with_perturbed_eval_splits(tmp_path):

@@ -55,6 +55,15 @@ class Benchmark:
         """Figures computed from all the others, lm-eval's included (LUME's final score)."""
         return {}
 
+    def model_config(self, cfg):
+        """The target model's transformers config, read without its weights (`--dry-run`): `--model`'s, or,
+        for an embedded benchmark (which takes no --model), the embedded model's."""
+        if not cfg.model:
+            from harness.embedded import llama_config
+            return llama_config(cfg.train, cfg.train.vocab_size)
+        from transformers import AutoConfig
+        return AutoConfig.from_pretrained(cfg.model, trust_remote_code=cfg.trust_remote_code)
+
     def load_reference(self, path):
         """A saved retain-model reference (`--retain-eval`)."""
         raise ValueError(f"--retain-eval: --benchmark {self.name} takes no retain reference")

@@ -19,8 +19,14 @@ def encode_qa(tokenizer, question: str, answer: str, template: str = "qa", loss_
     return {"input_ids": prompt + answer_ids, "labels": labels}
 
 
-def pad_batch(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad `input_ids` / `labels` and build the attention mask."""
+def device_of(model) -> torch.device:
+    """Where a model's weights are (any torch module, not only a transformers model with `.device`; one with no
+    weights computes on the CPU)."""
+    return next(model.parameters(), torch.empty(0)).device
+
+
+def pad_batch(examples: list[dict], pad_id: int, device=None) -> dict[str, torch.Tensor]:
+    """Right-pad `input_ids` / `labels` and build the attention mask, on `device` (the model's)."""
     width = max(len(e["input_ids"]) for e in examples)
     ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
     labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
@@ -30,7 +36,7 @@ def pad_batch(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
         ids[i, :n] = torch.tensor(e["input_ids"])
         labels[i, :n] = torch.tensor(e["labels"])
         mask[i, :n] = 1
-    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+    return {"input_ids": ids.to(device), "labels": labels.to(device), "attention_mask": mask.to(device)}
 
 
 def qa_batches(tokenizer, rows: list[dict], batch_size: int, template: str = "qa", answer_key: str = "answer"):

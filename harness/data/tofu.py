@@ -159,3 +159,26 @@ def load_splits(source: str | Path, forget_split: str = "forget10") -> TofuSplit
         eval={split: load_split(source, names, PERTURBED_FIELDS[split]) for split, names in evaluation.items()},
         forget_split=forget_split,
     )
+
+
+def write_official(world: dict[str, list[dict]], folder: Path, forget_split: str = "forget10") -> Path:
+    """A generated world in the official TOFU files' names and schemas (for tests and `perf/`): plain splits
+    carry question/answer only (forget as JSON lines, retain as a JSON list); the *_perturbed splits carry
+    the perturbed fields (real authors as parquet, world facts as a folder of parquet)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True, exist_ok=True)
+    plain = lambda rows: [{k: r[k] for k in ("question", "answer")} for r in rows]  # noqa: E731
+    jsonl = lambda name, rows: (folder / f"{name}.json").write_text("".join(json.dumps(r) + "\n" for r in rows))  # noqa
+    pct = forget_split.removeprefix("forget")
+    jsonl(forget_split, plain(world[forget_split]))
+    jsonl(f"{forget_split}_perturbed", world[forget_split])
+    retain = retain_split_for(forget_split)
+    (folder / f"{retain}.json").write_text(json.dumps(plain(world[retain])))
+    jsonl("retain_perturbed", world["retain_perturbed"])
+    pq.write_table(pa.Table.from_pylist(world["real_authors"]), folder / "real_authors_perturbed.parquet")
+    (folder / "world_facts_perturbed").mkdir(exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(world["world_facts"]), folder / "world_facts_perturbed" / "train.parquet")
+    jsonl(f"holdout{pct}", plain(world[f"holdout{pct}"]))
+    return folder

@@ -1,9 +1,12 @@
 """Presets: paper and CI configurations as TOML files in this folder (or any `--preset path/to/file.toml`).
 
 A preset sets what a command line would: `benchmark`, `data`, `model`, `retain_model`, `forget_split`, the
-sections `[world]`, `[train]`, `[eval]` and `[lume]` (as `--set SECTION.KEY=V`), and each method's
-hyperparameters under `[methods.NAME]`; `description` (required) is what `harness run --help` lists. The
-shape is checked here on load; every value is checked when it is applied (harness/config.py), before any run.
+sections `[world]`, `[train]`, `[eval]`, `[lume]` and `[compute]` (as `--set SECTION.KEY=V`), and each method's
+hyperparameters under `[methods.NAME]` (its methods are the run's unless `--methods` names others).
+`model_shape` names a config.json (relative to the preset) of the target's architecture, which `--dry-run`
+reads when the model's own config cannot be read (offline). `description` (required) is what `harness run
+--help` lists. The shape is checked here on load; every value is checked when it is applied
+(harness/config.py), before any run.
 """
 
 from __future__ import annotations
@@ -12,8 +15,8 @@ import tomllib
 from pathlib import Path
 
 FOLDER = Path(__file__).parent
-STRINGS = ("description", "benchmark", "data", "model", "retain_model", "forget_split")
-SECTIONS = ("world", "train", "eval", "lume", "methods")
+STRINGS = ("description", "benchmark", "data", "model", "retain_model", "forget_split", "model_shape")
+SECTIONS = ("world", "train", "eval", "lume", "compute", "methods")
 
 
 def names() -> list[str]:

@@ -1,0 +1,127 @@
+"""`harness run --dry-run`: the memory each process needs, planned from the model's shape on the meta device
+(no weights are loaded and nothing is written), per method, for the run's dtype and number of processes.
+
+What is counted, per process (data parallel: every process holds all of it):
+- weights: every parameter in the run's dtype;
+- gradients: the trainable parameters' in float32 (a bf16 gradient becomes a float32 master gradient, one
+  parameter at a time, so float32 is the peak either way);
+- master weights: float32 copies of the trainable parameters when the model is not float32 (methods/precision.py);
+- optimizer states: two float32 tensors per trainable parameter (AdamW's moments, Sophia's momentum and Hessian);
+- activations: one micro-batch of forget and one of retain rows, `SEQUENCE` tokens each, kept for backward
+  (Korthikanti et al. 2022: (34h + 5as) bytes per token and layer in 16 bits, scaled to the dtype; with
+  gradient checkpointing, each layer's input plus one layer's full set);
+- logits: those micro-batches' logits in the dtype, plus the float32 copy and gradient the loss makes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from harness import distributed
+
+BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+SEQUENCE = 512   # tokens per row for the activation estimate: open-unlearning's TOFU max_length
+GIB = 2**30
+
+
+@dataclass
+class Plan:
+    method: str
+    trainable: int
+    weights: float
+    gradients: float
+    master: float
+    optimizer: float
+    activations: float
+    logits: float
+
+    @property
+    def total(self) -> float:
+        return self.weights + self.gradients + self.master + self.optimizer + self.activations + self.logits
+
+
+def model_shape(cfg, bench):
+    """The target's config, and where it was read: the model's own (a folder, or the hub when online), else the
+    preset's bundled shape (`model_shape`), else the embedded model's; one error line when none can be read."""
+    if cfg.model or not cfg.model_shape:
+        try:
+            return bench.model_config(cfg), cfg.model or "the embedded model"
+        except (OSError, ValueError) as err:
+            if not cfg.model_shape:
+                raise ValueError(f"--model {cfg.model}: cannot read its config for --dry-run "
+                                 f"({str(err).strip().splitlines()[0]})") from None
+    from transformers import AutoConfig
+    values = {k: v for k, v in json.loads(open(cfg.model_shape).read()).items() if not k.startswith("_")}
+    unread = f", as {cfg.model} cannot be read here" if cfg.model else ""
+    return AutoConfig.for_model(**values), f"the preset's shape {Path(cfg.model_shape).name}{unread}"
+
+
+def meta_model(config, dtype: str):
+    """The model on the meta device: every parameter's shape and dtype, no memory."""
+    from transformers import AutoModelForCausalLM
+
+    from harness.models import DTYPES
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config, dtype=DTYPES[dtype])
+
+
+def activations_gib(config, tokens: int, dtype: str, checkpointing: bool) -> float:
+    h, layers = config.hidden_size, config.num_hidden_layers
+    heads, scale = config.num_attention_heads, BYTES[dtype] / 2
+    per_layer = tokens * (34 * h + 5 * heads * SEQUENCE) * scale
+    if checkpointing:
+        return (layers * tokens * h * BYTES[dtype] + per_layer) / GIB
+    return layers * per_layer / GIB
+
+
+def plan(cfg, bench) -> tuple[str, int, list[Plan]]:
+    """Where the shape came from, the parameter count, and each method's plan."""
+    from harness.grid import Cell, cell_config
+    from harness.registry import methods
+    config, source = model_shape(cfg, bench)
+    dtype = cfg.compute.dtype
+    model = meta_model(config, dtype)
+    n_params = sum(p.numel() for p in model.parameters())
+    plans = []
+    for name in cfg.methods:
+        mcfg = cell_config(cfg, Cell(name, 0))
+        trainable = sum(p.numel() for p in methods[name](mcfg).trainable_parameters(model))
+        tokens = 2 * mcfg.batch_size * SEQUENCE
+        plans.append(Plan(name, trainable, n_params * BYTES[dtype] / GIB, trainable * 4 / GIB,
+                          trainable * 4 / GIB if dtype != "float32" else 0.0, trainable * 8 / GIB,
+                          activations_gib(config, tokens, dtype, cfg.compute.gradient_checkpointing),
+                          tokens * config.vocab_size * (BYTES[dtype] + 8) / GIB))
+    return source, n_params, plans
+
+
+def count(n: int) -> str:
+    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.2f}M"
+
+
+def print_plan(cfg, bench, device: str) -> None:
+    """The plan as a table, and whether it fits this machine's accelerator."""
+    source, n_params, plans = plan(cfg, bench)
+    world = distributed.world_size()
+    print(f"dry run: {cfg.benchmark}, model {source}: {count(n_params)} parameters, {cfg.compute.dtype} on "
+          f"{device}, {world} process{'es' if world > 1 else ''}, gradient checkpointing "
+          f"{'on' if cfg.compute.gradient_checkpointing else 'off'}; nothing loaded, nothing written")
+    header = ("method", "trainable", "weights", "gradients", "master", "optimizer", "activations", "logits",
+              "total GiB")
+    rows = [(p.method, count(p.trainable), *(f"{v:.2f}" for v in (
+        p.weights, p.gradients, p.master, p.optimizer, p.activations, p.logits, p.total))) for p in plans]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))))
+    print(f"per process; activations for 2 x batch_size rows of {SEQUENCE} tokens (forget and retain); "
+          f"evaluation and SIMU's attribution batches are not counted")
+    if world > 1:
+        print(f"data parallel: each of the {world} processes holds all of the above (nothing is sharded)")
+    if device.startswith("cuda"):
+        capacity = torch.cuda.get_device_properties(device).total_memory / GIB
+        for p in plans:
+            print(f"{p.method}: {'fits' if p.total < capacity else 'does not fit'} on "
+                  f"{torch.cuda.get_device_name(device)} ({capacity:.0f} GiB)")
