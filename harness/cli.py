@@ -31,7 +31,7 @@ RUN_EPILOG = """\
                   gamma, weight_decay, max_grad_norm, warmup_ratio, and the method's own options:
                   so-graddiff has rho, beta1, beta2, hessian=gnb|squared-grad, hessian_every; simu has
                   those plus m, t, mask=dual|forget-only, attribution=exact|fast, objective=prob|logprob,
-                  retain_attribution_rows, reuse_attribution)
+                  retain_attribution_rows, reuse_attribution, attribution_chunk)
 
 Real TOFU: harness run --benchmark tofu --data DIR_OR_HUB_NAME --model PATH [--retain-model PATH |
   --retain-eval FILE] --methods simu,so-graddiff.

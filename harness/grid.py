@@ -53,6 +53,13 @@ def cell_config(cfg: RunConfig, cell: Cell):
     return dataclasses.replace(method_config(cell.method, overrides), template=cfg.eval.template)
 
 
+def tracked(method: str, mcfg) -> dict:
+    """The cell's method config as its hash covers it: without the options that change no figure."""
+    values = dataclasses.asdict(mcfg)
+    values["options"] = {k: v for k, v in values["options"].items() if k not in methods[method].untracked}
+    return values
+
+
 def swept_values(mcfg, point) -> dict:
     """The grid point's values as leaderboard columns named like the grid key (`simu.t`), typed."""
     return {key: mcfg.options.get(key.split(".", 1)[1], getattr(mcfg, key.split(".", 1)[1], None))

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from harness import distributed
+from methods.attribution import CACHE_BUDGET
 
 BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 SEQUENCE = 512   # tokens per row for the activation estimate: open-unlearning's TOFU max_length
@@ -117,7 +118,8 @@ def print_plan(cfg, bench, device: str) -> None:
     for row in [header, *rows]:
         print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))))
     print(f"per process; activations for 2 x batch_size rows of {SEQUENCE} tokens (forget and retain); "
-          f"evaluation and SIMU's attribution batches are not counted")
+          f"evaluation is not counted, and SIMU's attribution (before training) needs the weights plus at most "
+          f"{CACHE_BUDGET / GIB:.0f} GiB")
     if world > 1:
         print(f"data parallel: each of the {world} processes holds all of the above (nothing is sharded)")
     if device.startswith("cuda"):

@@ -8,7 +8,6 @@ evaluates and writes.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -17,7 +16,7 @@ from evaluators import lm_eval_bridge
 from harness import distributed
 from harness.config import RunConfig
 from harness.data.tofu import check_template
-from harness.grid import Cell, Context, cell_config, cells, check_names, swept_values
+from harness.grid import Cell, Context, cell_config, cells, check_names, swept_values, tracked
 from harness.models import peak_memory_gib, reset_peak_memory, resolve_device, seed_everything, weights_digest
 from harness.progress import WARNINGS, note, progress, quiet_libraries_in_logs, warn
 from harness.registry import benchmarks, methods
@@ -71,7 +70,7 @@ def run_method(ctx: Context, cell: Cell) -> bool:
     """Unlearn a fresh copy of the target model with the cell's method, grid point and seed, then evaluate.
     False when the cell was already done (rank 0 decides for all ranks)."""
     mcfg = cell_config(ctx.cfg, cell)
-    cell_hash = ctx.cell_hash(cell.method, dataclasses.asdict(mcfg))
+    cell_hash = ctx.cell_hash(cell.method, tracked(cell.method, mcfg))
     main = distributed.is_main()
     if distributed.share(main and cell_done(ctx.results_dir, cell.name, cell_hash, ctx.reference_hash)):
         return False

@@ -9,17 +9,28 @@ is an option.
 
 Modes: "exact" has one sample per answer prefix (q + a_<k -> a_k) and scales the predicting position only;
 "fast" (ours) has one teacher-forced pass per QA that scales every answer-predicting position at once.
+
+Exact mode at its cost floor (`attribute_exact`): scaling layer l at position p changes nothing at earlier
+positions, nor below layer l at p. So one teacher-forced pass per QA keeps every layer's keys and values and
+every layer's input at every position, and each (prefix, step) then costs one token through layers l..L:
+that token attends to the cached keys of its prefix, enters layer l with the cached hidden state, and only its
+logits are computed. `attribute_by_prefix`, which reruns every prefix through the whole model once per layer
+and step, is kept as the reference the tests compare it with.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
+from transformers import DynamicCache
 
 from harness import distributed
 from harness.data.collate import IGNORE, device_of, encode_qa
 from harness.progress import progress
+
+CACHE_BUDGET = 4 * 2**30   # bytes of prefix keys and values one exact-attribution pass may copy
 
 # model_type -> (suffix of the MLP output projection, weight layout, suffixes of the attention projections)
 ARCHITECTURES = {
@@ -69,13 +80,19 @@ def attention_parameters(model) -> list[torch.nn.Parameter]:
     return [p for name, module in model.named_modules() if name.endswith(suffixes) for p in module.parameters()]
 
 
+def _examples(tokenizer, rows: list[dict], template: str) -> list[tuple[list[int], list[int]]]:
+    """(input ids, the positions that predict an answer token) per QA."""
+    out = []
+    for row in rows:
+        ex = encode_qa(tokenizer, row["question"], row["answer"], template)
+        out.append((ex["input_ids"], [i - 1 for i, label in enumerate(ex["labels"]) if label != IGNORE]))
+    return out
+
+
 def _samples(tokenizer, rows: list[dict], mode: str, template: str) -> list[tuple[list[int], list[int]]]:
     """(input ids, indices of the predicting positions) per sample."""
     samples = []
-    for row in rows:
-        ex = encode_qa(tokenizer, row["question"], row["answer"], template)
-        ids, labels = ex["input_ids"], ex["labels"]
-        answer_positions = [i - 1 for i, label in enumerate(labels) if label != IGNORE]
+    for ids, answer_positions in _examples(tokenizer, rows, template):
         if mode == "fast":
             samples.append((ids, answer_positions))
         else:
@@ -113,9 +130,8 @@ def _attribute_layer(model, proj: Projection, batches, m: int, objective: str) -
         captured["beta"], captured["scaled"] = x, scaled
         return (scaled,) + tuple(args[1:])
 
-    handle = proj.module.register_forward_pre_hook(scale_input)
     total = torch.zeros(proj.n_neurons, device=proj.module.weight.device)
-    try:
+    with _hooked(proj.module, scale_input):
         for ids, mask, positions, targets, alphas in batches:
             captured["alphas"], captured["positions"] = alphas, positions
             logits = model(input_ids=ids, attention_mask=mask).logits
@@ -124,30 +140,164 @@ def _attribute_layer(model, proj: Projection, batches, m: int, objective: str) -
             (grad,) = torch.autograd.grad(value[positions].sum(), captured["scaled"])
             beta, grad = captured["beta"][positions], grad[positions]       # (rows * positions, neurons)
             total += (beta.float() * grad.float()).sum(0).detach() / m     # beta * mean_j grad_j, summed
-    finally:
-        handle.remove()
     return total
 
 
 def attribute(model, tokenizer, rows: list[dict], m: int = 5, mode: str = "exact", objective: str = "prob",
-              batch_size: int = 64, template: str = "qa") -> list[torch.Tensor]:
-    """Per-layer neuron attribution scores of `rows` (one tensor per output projection, in layer order). In a
-    run of several processes each rank attributes every N-th sample and the scores are summed over the ranks,
-    so every rank holds the same scores, and so the same mask."""
+              batch_size: int = 64, template: str = "qa", chunk: int = 256) -> list[torch.Tensor]:
+    """Per-layer neuron attribution scores of `rows` (one tensor per output projection, in layer order): exact
+    mode at its cost floor (`attribute_exact`, `chunk` scaled tokens per pass), fast mode by teacher-forced
+    passes (`batch_size` rows per pass). In a run of several processes each rank attributes every N-th row and
+    the scores are summed over the ranks, so every rank holds the same scores, and so the same mask."""
     if mode not in ("exact", "fast"):
         raise ValueError(f"attribution mode {mode!r}: expected exact or fast")
     if objective not in ("prob", "logprob"):
         raise ValueError(f"attribution objective {objective!r}: expected prob or logprob")
-    was_training = model.training
-    model.eval()
-    samples = _samples(tokenizer, rows, mode, template)[distributed.rank()::distributed.world_size()]
+    rows = rows[distributed.rank()::distributed.world_size()]
+    if mode == "exact":
+        scores = attribute_exact(model, tokenizer, rows, m, objective, template, chunk)
+    else:
+        scores = attribute_by_prefix(model, tokenizer, rows, m, mode, objective, batch_size, template)
+    return [distributed.all_reduce(s, "sum") for s in scores]
+
+
+@contextlib.contextmanager
+def _attributing(model):
+    """Evaluation mode and no parameter gradients (only the scaled activations need them), restored after."""
+    was_training, flags = model.training, [p.requires_grad for p in model.parameters()]
+    model.eval().requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(model.parameters(), flags):
+            p.requires_grad_(flag)
+        model.train(was_training)
+
+
+def attribute_by_prefix(model, tokenizer, rows: list[dict], m: int, mode: str, objective: str, batch_size: int,
+                        template: str, layers: list[int] | None = None) -> list[torch.Tensor]:
+    """The straightforward implementation: every sample (an answer prefix, or a whole QA in fast mode) through
+    the whole model, m times, once per layer (`layers`: only those). Fast mode's path, and exact mode's
+    reference in the tests."""
+    samples = _samples(tokenizer, rows, mode, template)
     per_batch = max(1, batch_size // m)
     batches = [_batch(samples[i:i + per_batch], m, tokenizer.pad_token_id, device_of(model))
                for i in range(0, len(samples), per_batch)]
-    scores = [distributed.all_reduce(_attribute_layer(model, proj, batches, m, objective), "sum")
-              for proj in progress(output_projections(model), desc=f"attribute ({mode})", leave=False)]
-    model.train(was_training)
-    return scores
+    projections = output_projections(model)
+    with _attributing(model):
+        return [_attribute_layer(model, projections[i], batches, m, objective)
+                for i in progress(layers or range(len(projections)), desc=f"attribute ({mode})", leave=False)]
+
+
+def attribute_exact(model, tokenizer, rows: list[dict], m: int, objective: str, template: str,
+                    chunk: int = 256) -> list[torch.Tensor]:
+    """Exact mode's scores from one teacher-forced pass per group of QAs, then, per layer l, every (prefix, step)
+    as one token through layers l..L only. A pass takes at most `chunk` such tokens, and fewer when their
+    copies of their prefixes' keys and values would pass `CACHE_BUDGET` (long prefixes on a large model)."""
+    projections, device = output_projections(model), device_of(model)
+    totals = [torch.zeros(p.n_neurons, device=device) for p in projections]
+    examples = _examples(tokenizer, rows, template)
+    with _attributing(model):
+        for group in progress(list(_groups(examples, max(1, chunk // m))), desc="attribute (exact)", leave=False):
+            ids, kv, hidden = _prefix_states(model, group, tokenizer.pad_token_id, device)
+            prefixes = [(q, p) for q, (_, positions) in enumerate(group) for p in positions]
+            token_bytes = sum(k[0].numel() + v[0].numel() for k, v in kv) * kv[0][0].element_size()
+            per_pass = max(1, min(chunk, CACHE_BUDGET // token_bytes) // m)   # prefixes, each repeated m times
+            for start in range(0, len(prefixes), per_pass):
+                part = torch.tensor(prefixes[start:start + per_pass], device=device).repeat_interleave(m, 0)
+                q, p = part.unbind(1)
+                alpha = (torch.arange(1, m + 1, device=device, dtype=torch.float32) / m).repeat(len(q) // m)
+                for layer in range(len(projections)):
+                    totals[layer] += _attribute_tokens(model, projections, layer, ids, kv, hidden[layer], q, p,
+                                                       alpha, objective) / m
+    return totals
+
+
+def _groups(examples, per_pass: int):
+    """Consecutive QAs whose prefixes fill about one pass (a QA with more prefixes is a group of its own)."""
+    group, size = [], 0
+    for example in examples:
+        if group and size + len(example[1]) > per_pass:
+            yield group
+            group, size = [], 0
+        group.append(example)
+        size += len(example[1])
+    if group:
+        yield group
+
+
+@torch.no_grad()
+def _prefix_states(model, group, pad_id: int, device):
+    """One right-padded teacher-forced pass over a group of QAs: the token ids, every layer's keys and values,
+    and every layer's input hidden states, at every position."""
+    width = max(len(ids) for ids, _ in group)
+    ids = torch.full((len(group), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(group), width), dtype=torch.long)
+    for row, (qa_ids, _) in enumerate(group):
+        ids[row, :len(qa_ids)], mask[row, :len(qa_ids)] = torch.tensor(qa_ids), 1
+    ids, mask = ids.to(device), mask.to(device)
+    out = model.base_model(input_ids=ids, attention_mask=mask, use_cache=True, output_hidden_states=True)
+    return ids, [(layer.keys, layer.values) for layer in out.cache.layers], out.hidden_states
+
+
+def _attribute_tokens(model, projections, layer: int, ids, kv, hidden, q, p, alpha, objective: str) -> torch.Tensor:
+    """sum over tokens of beta * dP/da at layer `layer`, for the tokens predicting from position p of QA q, with
+    the layer's activation scaled by alpha: each token attends to its prefix's cached keys and values (later
+    slots masked) and enters the layer with its cached hidden state."""
+    rows, width = len(q), ids.shape[1]
+    cache = DynamicCache(ddp_cache_data=[(k[:0], v[:0]) for k, v in kv])   # filled below without a copy more
+    for i, (cached, (k, v)) in enumerate(zip(cache.layers, kv)):   # layers below `layer` are not run: views
+        cached.keys, cached.values = (k[q], v[q]) if i >= layer else (k[:1].expand(rows, *k.shape[1:]),
+                                                                      v[:1].expand(rows, *v.shape[1:]))
+    prefix = torch.arange(width, device=ids.device) < p.unsqueeze(1)
+    mask = torch.cat([prefix, torch.ones_like(prefix[:, :1])], 1).long()
+    captured = {}
+
+    def scale(module, args):
+        x = args[0].detach()
+        captured["beta"] = x
+        captured["scaled"] = (x * alpha.view(-1, 1, 1).to(x.dtype)).requires_grad_(True)
+        return (captured["scaled"],) + tuple(args[1:])
+
+    with _from_layer(model, projections, layer, hidden[q, p].unsqueeze(1)), \
+            _hooked(projections[layer].module, scale):
+        logits = model(input_ids=ids[q, p].unsqueeze(1), attention_mask=mask, position_ids=p.unsqueeze(1),
+                       cache=cache, cache_position=torch.tensor([width], device=ids.device),
+                       use_cache=True).logits[:, -1]
+    logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, ids[q, p + 1].unsqueeze(1)).squeeze(1)
+    value = logp if objective == "logprob" else logp.exp()
+    (grad,) = torch.autograd.grad(value.sum(), captured["scaled"])
+    return (captured["beta"].float() * grad.float()).sum((0, 1))
+
+
+@contextlib.contextmanager
+def _hooked(module, hook):
+    handle = module.register_forward_pre_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+@contextlib.contextmanager
+def _from_layer(model, projections, layer: int, hidden):
+    """The model runs its decoder layers from `layer` on only, `hidden` entering that layer: the layer list is
+    cut for the block, and a hook swaps the layer's input for `hidden` (what the embeddings make is dropped)."""
+    parts = projections[layer].name.split(".")
+    at = next(i for i in range(len(parts)) if parts[i].isdigit())   # model.layers.<i>.mlp.down_proj
+    owner, name = model.get_submodule(".".join(parts[:at - 1])), parts[at - 1]
+    layers = getattr(owner, name)
+
+    def enter(module, args, kwargs):
+        return ((hidden,) + tuple(args[1:]), kwargs) if args else (args, kwargs | {"hidden_states": hidden})
+
+    handle = layers[layer].register_forward_pre_hook(enter, with_kwargs=True)
+    setattr(owner, name, torch.nn.ModuleList(list(layers)[layer:]))
+    try:
+        yield
+    finally:
+        setattr(owner, name, layers)
+        handle.remove()
 
 
 def critical_neurons(scores: list[torch.Tensor], t: float) -> list[torch.Tensor]:

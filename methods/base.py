@@ -74,6 +74,7 @@ class UnlearningMethod:
     rules = {"lr": POSITIVE, "epochs": at_least(1), "batch_size": at_least(1), "grad_accum": at_least(1),
              "gamma": NON_NEGATIVE, "weight_decay": NON_NEGATIVE, "max_grad_norm": NON_NEGATIVE,
              "warmup_ratio": FRACTION}   # what each setting may be (harness/rules.py), checked before any run
+    untracked: tuple[str, ...] = ()   # options that change time or memory, never a figure: not in the cell's hash
 
     def __init__(self, cfg: MethodConfig):
         self.cfg = cfg

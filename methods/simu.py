@@ -24,10 +24,11 @@ class SIMU(SOGradDiff):
     defaults = {**SOGradDiff.defaults, "lr": 3.1623e-4,
                 "options": {**SOGradDiff.defaults["options"], "m": 5, "t": 0.3, "mask": "dual",
                             "attribution": "exact", "objective": "prob",
-                            "retain_attribution_rows": 0, "reuse_attribution": False}}
+                            "retain_attribution_rows": 0, "reuse_attribution": False, "attribution_chunk": 256}}
     rules = SOGradDiff.rules | {"m": at_least(1), "t": UNIT, "mask": one_of("dual", "forget-only"),
                                 "attribution": one_of("exact", "fast"), "objective": one_of("prob", "logprob"),
-                                "retain_attribution_rows": at_least(0)}
+                                "retain_attribution_rows": at_least(0), "attribution_chunk": at_least(1)}
+    untracked = ("attribution_chunk",)   # scaled tokens per attribution pass: memory and time, never a figure
 
     def setup(self, model, tokenizer, forget, retain) -> None:
         """Stage 1: the critical neurons of the forget set and of a retain sample, combined into the mask."""
@@ -67,7 +68,7 @@ class SIMU(SOGradDiff):
         o = self.cfg.options
         compute = lambda: attribution.attribute(  # noqa: E731
             model, tokenizer, rows, m=o["m"], mode=o["attribution"], objective=o["objective"],
-            template=self.cfg.template)
+            template=self.cfg.template, chunk=o["attribution_chunk"])
         if not o["reuse_attribution"]:
             return compute()
         stage1 = [self.weights_digest, rows, o["m"], o["attribution"], o["objective"], self.cfg.template]

@@ -64,7 +64,7 @@ def main() -> None:
     env = json.loads((root / "run" / "environment.json").read_text())
     device = next(iter(env.values())).get("gpu") or next(iter(env.values()))["cpu"]
     print(f"\n{n_params / 1e9:.2f}B parameters, bf16, on {device} ({os.cpu_count()} CPU cores); peak memory on a "
-          f"CPU is the process's RSS, evaluation and SIMU's attribution included, which the plan leaves out:")
+          f"CPU is the process's RSS, evaluation included, which the plan leaves out:")
     print(f"{'method':12} {'steps':>5} {'s/step':>7} {'attribution s':>13} {'eval s':>7} {'peak GiB':>8} "
           f"{'planned GiB':>11}")
     for p in plans:

@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 
 import matplotlib.image
 import numpy as np
@@ -20,9 +22,24 @@ def figure_stats():
 
 
 @pytest.fixture(scope="session")
-def micro_cache(tmp_path_factory):
-    """One embedded-model cache for every micro-world test, so the micro models are trained once a session."""
-    return tmp_path_factory.mktemp("micro-cache")
+def micro_run(tmp_path_factory):
+    """CI's smoke run (the micro world, seeds 0, 1, 2), in a process of its own under the scalar kernels, its log
+    (not a terminal) kept. It trains the micro models every micro-world test then shares (`micro_cache`), so
+    its log and models are the same whichever test asks first."""
+    root = tmp_path_factory.mktemp("e2e")
+    env = os.environ | {"ATEN_CPU_CAPABILITY": "default"}
+    command = [sys.executable, "-m", "harness", "run", "--methods", "fo-graddiff,so-graddiff,simu", "--seeds", "0,1,2",
+               "--out", str(root / "run"), "--cache-dir", str(root / "cache"), "--preset", "tofu-mini-smoke"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    (root / "log").write_text(done.stderr)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return root
+
+
+@pytest.fixture(scope="session")
+def micro_cache(micro_run):
+    """The micro models' cache, trained once a session (by `micro_run`)."""
+    return micro_run / "cache"
 
 
 # A small synthetic leaderboard: two references, methods a and b over seeds 0 and 1.

@@ -104,5 +104,5 @@ def test_a_bad_preset_is_one_line_naming_the_file_and_key(tmp_path, capsys, text
 
 def test_an_unknown_preset_name_lists_the_presets(capsys):
     assert main(["run", "--preset", "tofu-llama3"]) == 2
-    assert "--preset tofu-llama3: unknown; expected one of lume-olmo-1b, lume-olmo-7b, tofu-llama2-7b, tofu-mini-smoke" \
-        in capsys.readouterr().err
+    expected = "--preset tofu-llama3: unknown; expected one of lume-olmo-1b, lume-olmo-7b, tofu-llama2-7b, tofu-mini"
+    assert expected in capsys.readouterr().err

@@ -3,9 +3,7 @@ unlearns with every method, evaluates, and passes CI's smoke check against the c
 runs under other CPU kernels (ATEN_CPU_CAPABILITY=default; the reference was made under avx2)."""
 
 import json
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -32,20 +30,6 @@ METHODS = ["fo-graddiff", "so-graddiff", "simu"]   # the --methods order, which 
 def harness_run(out: Path, cache: Path, *extra: str, methods: str = "fo-graddiff,so-graddiff,simu") -> int:
     return main(["run", "--methods", methods, "--seeds", SEEDS, "--out", str(out), "--cache-dir", str(cache),
                  "--preset", "tofu-mini-smoke", *extra])
-
-
-@pytest.fixture(scope="module")
-def micro_run(tmp_path_factory, micro_cache):
-    """CI's smoke run, in a process of its own under the scalar kernels, its log (not a terminal) kept."""
-    root = tmp_path_factory.mktemp("e2e")
-    (root / "cache").symlink_to(micro_cache)
-    env = os.environ | {"ATEN_CPU_CAPABILITY": "default"}
-    command = [sys.executable, "-m", "harness", "run", "--methods", "fo-graddiff,so-graddiff,simu", "--seeds", SEEDS,
-               "--out", str(root / "run"), "--cache-dir", str(root / "cache"), "--preset", "tofu-mini-smoke"]
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
-    (root / "log").write_text(done.stderr)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return root
 
 
 def documented_columns() -> list[str]:
