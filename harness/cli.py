@@ -351,13 +351,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def dry_run(cfg) -> int:
-    from harness import distributed
     from harness.grid import check_names
     from harness.memory import print_plan
     from harness.models import resolve_device
     from harness.registry import benchmarks as registered
     check_names(cfg)
-    print_plan(cfg, registered[cfg.benchmark](), distributed.device_for(resolve_device(cfg.compute.device)))
+    print_plan(cfg, registered[cfg.benchmark](), resolve_device(cfg.compute.device))
     return 0
 
 

@@ -22,9 +22,9 @@ from pathlib import Path
 import torch
 
 from harness import distributed
+from harness.models import DTYPES
 from methods.attribution import CACHE_BUDGET
 
-BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 SEQUENCE = 512   # tokens per row for the activation estimate: open-unlearning's TOFU max_length
 GIB = 2**30
 
@@ -64,18 +64,16 @@ def model_shape(cfg, bench):
 def meta_model(config, dtype: str):
     """The model on the meta device: every parameter's shape and dtype, no memory."""
     from transformers import AutoModelForCausalLM
-
-    from harness.models import DTYPES
     with torch.device("meta"):
         return AutoModelForCausalLM.from_config(config, dtype=DTYPES[dtype])
 
 
 def activations_gib(config, tokens: int, dtype: str, checkpointing: bool) -> float:
     h, layers = config.hidden_size, config.num_hidden_layers
-    heads, scale = config.num_attention_heads, BYTES[dtype] / 2
+    heads, scale = config.num_attention_heads, DTYPES[dtype].itemsize / 2
     per_layer = tokens * (34 * h + 5 * heads * SEQUENCE) * scale
     if checkpointing:
-        return (layers * tokens * h * BYTES[dtype] + per_layer) / GIB
+        return (layers * tokens * h * DTYPES[dtype].itemsize + per_layer) / GIB
     return layers * per_layer / GIB
 
 
@@ -92,10 +90,10 @@ def plan(cfg, bench) -> tuple[str, int, list[Plan]]:
         mcfg = cell_config(cfg, Cell(name, 0))
         trainable = sum(p.numel() for p in methods[name](mcfg).trainable_parameters(model))
         tokens = 2 * mcfg.batch_size * SEQUENCE
-        plans.append(Plan(name, trainable, n_params * BYTES[dtype] / GIB, trainable * 4 / GIB,
+        plans.append(Plan(name, trainable, n_params * DTYPES[dtype].itemsize / GIB, trainable * 4 / GIB,
                           trainable * 4 / GIB if dtype != "float32" else 0.0, trainable * 8 / GIB,
                           activations_gib(config, tokens, dtype, cfg.compute.gradient_checkpointing),
-                          tokens * config.vocab_size * (BYTES[dtype] + 8) / GIB))
+                          tokens * config.vocab_size * (DTYPES[dtype].itemsize + 8) / GIB))
     return source, n_params, plans
 
 

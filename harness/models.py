@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from harness import distributed, rules
+
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -20,24 +22,22 @@ def seed_everything(seed: int) -> None:
 
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
 
 
 def resolve_device(device: str) -> str:
-    """`auto` is the accelerator when there is one (CUDA, then Apple's MPS), else the CPU; any other value is
-    checked against what this machine has, with one line naming the flag when it does not."""
+    """The device this process uses. `auto` is the accelerator when there is one (CUDA, then Apple's MPS), else
+    the CPU; any other value is checked against what this machine has, with one line naming the flag when it
+    does not. With several processes on a machine, `cuda` is this process's GPU (`cuda:LOCAL_RANK`)."""
+    if not rules.DEVICE.test(device):
+        raise ValueError(f"--device {device}: expected {rules.DEVICE.expected}")
     if device == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        return "mps" if torch.backends.mps.is_available() else "cpu"
+        device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     kind, _, index = device.partition(":")
-    if kind not in ("cpu", "cuda", "mps") or (index and (kind != "cuda" or not index.isdigit())):
-        raise ValueError(f"--device {device}: expected one of {', '.join(DEVICES)}")
     if kind == "cuda" and (not torch.cuda.is_available() or int(index or 0) >= torch.cuda.device_count()):
         raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     if kind == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"--device {device}: MPS is not available on this machine")
-    return device
+    return distributed.device_for(device)
 
 
 def load_model(path: str | os.PathLike, trust_remote_code: bool = False, allow_pickle: bool = False,

@@ -107,7 +107,7 @@ def run(cfg: RunConfig) -> Path:
     WARNINGS.clear()
     check_names(cfg)
     check_template(cfg.eval.template)
-    device = distributed.device_for(resolve_device(cfg.compute.device))
+    device = resolve_device(cfg.compute.device)
     distributed.configure(device)
     bench, out_dir, main = benchmarks[cfg.benchmark](), Path(cfg.out_dir), distributed.is_main()
     lm_eval_bridge.check_template(bench.lm_eval_tasks(cfg), cfg.eval.template)
