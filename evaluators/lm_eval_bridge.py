@@ -1,10 +1,13 @@
 """lm-eval in-process on the live (unlearned) model: `HFLM(pretrained=model, tokenizer=tokenizer)`.
 
-Two offline tasks are built from the embedded world, their YAMLs written at run time with absolute data paths
+Three offline tasks are built from the embedded world, their YAMLs written at run time with absolute data paths
 (lm-eval resolves relative `data_files` against the working directory):
 - `embedded_world_facts_mc`: multiple choice over the world facts, the true answer among its perturbed ones;
 - `embedded_real_authors_loglik`: the log-likelihood (perplexity, and whether greedy) of the real authors'
-  answers.
+  answers;
+- `embedded_arithmetic_mc`: multiple choice over sums no model was trained on, the true sum among its nearest
+  wrong ones (`harness.data.lume.sums`): lume-mini's target learns to add from the other sums, so this is
+  its MMLU stand-in, which memorised facts cannot saturate.
 Any lm-eval task name (`mmlu`, `arc_easy`, ...) can be named too; one that cannot be loaded offline is an
 error naming it. Results become columns `lmeval_<task>_<metric>`.
 """
@@ -15,15 +18,16 @@ import json
 import random
 from pathlib import Path
 
+from harness.data.lume import LumeWorldConfig, sums
 from harness.data.world import WorldConfig, generate_world
 from harness.metrics import Metric
 
 # lm-eval's metrics (accuracy and the like) are better higher, perplexities lower (harness/metrics.py)
 METRICS = [Metric("lmeval_*", "higher", "lm-eval metric"), Metric("lmeval_*perplexity", "lower", "lm-eval perplexity")]
-EMBEDDED_TASKS = ("embedded_world_facts_mc", "embedded_real_authors_loglik")
+EMBEDDED_TASKS = ("embedded_world_facts_mc", "embedded_real_authors_loglik", "embedded_arithmetic_mc")
+MC_TASKS = ("embedded_world_facts_mc", "embedded_arithmetic_mc")
 PROMPT = "Question: {{question}}\nAnswer:"   # the embedded models' `qa` template; choices follow after a space
-YAML = {
-    "embedded_world_facts_mc": """task: embedded_world_facts_mc
+MC_YAML = """task: {task}
 dataset_path: json
 dataset_kwargs:
   data_files:
@@ -40,7 +44,9 @@ metric_list:
   - metric: acc_norm
     aggregation: mean
     higher_is_better: true
-""",
+"""
+YAML = {
+    **{task: MC_YAML.replace("{task}", task) for task in MC_TASKS},
     "embedded_real_authors_loglik": """task: embedded_real_authors_loglik
 dataset_path: json
 dataset_kwargs:
@@ -71,11 +77,15 @@ def check_template(tasks: list[str], template: str) -> None:
                          f"--template qa")
 
 
-def describe(task: str, world_cfg: WorldConfig) -> str:
+def describe(task: str, world_cfg: WorldConfig, lume_cfg: LumeWorldConfig) -> str:
     """What an embedded task's data and prompt are, for the run's log."""
-    data = {"embedded_world_facts_mc": "world facts as multiple choice among their perturbed answers",
-            "embedded_real_authors_loglik": "the real authors' answers"}[task]
-    return f"lm-eval {task}: {data}, from the embedded world (seed {world_cfg.seed}), prompt {PROMPT!r}"
+    data = {"embedded_world_facts_mc": "world facts as multiple choice among their perturbed answers, from the "
+                                       f"embedded world (seed {world_cfg.seed})",
+            "embedded_real_authors_loglik": f"the real authors' answers, from the embedded world (seed "
+                                            f"{world_cfg.seed})",
+            "embedded_arithmetic_mc": f"held-out sums below {lume_cfg.sum_operands} as multiple choice (only "
+                                      "lume-mini's target learns to add)"}[task]
+    return f"lm-eval {task}: {data}, prompt {PROMPT!r}"
 
 
 def _mc_rows(world: dict, seed: int) -> list[dict]:
@@ -88,14 +98,15 @@ def _mc_rows(world: dict, seed: int) -> list[dict]:
     return rows
 
 
-def write_embedded_tasks(folder: Path, world_cfg: WorldConfig) -> Path:
+def write_embedded_tasks(folder: Path, world_cfg: WorldConfig, lume_cfg: LumeWorldConfig = LumeWorldConfig()) -> Path:
     """The embedded tasks' data (JSON lines) and YAMLs under `folder`, with absolute paths; returns it."""
     folder = Path(folder).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     world = generate_world(world_cfg)
     data = {"embedded_world_facts_mc": _mc_rows(world, world_cfg.seed),
             "embedded_real_authors_loglik": [{"question": r["question"], "answer": r["answer"]}
-                                             for r in world["real_authors"]]}
+                                             for r in world["real_authors"]],
+            "embedded_arithmetic_mc": sums(lume_cfg)[1]}
     for task, rows in data.items():
         path = folder / f"{task}.jsonl"
         path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")

@@ -3,7 +3,8 @@
 Greedy generation from the raw `input`; regurgitation (ROUGE-L recall with the stemmer) on `sc` rows and
 knowledge (`gt.strip().lower() == gen.strip().lower()`) on `qa` rows; the per-task means of forget and retain
 (12 values, forget ones as `1 - v`) and their harmonic mean; the MIA score from the loss AUC of member
-against non-member documents; the final score, the mean of the task aggregate, MMLU and the MIA score.
+against non-member documents; the final score, the mean of the task aggregate, MMLU (`lume_general`; without
+MMLU its stand-in) and the MIA score.
 """
 
 from __future__ import annotations
@@ -23,11 +24,14 @@ METRICS = [
     Metric("lume_forget_knowledge", "lower", "forget knowledge (exact match)", default=True, role="forget"),
     Metric("lume_retain_regurgitation", "higher", "retain regurgitation (ROUGE-L)", default=True),
     Metric("lume_retain_knowledge", "higher", "retain knowledge (exact match)", default=True, role="retain"),
-    Metric("lume_task_aggregate", "higher", "LUME task aggregate", default=True, role="utility"),
+    Metric("lume_task_aggregate", "higher", "LUME task aggregate", default=True,
+           parts=("lume_forget_task*_*", "lume_retain_task*_*")),
     Metric("lume_mia_loss_auc", "half", "LUME MIA AUC (LOSS)", default=True, role="privacy"),
     Metric("lume_mia_score", "higher", "LUME MIA score", default=True),
     Metric("lume_final_score_mmlu", "higher", "LUME final score (MMLU)", default=True),
-    Metric("lume_final_score_world_facts_mc", "higher", "LUME final score (world-facts MC for MMLU)", default=True),
+    Metric("lume_final_score_arithmetic_mc", "higher", "LUME final score (held-out sums for MMLU)", default=True),
+    Metric("lume_general", "higher", "general knowledge: MMLU, or the held-out sums without it", default=True,
+           role="utility"),
     Metric("lume_forget_*", "lower", "LUME forget task value"),
     Metric("lume_retain_*", "higher", "LUME retain task value"),
     Metric("lume_mia_*_auc", "half", "LUME MIA AUC"),

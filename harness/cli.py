@@ -13,7 +13,7 @@ from pathlib import Path
 from evaluators.base import EvalConfig
 from harness import presets
 from harness.data.tofu import TEMPLATES
-from harness.registry import benchmarks
+from harness.registry import benchmarks, methods
 from harness.results import CellsFailed
 
 RUN_EPILOG = """\
@@ -31,7 +31,9 @@ RUN_EPILOG = """\
                   gamma, weight_decay, max_grad_norm, warmup_ratio, and the method's own options:
                   so-graddiff has rho, beta1, beta2, hessian=gnb|squared-grad, hessian_every; simu has
                   those plus m, t, mask=dual|forget-only, attribution=exact|fast, objective=prob|logprob,
-                  retain_attribution_rows, reuse_attribution, attribution_chunk)
+                  retain_attribution_rows, reuse_attribution, attribution_chunk, loss=graddiff|npo, beta
+                  (NPO's); simu-npo is simu with loss=npo; npo has beta; simnpo has beta, delta (margin),
+                  forget_weight; grad-ascent has none and ignores gamma)
 
 Real TOFU: harness run --benchmark tofu --data DIR_OR_HUB_NAME --model PATH [--retain-model PATH |
   --retain-eval FILE] --methods simu,so-graddiff.
@@ -77,7 +79,7 @@ def _add_run_arguments(parser: argparse.ArgumentParser, sweep: bool = False) -> 
                         "the offline embedded_world_facts_mc and embedded_real_authors_loglik, or any lm-eval task "
                         "(mmlu, ...) whose data can be loaded")
     parser.add_argument("--methods", type=_csv(str), default=None,
-                        help="comma-separated method names (default: " + (
+                        help="comma-separated method names, of " + ", ".join(methods.names()) + " (default: " + (
                             "the methods named by --grid)" if sweep else "fo-graddiff)"))
     parser.add_argument("--seeds", type=_csv(int), default=[0], help="comma-separated seeds (default: 0)")
     parser.add_argument("--out", default=None, help="run folder (default: runs/BENCHMARK" +
@@ -198,6 +200,20 @@ def build_parser() -> argparse.ArgumentParser:
                           "for a sweep, each metric against each swept value. Prints the paths written.")
     plot.add_argument("run", metavar="RUN_DIR", help="a run folder (with leaderboard.csv)")
     plot.add_argument("--out", default=None, help="where the PNGs go (default: RUN_DIR/plots)")
+    compare = sub.add_parser("compare", help="a sweep's methods at equal tuning budget and at matched forgetting",
+                             description="Read a sweep (harness sweep, the same grid for every method) and write: "
+                             "selection.csv, every grid point's mean forget, retain and utility (the columns declared "
+                             "for those roles) and its score, the seed mean of hmean(1 - forget, retain, utility), a "
+                             "failed cell scoring 0, with each method's best point marked (ties: the earlier point); "
+                             "selected.toml, a preset with each method at its selected point (harness run --preset "
+                             "FILE reruns them); matched.md and matched.csv, retain and utility where each method's "
+                             "curve over its grid first reaches each forget level, linearly interpolated on the mean "
+                             "curve, ± the std of the same on each seed's curve; matched.png, the curves. Prints "
+                             "the selection and the matched table.")
+    compare.add_argument("sweep", metavar="SWEEP_DIR_OR_CSV", help="a sweep's run folder or leaderboard CSV")
+    compare.add_argument("--out", default=None, help="where the files go (default: SWEEP_DIR/compare)")
+    compare.add_argument("--levels", type=_csv(float), default=None,
+                         help="comma-separated forget levels to match at (default: 0.5,0.25,0.1)")
     return parser
 
 
@@ -226,6 +242,19 @@ def run_metrics(args) -> int:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
     for row in [header, *rows]:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+    return 0
+
+
+def run_compare(args) -> int:
+    import pandas as pd
+
+    from harness.compare import LEVELS, compare
+    paths = compare(args.sweep, args.out, args.levels or LEVELS)
+    selection = pd.read_csv(paths[0])
+    print(selection.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(paths[3].read_text(encoding="utf-8"))
+    for path in paths:
+        print(path)
     return 0
 
 
@@ -318,8 +347,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "noise":
             return run_noise(args, argv)
-        if args.command in ("table", "check", "plot", "metrics"):
-            commands = {"table": run_table, "check": run_check, "plot": run_plot, "metrics": run_metrics}
+        if args.command in ("table", "check", "plot", "metrics", "compare"):
+            commands = {"table": run_table, "check": run_check, "plot": run_plot, "metrics": run_metrics,
+                        "compare": run_compare}
             return commands[args.command](args)
         if getattr(args, "dry_run", False):
             return dry_run(config_from_args(args))

@@ -21,7 +21,7 @@ SECTION_RULES = {   # what a section's value may be (harness/rules.py); the worl
     "world": {},
     "train": {"lr": rules.POSITIVE, "warmup_ratio": rules.FRACTION} | {k: rules.at_least(1) for k in SIZES},
     "eval": {"min_k": rules.SHARE} | {k: rules.at_least(1) for k in SIZES},
-    "lume": {k: rules.at_least(1) for k in SIZES},
+    "lume": {k: rules.at_least(1) for k in SIZES} | {"sum_operands": rules.at_least(2), "sum_probe": rules.SHARE},
     "compute": {"device": rules.DEVICE, "dtype": rules.one_of("float32", "bfloat16", "float16")}}
 
 

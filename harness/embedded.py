@@ -19,7 +19,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, get_cosine_schedule_with_warmup
 
 from harness.data.collate import encode_qa, pad_batch
-from harness.data.lume import LumeWorldConfig, as_qa, load_lume, write_lume
+from harness.data.lume import LumeWorldConfig, as_qa, load_lume, sums, write_lume
 from harness.data.tofu import read_split, retain_split_for
 from harness.data.world import WorldConfig, write_world
 from harness.models import load_model, seed_everything
@@ -205,15 +205,15 @@ class EmbeddedLume:
 def prepare_embedded_lume(world_cfg: WorldConfig, lume_cfg: LumeWorldConfig, model_cfg: EmbeddedModelConfig,
                           cache_dir=None) -> EmbeddedLume:
     """The LUME documents, and a target model: the embedded base (world facts and real authors) trained
-    further on every forget and retain row, prompted raw as LUME does. There is no retain model: LUME's
-    metrics do not need one."""
+    further on every forget and retain row, prompted raw as LUME does, and on the learned share of `sums` (the
+    general knowledge its MMLU stand-in probes). There is no retain model: LUME's metrics do not need one."""
     root, world_dir = _embedded_root(world_cfg, model_cfg, cache_dir)
     lume_root = root / f"lume-{config_hash(RECIPE_VERSION, lume_cfg)}"
     data_dir = lume_root / "data"
     if not (data_dir / "lume_config.json").exists():
         write_lume(lume_cfg, data_dir)
     splits = load_lume(data_dir)
-    rows = [dict(r, template="raw") for r in as_qa(splits.forget + splits.retain)]
+    rows = [dict(r, template="raw") for r in as_qa(splits.forget + splits.retain)] + sums(lume_cfg)[0]
     target_dir = _ensure(lume_root / "target", _finetune(root, world_dir, model_cfg, rows, lume_cfg.epochs,
                                                          "train LUME target"))
     return EmbeddedLume(data_dir, world_dir, target_dir)

@@ -54,9 +54,11 @@ def cell_config(cfg: RunConfig, cell: Cell):
 
 
 def tracked(method: str, mcfg) -> dict:
-    """The cell's method config as its hash covers it: without the options that change no figure."""
-    values = dataclasses.asdict(mcfg)
-    values["options"] = {k: v for k, v in values["options"].items() if k not in methods[method].untracked}
+    """The cell's method config as its hash covers it: without the options that change no figure, nor the
+    options added later while they keep the value that behaves as before (`UnlearningMethod.added`)."""
+    values, cls = dataclasses.asdict(mcfg), methods[method]
+    values["options"] = {k: v for k, v in values["options"].items()
+                         if k not in cls.untracked and not (k in cls.added and cls.added[k] == v)}
     return values
 
 

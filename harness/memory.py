@@ -2,7 +2,7 @@
 (no weights are loaded and nothing is written), per method, for the run's dtype and number of processes.
 
 What is counted, per process (data parallel: every process holds all of it):
-- weights: every parameter in the run's dtype;
+- weights: every parameter in the run's dtype, twice for a method with a frozen reference copy (NPO);
 - gradients: the trainable parameters' in float32 (a bf16 gradient becomes a float32 master gradient, one
   parameter at a time, so float32 is the peak either way);
 - master weights: float32 copies of the trainable parameters when the model is not float32 (methods/precision.py);
@@ -88,9 +88,11 @@ def plan(cfg, bench) -> tuple[str, int, list[Plan]]:
     plans = []
     for name in cfg.methods:
         mcfg = cell_config(cfg, Cell(name, 0))
-        trainable = sum(p.numel() for p in methods[name](mcfg).trainable_parameters(model))
+        method = methods[name](mcfg)
+        trainable = sum(p.numel() for p in method.trainable_parameters(model))
         tokens = 2 * mcfg.batch_size * SEQUENCE
-        plans.append(Plan(name, trainable, n_params * DTYPES[dtype].itemsize / GIB, trainable * 4 / GIB,
+        weights = method.model_copies() * n_params * DTYPES[dtype].itemsize / GIB
+        plans.append(Plan(name, trainable, weights, trainable * 4 / GIB,
                           trainable * 4 / GIB if dtype != "float32" else 0.0, trainable * 8 / GIB,
                           activations_gib(config, tokens, dtype, cfg.compute.gradient_checkpointing),
                           tokens * config.vocab_size * (DTYPES[dtype].itemsize + 8) / GIB))

@@ -36,6 +36,7 @@ class Metric:
     items: tuple[str, ...] = ()
     item_weight: float = 1.0
     floor: Callable | None = None
+    parts: tuple[str, ...] = ()        # a harmonic mean's parts (columns or patterns), forget ones entering as 1 - v
 
     def __post_init__(self):
         if self.better not in BETTER:
@@ -93,6 +94,11 @@ class MetricRegistry:
             return self._metrics[column]
         patterns = [m for name, m in self._metrics.items() if "*" in name and fnmatchcase(column, name)]
         return max(patterns, key=lambda m: len(m.name), default=Metric(column, better="none"))
+
+    def role(self, columns, role: str) -> str | None:
+        """The first declared column for a trade-off `role` (forget, retain, utility, privacy) among `columns`:
+        TOFU's em_contains and model utility, LUME's knowledge and MMLU (or its stand-in), a plugin's."""
+        return next((m.name for m in self.all() if m.role == role and m.name in set(columns)), None)
 
     def defaults(self, columns) -> list[str]:
         """The default table columns among `columns`: declared quality metrics in declaration order, then costs."""

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from harness.progress import note
@@ -51,8 +52,9 @@ def run_all(run_args: list[str], out: Path, cache: Path, capabilities: list[str]
             note(f"noise: ATEN_CPU_CAPABILITY={capability} OMP_NUM_THREADS={threads}, log {log.name}")
             running.append((capability, log, subprocess.Popen(_run_command(run_args, out, cache, capability), env=env,
                                                              stdout=log, stderr=subprocess.STDOUT)))
-        capability, log, process = running.pop(0)
-        process.wait()
+        while all(process.poll() is None for _, _, process in running):   # whichever run ends first
+            time.sleep(1)
+        capability, log, process = running.pop(next(i for i, r in enumerate(running) if r[2].poll() is not None))
         log.close()
         if process.returncode != 0:
             for _, other_log, other in running:

@@ -1,7 +1,7 @@
 """`harness plot`: a run's figures as PNGs (matplotlib).
 
 - `tradeoff.png`: forget em_contains against retain em_contains and model utility (on LUME: forget against
-  retain knowledge, and the task aggregate), one small point per
+  retain knowledge, and MMLU or its stand-in), one small point per
   method and seed, a large one for the method's mean (± std bars), and the target and retain references;
 - `simu_neurons.png`: SIMU's critical neurons per layer, from `artifacts/<cell>/masks.json`;
 - `sweep_<key>.png` (sweeps only): each metric against one swept value, one line per setting of the others.
@@ -30,10 +30,7 @@ REFERENCE_STYLE = {"target": dict(marker="*", color="black", s=160), "retain": d
 
 
 def _role(frame: pd.DataFrame, role: str) -> str | None:
-    """The run's column declared for a trade-off `role` (forget, retain, utility, privacy): TOFU's
-    em_contains and model utility, LUME's knowledge and task aggregate, or a plugin benchmark's."""
-    declared = [m.name for m in metrics.all() if m.role == role]
-    return next((c for c in declared if c in frame.columns), None)
+    return metrics.role(frame.columns, role)
 
 
 def _save(fig, path: Path) -> Path:
@@ -43,6 +40,23 @@ def _save(fig, path: Path) -> Path:
     plt.close(fig)
     os.replace(tmp, path)
     return path
+
+
+def _finish(fig, axes, title: str, path: Path) -> Path:
+    """The first panel's legend to the right of the figure, the title, and the PNG written."""
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _references(ax, frame: pd.DataFrame, labels: pd.Series, x: str, y: str) -> None:
+    """The target (star) and retain (square) models as points of their own."""
+    for ref in REFERENCE_ROWS:
+        rows = frame[labels == ref]
+        if len(rows):
+            ax.scatter(rows[x], rows[y], label=f"{ref} (reference)", zorder=3, **REFERENCE_STYLE[ref])
 
 
 def _label(column: str) -> str:
@@ -66,22 +80,14 @@ def plot_tradeoff(frame: pd.DataFrame, path: Path) -> Path:
             ax.errorbar(rows[x].mean(), rows[y].mean(), xerr=rows[x].std(),
                         yerr=rows[y].std(), fmt="o", ms=9, color=colour, capsize=3,
                         label=f"{method} (mean of {len(rows)})")
-        for ref in REFERENCE_ROWS:
-            rows = frame[labels == ref]
-            if len(rows):
-                ax.scatter(rows[x], rows[y], label=f"{ref} (reference)", zorder=3,
-                           **REFERENCE_STYLE[ref])
+        _references(ax, frame, labels, x, y)
         ax.set_xlabel(_label(x))
         ax.set_ylabel(_label(y))
         ax.set_xlim(-0.05, 1.05)
         if y == _role(frame, "retain"):   # a rate on its full range, so a small gap does not look large
             ax.set_ylim(-0.05, 1.05)
         ax.grid(alpha=0.3)
-    handles, names = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
-    fig.suptitle(f"Forget/utility trade-off: {_title(frame)}")
-    fig.tight_layout()
-    return _save(fig, path)
+    return _finish(fig, axes, f"Forget/utility trade-off: {_title(frame)}", path)
 
 
 def _title(frame: pd.DataFrame, marker_note: bool = True) -> str:
@@ -164,11 +170,33 @@ def plot_sweep(frame: pd.DataFrame, key: str, path: Path) -> Path:
         ax.set_xlabel(key)
         ax.set_ylabel(_label(metric))
         ax.grid(alpha=0.3)
-    handles, names = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
-    fig.suptitle(f"Sweep of {key}: {_title(swept, marker_note=False)}")
-    fig.tight_layout()
-    return _save(fig, path)
+    return _finish(fig, axes, f"Sweep of {key}: {_title(swept, marker_note=False)}", path)
+
+
+def plot_matched(frame: pd.DataFrame, columns: dict[str, str], levels, path: Path) -> Path:
+    """Each method's curve over its grid (mean ± std over seeds per point, in grid order) in the forget/retain
+    and forget/utility planes, the references, and the matched forget levels as dotted lines."""
+    labels = frame["method"]
+    methods = [m for m in dict.fromkeys(labels) if m not in REFERENCE_ROWS]
+    colours = plt.get_cmap("tab10" if len(methods) <= 10 else "tab20")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), squeeze=False)
+    x = columns["forget"]
+    for ax, y in zip(axes[0], (columns["retain"], columns["utility"])):
+        for i, method in enumerate(methods):
+            rows = frame[labels == method]
+            variant = rows["variant"].fillna("") if "variant" in rows else pd.Series("", index=rows.index)
+            stats = rows.groupby(variant, sort=False)[[x, y]].agg(["mean", "std"])
+            ax.errorbar(stats[x]["mean"], stats[y]["mean"], xerr=stats[x]["std"].fillna(0),
+                        yerr=stats[y]["std"].fillna(0), marker="o", ms=5, capsize=2, color=colours(i % colours.N),
+                        label=f"{method} ({len(stats)} points)")
+        _references(ax, frame, labels, x, y)
+        for level in levels:
+            ax.axvline(level, linestyle=":", color="gray", lw=1)
+        ax.set_xlabel(_label(x))
+        ax.set_ylabel(_label(y))
+        ax.grid(alpha=0.3)
+    title = f"Each method over its grid (mean ± std over seeds): {_title(frame, marker_note=False)}"
+    return _finish(fig, axes, title, path)
 
 
 def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:

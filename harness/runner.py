@@ -139,9 +139,10 @@ def run(cfg: RunConfig) -> Path:
 def evaluate_reference_models(ctx: Context, out_dir: Path) -> None:
     """The lm-eval tasks' files, the retain reference and the target's row (rank 0)."""
     if tasks := ctx.bench.lm_eval_tasks(ctx.cfg):
-        ctx.prepared.lm_eval_dir = lm_eval_bridge.write_embedded_tasks(out_dir / "lm_eval_tasks", ctx.cfg.world)
+        ctx.prepared.lm_eval_dir = lm_eval_bridge.write_embedded_tasks(out_dir / "lm_eval_tasks", ctx.cfg.world,
+                                                                          ctx.cfg.lume)
         for task in set(tasks) & set(lm_eval_bridge.EMBEDDED_TASKS):
-            note(lm_eval_bridge.describe(task, ctx.cfg.world))
+            note(lm_eval_bridge.describe(task, ctx.cfg.world, ctx.cfg.lume))
     set_retain_reference(ctx)
     if (target := evaluate_reference_model(ctx, "target", ctx.prepared.target_dir)) is not None:
         ctx.bench.warn_if_nothing_to_unlearn(target)

@@ -6,6 +6,7 @@ seeds, the direction that is better marked by an arrow, and the best method in e
 
 from __future__ import annotations
 
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 import pandas as pd
@@ -77,13 +78,38 @@ def _number(x: float) -> str:
     return f"{x:.1e}" if x != 0 and abs(x) < 5e-4 else f"{x:.3f}"
 
 
-def _cell(mean: float, std: float, n: int, bold: bool, fmt: str) -> str:
+def _cell(mean: float, std: float, n: int, bold: bool, fmt: str, mark: str = "") -> str:
     if pd.isna(mean):
         return "–"      # the metric does not apply to this row (e.g. simu_* on other methods)
-    text = _number(mean) if n == 1 else f"{_number(mean)} ± {_number(std)}"
+    text = (_number(mean) if n == 1 else f"{_number(mean)} ± {_number(std)}") + mark
     if not bold:
         return text
     return f"**{text}**" if fmt == "md" else f"\\textbf{{{text}}}"
+
+
+def zero_parts(frame: pd.DataFrame, column: str) -> dict[str, int]:
+    """The parts of a harmonic mean (`Metric.parts`) that are 0 in some row of `frame`, forget parts taken as
+    1 - v, with how many rows: the reason the mean is 0 there."""
+    parts = [c for c in frame.columns if any(fnmatchcase(c, p) for p in metrics.get(column).parts)]
+    zeros = {}
+    for part in parts:
+        values = frame[part].astype(float)
+        values = 1 - values if direction(part) == "lower" else values
+        if (values == 0).any():
+            zeros[part] = int((values == 0).sum())
+    return zeros
+
+
+def zero_notes(frame: pd.DataFrame, means: pd.DataFrame, columns: list[str]) -> dict[tuple[str, str], str]:
+    """(row, column) -> a note naming the parts that make a harmonic mean exactly 0 in that row."""
+    labels, notes = row_labels(frame), {}
+    for c in columns:
+        for label in means.index[(means[c] == 0).to_numpy()] if metrics.get(c).parts else []:
+            rows = frame[labels == label]
+            parts = ", ".join(f"{p} {'= 1' if direction(p) == 'lower' else '= 0'} ({n} of {len(rows)})"
+                              for p, n in zero_parts(rows, c).items())
+            notes[label, c] = f"{label}: {c} is 0, its parts at 0: {parts}"
+    return notes
 
 
 def render(frame: pd.DataFrame, columns: list[str] | None = None, fmt: str = "md") -> str:
@@ -97,20 +123,26 @@ def render(frame: pd.DataFrame, columns: list[str] | None = None, fmt: str = "md
             out[f"{c}_mean"], out[f"{c}_std"] = means[c].values, stds[c].values
         return out.to_csv(index=False)
     best = {c: best_methods(means, c) for c in columns}
+    notes = zero_notes(frame, means, columns)
+    marks = {key: f" [{i}]" for i, key in enumerate(notes, 1)}
     header = ["method"] + [f"{c} {metrics.get(c).arrow}".rstrip() for c in columns]
     rows = []
     for method in means.index:
         label = f"{method} (reference)" if method in REFERENCE_ROWS else method
-        rows.append([label] + [_cell(means.loc[method, c], stds.loc[method, c], counts[method], method in best[c], fmt)
-                               for c in columns])
+        rows.append([label] + [_cell(means.loc[method, c], stds.loc[method, c], counts[method], method in best[c], fmt,
+                                     marks.get((method, c), "")) for c in columns])
+    footnotes = [f"{marks[key].strip()} {note}" for key, note in notes.items()]
     if fmt == "md":
         line = lambda cells: "| " + " | ".join(cells) + " |"  # noqa: E731
-        return "\n".join([line(header), "|" + "---|" * len(header), *map(line, rows)]) + "\n"
+        table = [line(header), "|" + "---|" * len(header), *map(line, rows)]
+        return "\n".join(table + ([""] + footnotes if footnotes else [])) + "\n"
     if fmt == "latex":
         esc = lambda s: s.replace("_", r"\_").replace("±", r"$\pm$").replace("↑", r"$\uparrow$").replace(  # noqa
             "↓", r"$\downarrow$").replace("→", r"$\to$")
         spec = "l" + "r" * len(columns)
         body = [" & ".join(esc(x) for x in header) + r" \\", r"\midrule"] + [
             " & ".join(esc(x) for x in r) + r" \\" for r in rows]
-        return "\n".join([rf"\begin{{tabular}}{{{spec}}}", r"\toprule", *body, r"\bottomrule", r"\end{tabular}"]) + "\n"
+        notes_tex = [esc(n) + r" \\" for n in footnotes]
+        return "\n".join([rf"\begin{{tabular}}{{{spec}}}", r"\toprule", *body, r"\bottomrule", r"\end{tabular}",
+                          *notes_tex]) + "\n"
     raise ValueError(f"--format {fmt}: expected md, latex or csv")

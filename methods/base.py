@@ -75,6 +75,8 @@ class UnlearningMethod:
              "gamma": NON_NEGATIVE, "weight_decay": NON_NEGATIVE, "max_grad_norm": NON_NEGATIVE,
              "warmup_ratio": FRACTION}   # what each setting may be (harness/rules.py), checked before any run
     untracked: tuple[str, ...] = ()   # options that change time or memory, never a figure: not in the cell's hash
+    added: dict = {}   # options added after references were made: left out of the hash at these values, which
+    #                   behave as before they existed, so those references' hashes stay valid
 
     def __init__(self, cfg: MethodConfig):
         self.cfg = cfg
@@ -82,6 +84,11 @@ class UnlearningMethod:
     def setup(self, model, tokenizer, forget: list[dict], retain: list[dict]) -> None:
         """Before training, on the untouched model: e.g. keep a frozen copy as NPO's reference model, record
         activations for an RMU-style loss, or (SIMU) find the neurons to update. Default: nothing."""
+
+    def model_copies(self) -> int:
+        """Whole copies of the model the method holds while it trains (NPO's frozen reference makes 2), for
+        the memory plan of `harness run --dry-run`."""
+        return 1
 
     def trainable_parameters(self, model) -> list[torch.nn.Parameter]:
         """Parameters the method updates; every other parameter is frozen. Default: all of them."""

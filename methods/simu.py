@@ -1,5 +1,6 @@
 """SIMU (arXiv 2510.07822): attribution finds the forget set's critical MLP neurons, then masked Sophia on
-GradDiff updates the attention projections fully and the MLP output projections only in those neurons."""
+GradDiff updates the attention projections fully and the MLP output projections only in those neurons. Both
+stages are loss-agnostic: the `loss` option runs the masked Sophia on NPO instead (`simu-npo`)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import torch
 
 from harness import distributed
 from harness.models import weights_digest
-from harness.rules import UNIT, at_least, one_of
+from harness.rules import POSITIVE, UNIT, at_least, one_of
 from methods import attribution
 from methods.base import UnlearnReport
+from methods.losses import npo_loss
+from methods.npo import frozen_copy
 from methods.so_graddiff import SOGradDiff
 
 
@@ -24,11 +27,14 @@ class SIMU(SOGradDiff):
     defaults = {**SOGradDiff.defaults, "lr": 3.1623e-4,
                 "options": {**SOGradDiff.defaults["options"], "m": 5, "t": 0.3, "mask": "dual",
                             "attribution": "exact", "objective": "prob",
-                            "retain_attribution_rows": 0, "reuse_attribution": False, "attribution_chunk": 256}}
+                            "retain_attribution_rows": 0, "reuse_attribution": False, "attribution_chunk": 256,
+                            "loss": "graddiff", "beta": 0.1}}
     rules = SOGradDiff.rules | {"m": at_least(1), "t": UNIT, "mask": one_of("dual", "forget-only"),
+                                "loss": one_of("graddiff", "npo"), "beta": POSITIVE,
                                 "attribution": one_of("exact", "fast"), "objective": one_of("prob", "logprob"),
                                 "retain_attribution_rows": at_least(0), "attribution_chunk": at_least(1)}
     untracked = ("attribution_chunk",)   # scaled tokens per attribution pass: memory and time, never a figure
+    added = {"loss": "graddiff", "beta": 0.1}   # the unlearning loss (and NPO's beta), GradDiff as before
 
     def setup(self, model, tokenizer, forget, retain) -> None:
         """Stage 1: the critical neurons of the forget set and of a retain sample, combined into the mask."""
@@ -41,6 +47,17 @@ class SIMU(SOGradDiff):
         self.neurons = attribution.simu_masks(self.forget_critical, self.retain_critical, o["mask"])
         distributed.check_same(self.neurons, "SIMU mask")   # scores are reduced over ranks, so masks agree
         self.attribution_seconds = time.perf_counter() - start
+        self.reference = frozen_copy(model) if o["loss"] == "npo" else None
+
+    def model_copies(self) -> int:
+        return 2 if self.cfg.options["loss"] == "npo" else 1
+
+    def loss(self, model, forget_batch, retain_batch):
+        """GradDiff (the default), or NPO against the model as stage 1 found it, with `gamma` and `beta`."""
+        if self.cfg.options["loss"] == "npo":
+            return npo_loss(model, self.reference, forget_batch, retain_batch, self.cfg.options["beta"],
+                            self.cfg.gamma)
+        return super().loss(model, forget_batch, retain_batch)
 
     def finish(self, model, report: UnlearnReport) -> None:
         """The mask's size as columns (`simu_*`, declared in methods/__init__.py) and the masks as files."""

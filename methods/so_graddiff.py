@@ -14,7 +14,7 @@ from methods.sophia import SophiaG, gnb_hessian_update
 class SOGradDiff(UnlearningMethod):
     """SOUL's SO recipe: Sophia with betas (0.9, 0.95), rho 0.04, gamma 2; `lr` from the README's rule."""
 
-    defaults = {"gamma": 2.0, "lr": 1e-4,
+    defaults = {"gamma": 2.0, "lr": 1.7783e-4,
                 "options": {"rho": 0.04, "beta1": 0.9, "beta2": 0.95, "hessian": "gnb", "hessian_every": 10}}
     rules = UnlearningMethod.rules | {"rho": POSITIVE, "beta1": FRACTION, "beta2": FRACTION,
                                       "hessian": one_of("gnb", "squared-grad"), "hessian_every": at_least(1)}

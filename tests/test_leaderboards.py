@@ -8,19 +8,53 @@ from pathlib import Path
 
 import pytest
 
+from harness import compare
+from harness.metrics import metrics
 from harness.tables import read_leaderboard, render
 
 ROOT = Path(__file__).resolve().parents[1]
 BOARDS = ROOT / "leaderboards"
 
 
-@pytest.mark.parametrize("name, seeds", [("tofu-mini", [0, 1, 2]), ("tofu-mini-smoke", [0, 1, 2]), ("lume-mini", [0])])
-def test_committed_leaderboards_have_references_then_three_methods(name, seeds):
+ALL_METHODS = ["simu", "so-graddiff", "fo-graddiff", "simu-npo", "npo", "simnpo", "grad-ascent"]
+
+
+@pytest.mark.parametrize("name, methods", [("tofu-mini", ALL_METHODS), ("lume-mini", ALL_METHODS),
+                                           ("tofu-mini-smoke", ["fo-graddiff", "so-graddiff", "simu"])])
+def test_committed_leaderboards_have_references_then_every_method_with_three_seeds(name, methods):
     board = read_leaderboard(BOARDS / f"{name}.csv")
     references = ["target"] if name.startswith("lume") else ["target", "retain"]     # LUME has no retain model
     assert list(board["method"][:len(references)]) == references
-    assert set(board["method"][len(references):]) == {"fo-graddiff", "so-graddiff", "simu"}
-    assert all(sorted(board.loc[board["method"] == m, "seed"]) == seeds for m in ("fo-graddiff", "so-graddiff", "simu"))
+    assert list(dict.fromkeys(board["method"][len(references):])) == methods
+    assert all(sorted(board.loc[board["method"] == m, "seed"]) == [0, 1, 2] for m in methods)
+
+
+@pytest.mark.parametrize("name", ["tofu-mini", "lume-mini"])
+def test_each_method_sits_at_the_point_the_committed_sweep_selects(name):
+    """The selection is recomputed from the committed sweep with `harness compare`'s rule: it gives the
+    committed preset, and the leaderboard's rows are the sweep's cells at those points, figure for figure."""
+    sweep = read_leaderboard(BOARDS / f"{name}-sweep.csv")
+    points = compare.select(compare.grid_points(sweep))
+    assert compare.selected_preset(sweep, points, name) == (BOARDS / f"{name}.selected.toml").read_text()
+    board = read_leaderboard(BOARDS / f"{name}.csv")
+    for _, point in points[points["selected"]].iterrows():
+        cells = sweep[(sweep["method"] == point["method"]) & (sweep["variant"] == point["variant"])]
+        rows = board[board["method"] == point["method"]]
+        checked = [c for c in board.columns if metrics.get(c).checked and c in sweep.columns]
+        assert rows[checked].reset_index(drop=True).equals(cells[checked].reset_index(drop=True)), point["method"]
+    methods = sweep[sweep["kind"] == "method"]
+    assert set(methods.groupby("method")["variant"].nunique()) == {9}          # the same grid for every method
+
+
+@pytest.mark.parametrize("name", ["tofu-mini", "lume-mini"])
+def test_matched_forgetting_table_and_plot_are_committed_and_in_the_readme(name, figure_stats):
+    sweep = read_leaderboard(BOARDS / f"{name}-sweep.csv")
+    table = compare.matched_table(compare.matched(sweep), compare.role_columns(sweep))
+    assert table == (BOARDS / f"{name}-matched.md").read_text()
+    readme = (BOARDS / "README.md").read_text()
+    assert table in readme and f"]({name}-matched.png)" in readme
+    width, _, inked, _ = figure_stats(BOARDS / f"{name}-matched.png")
+    assert width > 1000 and 0.01 < inked < 0.6
 
 
 @pytest.mark.parametrize("name", ["tofu-mini", "lume-mini"])
@@ -74,3 +108,14 @@ def test_the_lock_file_pins_what_the_references_were_made_with():
         assert metadata.version(package) == pinned, f"{package}: installed without -c constraints.txt?"
     readme = (ROOT / "README.md").read_text()
     assert readme.count("pip install -c constraints.txt torch==2.13.0 && pip install -c constraints.txt -e") == 2
+
+
+def test_method_defaults_are_their_tofu_mini_selection():
+    """`harness run` with no method settings runs each method at the point the equal-budget rule picked on the
+    default benchmark, so the main command reproduces the committed tofu-mini rows."""
+    import tomllib
+
+    from harness.config import method_config
+    selected = tomllib.loads((BOARDS / "tofu-mini.selected.toml").read_text())["methods"]
+    assert list(selected) == ALL_METHODS
+    assert {m: method_config(m, {}).lr for m in selected} == {m: v["lr"] for m, v in selected.items()}

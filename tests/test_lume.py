@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from evaluators import lume, mia
-from harness.data.lume import LumeWorldConfig, generate_lume, kind, load_lume
+from harness.data.lume import LumeWorldConfig, generate_lume, kind, load_lume, sums
 
 
 def test_regurgitation_is_stemmed_rouge_l_recall_and_knowledge_is_stripped_lowercase_equality():
@@ -136,3 +136,20 @@ def test_embedded_world_has_three_tasks_both_kinds_both_splits_and_mia_documents
     assert len(members) == 9 and not members & {d["document"] for d in world["nonmember"]}
     forget_docs = {r["input"] + r["output"] for r in world["forget"] if kind(r) == "sc"}
     assert forget_docs == members                                       # members are the forget documents
+
+
+def test_sums_hold_out_the_probe_and_put_the_true_sum_among_its_neighbours():
+    """The MMLU stand-in asks sums the target never saw: learned and probe questions are disjoint, cover every
+    pair, and each probe's choices are five consecutive non-negative sums, the true one labelled."""
+    learned, probe = sums(LumeWorldConfig(sum_operands=10, sum_probe=0.3))
+    assert (learned, probe) == sums(LumeWorldConfig(sum_operands=10, sum_probe=0.3))      # deterministic
+    assert len(probe) == 30 and len(learned) == 70
+    asked = {r["question"] for r in learned}
+    assert not asked & {r["question"] for r in probe}
+    assert len(asked | {r["question"] for r in probe}) == 100
+    for row in probe:
+        a, b = map(int, row["question"].removeprefix("What is ").removesuffix("?").split(" plus "))
+        values = [int(c.rsplit(" ", 1)[1].rstrip(".")) for c in row["choices"]]
+        assert values == list(range(values[0], values[0] + 5)) and values[0] >= 0
+        assert values[row["label"]] == a + b and row["choices"][row["label"]] == f"{a} plus {b} is {a + b}."
+    assert learned[0]["answer"].endswith(".") and " plus " in learned[0]["answer"]

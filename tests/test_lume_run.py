@@ -14,7 +14,7 @@ from harness.embedded import build_model, prepare_embedded_lume
 from harness.models import load_model
 from harness.tables import render
 
-SMALL_LUME = ["lume.forget_docs=2", "lume.retain_docs=4", "lume.nonmember_docs=2"]
+SMALL_LUME = ["lume.forget_docs=2", "lume.retain_docs=4", "lume.nonmember_docs=2", "lume.sum_operands=4"]
 # the micro tokenizer (1,024 tokens, trained on the TOFU-style world) spends 60 to 80 tokens on a PII continuation
 LONG_ENOUGH = ["--set", "eval.max_new_tokens=96"]
 
@@ -35,14 +35,15 @@ def test_lume_leaderboard_has_every_lume_figure(lume_run):
     per_task = [f"lume_{s}_task{t}_{k}" for s in ("forget", "retain") for t in (1, 2, 3)
                 for k in ("regurgitation", "knowledge")]
     expected = per_task + ["lume_task_aggregate", "lume_mia_loss_auc", "lume_mia_score",
-                           "lume_final_score_world_facts_mc",            # no MMLU: the named substitute
-                           "lmeval_embedded_world_facts_mc_acc", "lmeval_embedded_real_authors_loglik_perplexity",
+                           "lume_final_score_arithmetic_mc", "lume_general",   # no MMLU: the named substitute
+                           "lmeval_embedded_arithmetic_mc_acc", "lmeval_embedded_real_authors_loglik_perplexity",
                            "lmeval_embedded_real_authors_loglik_acc", "lmeval_seconds"]
     assert not board[expected].isna().any().any()
     assert (board["template"] == "raw").all() and (board["forget_split"] == "forget").all()
     row = board.loc["fo-graddiff"]
-    assert row["lume_final_score_world_facts_mc"] == pytest.approx(
-        (row["lume_task_aggregate"] + row["lmeval_embedded_world_facts_mc_acc"] + row["lume_mia_score"]) / 3)
+    assert row["lume_general"] == row["lmeval_embedded_arithmetic_mc_acc"]
+    assert row["lume_final_score_arithmetic_mc"] == pytest.approx(
+        (row["lume_task_aggregate"] + row["lume_general"] + row["lume_mia_score"]) / 3)
 
 
 def test_lume_target_regurgitates_and_unlearning_lowers_it(lume_run):
@@ -81,7 +82,7 @@ def micro_lume(micro_cache):
 
 def test_bridge_scores_a_trained_model_above_a_random_one_and_restores_its_mode(micro_lume, tmp_path):
     cfg, embedded = micro_lume
-    tasks_dir = lm_eval_bridge.write_embedded_tasks(tmp_path / "tasks", cfg.world)
+    tasks_dir = lm_eval_bridge.write_embedded_tasks(tmp_path / "tasks", cfg.world, cfg.lume)
     model, tokenizer = load_model(embedded.target_dir)
     model.train()
     trained = lm_eval_bridge.run_tasks(model, tokenizer, list(lm_eval_bridge.EMBEDDED_TASKS), tasks_dir)
@@ -144,7 +145,7 @@ def test_readme_documents_every_lume_column(lume_run):
     names = [n.replace("SPLIT", s).replace("taskN", f"task{t}") for n in names for s in ("forget", "retain")
              for t in (1, 2, 3)]
     board = pd.read_csv(lume_run / "leaderboard.csv")
-    assert len(set(names)) == 21
+    assert len(set(names)) == 22
     assert set(names) - set(board.columns) == {"lume_final_score_mmlu"}   # this run has no MMLU
 
 

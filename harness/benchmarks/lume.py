@@ -11,7 +11,7 @@ from evaluators.scoring import document_nll
 from harness.benchmarks.base import Benchmark, Prepared, model_name, need_real_paths
 from harness.data.lume import as_qa, load_lume
 
-MMLU_SUBSTITUTE = "embedded_world_facts_mc"   # the final score without MMLU: the bridge's world-facts MC
+MMLU_SUBSTITUTE = "embedded_arithmetic_mc"   # the final score without MMLU: the bridge's held-out sums
 
 
 class Lume(Benchmark):
@@ -58,10 +58,11 @@ class Lume(Benchmark):
         return tasks
 
     def final_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
-        """`lume_final_score_mmlu`, or `lume_final_score_<substitute>` when no MMLU was run."""
+        """`lume_final_score_mmlu`, or `lume_final_score_<substitute>` when no MMLU was run, and the general
+        knowledge it used as `lume_general` (the utility side of LUME's trade-off)."""
         if "lmeval_mmlu_acc" in metrics:
             name, general = "mmlu", metrics["lmeval_mmlu_acc"]
         else:
-            name, general = "world_facts_mc", metrics[f"lmeval_{MMLU_SUBSTITUTE}_acc"]
+            name, general = "arithmetic_mc", metrics[f"lmeval_{MMLU_SUBSTITUTE}_acc"]
         return {f"lume_final_score_{name}": lume.final_score(metrics["lume_task_aggregate"], general,
-                                                             metrics["lume_mia_score"])}
+                                                             metrics["lume_mia_score"]), "lume_general": general}

@@ -43,6 +43,8 @@ class LumeWorldConfig:
     retain_docs: int = 9
     nonmember_docs: int = 4
     epochs: int = 60        # the target's fine-tuning on the documents (the rows are fewer than TOFU's)
+    sum_operands: int = 20  # general knowledge beside the documents: sums a + b of a, b below this (`sums`)
+    sum_probe: float = 0.3  # the share of those sums held out of training: the MMLU stand-in's questions
 
 
 @dataclass
@@ -116,6 +118,27 @@ def generate_lume(cfg: LumeWorldConfig) -> dict[str, list[dict]]:
             if split == "forget":
                 out["member"].append({"id": doc_id, "document": first + rest})
     return out
+
+
+def sums(cfg: LumeWorldConfig) -> tuple[list[dict], list[dict]]:
+    """General knowledge the world does not teach, the stand-in for what a pretrained model knows beyond the
+    documents: "What is a plus b?" for a, b below `sum_operands`. The LUME target learns a seeded share as QA
+    rows (the first list); the held-out rest (the second) are multiple-choice questions, the true sum among
+    its four nearest wrong ones, which only a model that learned to add answers (LUME's MMLU stand-in)."""
+    pairs = [(a, b) for a in range(cfg.sum_operands) for b in range(cfg.sum_operands)]
+    random.Random(cfg.seed).shuffle(pairs)
+    held_out = round(len(pairs) * cfg.sum_probe)
+    sentence = "{a} plus {b} is {c}."
+    learned = [{"question": f"What is {a} plus {b}?", "answer": sentence.format(a=a, b=b, c=a + b)}
+               for a, b in pairs[held_out:]]
+    probe = []
+    for a, b in pairs[:held_out]:
+        values = [a + b + d for d in range(-2, 3)]
+        values = [v - min(0, values[0]) for v in values]           # no negative sums: 0..4 around small ones
+        probe.append({"question": f"What is {a} plus {b}?", "choices": [sentence.format(a=a, b=b, c=v)
+                                                                      for v in values],
+                      "label": values.index(a + b)})
+    return learned, probe
 
 
 def write_lume(cfg: LumeWorldConfig, folder: Path) -> Path:

@@ -1,0 +1,175 @@
+"""`harness compare`: a sweep's methods at equal tuning budget and at matched forgetting.
+
+- Selection rule (the same for every method and benchmark): each grid point's score is, per seed, the
+  harmonic mean of 1 - forget, retain and utility (the columns declared for those roles: TOFU's forget and
+  retain em_contains and model utility, LUME's forget and retain knowledge and MMLU or its stand-in), averaged
+  over the seeds; a seed whose cell failed scores 0. Each method keeps its best-scoring point, ties going to
+  the earlier point of the grid. The selection is written as a preset, so `harness run --preset` reruns it.
+- Matched forgetting: each method's grid points, in grid order, are a curve through (forget, retain) and
+  (forget, utility), mean over seeds; the retain and utility values where the curve first reaches each
+  forget level are linearly interpolated, on the mean curve and on each seed's own curve (their spread).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import hmean
+
+from harness.metrics import metrics
+from harness.results import REFERENCE_ROWS, swept_columns
+from harness.tables import read_leaderboard
+
+ROLES = ("forget", "retain", "utility")
+LEVELS = (0.5, 0.25, 0.1)
+
+
+def role_columns(frame: pd.DataFrame) -> dict[str, str]:
+    """The forget, retain and utility columns of this leaderboard; one error line if one is missing."""
+    columns = {role: metrics.role(frame.columns, role) for role in ROLES}
+    missing = [role for role, column in columns.items() if column is None]
+    if missing:
+        raise ValueError(f"leaderboard: no {' or '.join(missing)} column (declared with role= in harness.metrics)")
+    return columns
+
+
+def forget_score(column: str, values):
+    """The forget metric as 'how much is forgotten', 1 at best: 1 - v when lower is better."""
+    return 1 - values if metrics.get(column).better == "lower" else values
+
+
+def selection_score(row: pd.Series, columns: dict[str, str]) -> float:
+    """One cell's score: hmean(forgotten, retain, utility); any of them at 0 gives 0."""
+    parts = [forget_score(columns["forget"], row[columns["forget"]]), row[columns["retain"]], row[columns["utility"]]]
+    return 0.0 if min(parts) <= 0 else float(hmean(parts))
+
+
+def method_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """The methods' rows (no references), with `variant` ('' outside a sweep) naming their grid point."""
+    cells = frame[~frame["method"].isin(REFERENCE_ROWS)].copy()
+    cells["variant"] = cells["variant"].fillna("") if "variant" in cells else ""
+    return cells
+
+
+def grid_points(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per method and grid point (in grid order): mean and std of each role's metric over seeds, the number of
+    seeds, and the selection score."""
+    columns = role_columns(frame)
+    cells = method_cells(frame)
+    cells["score"] = cells.apply(selection_score, axis=1, columns=columns)
+    seeds = cells["seed"].nunique()
+    rows = []
+    for (method, variant), group in cells.groupby(["method", "variant"], sort=False):
+        row = {"method": method, "variant": variant, "n_seeds": len(group),
+               "score": group["score"].sum() / seeds}            # a failed seed's cell scores 0
+        for role, column in columns.items():
+            row[role], row[f"{role}_std"] = group[column].mean(), group[column].std(ddof=1)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def select(points: pd.DataFrame) -> pd.DataFrame:
+    """Each method's best grid point by score, ties to the earlier point (`selected` column)."""
+    best = points.groupby("method", sort=False)["score"].transform("max")
+    first = points[points["score"] == best].groupby("method", sort=False).head(1).index
+    return points.assign(selected=points.index.isin(first))
+
+
+def toml_value(value) -> str:
+    """A swept value as TOML: a bool, a number (as Python writes it: 0.0005, 1e-05) or a quoted string."""
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return repr(value.item() if hasattr(value, "item") else value)
+    return json.dumps(str(value))
+
+
+def selected_preset(frame: pd.DataFrame, points: pd.DataFrame, benchmark: str) -> str:
+    """A preset (TOML) with the benchmark and every method at its selected grid point, in the sweep's method
+    order. Settings the sweep was run with beyond those (another preset's world, `--set`) are not in it."""
+    lines = [f'description = "{benchmark}: each method at the grid point harness compare selected"',
+             f'benchmark = "{benchmark}"', ""]
+    for _, point in points[points["selected"]].iterrows():
+        row = frame[(frame["method"] == point["method"]) & (frame["variant"].fillna("") == point["variant"])].iloc[0]
+        lines.append(f"[methods.{point['method']}]")
+        for column in swept_columns(frame):
+            if column.startswith(point["method"] + ".") and pd.notna(row[column]):
+                lines.append(f"{column.split('.', 1)[1]} = {toml_value(row[column])}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def first_crossing(xs, ys, level: float) -> float:
+    """y where the polyline through (xs, ys), in order, first reaches x <= level (as the forget metric falls
+    with stronger unlearning); NaN if it never does."""
+    for i, (x, y) in enumerate(zip(xs, ys)):
+        if x <= level:
+            if i == 0 or xs[i - 1] == x:
+                return float(y)
+            t = (xs[i - 1] - level) / (xs[i - 1] - x)
+            return float(ys[i - 1] + t * (y - ys[i - 1]))
+    return math.nan
+
+
+def matched(frame: pd.DataFrame, levels=LEVELS) -> pd.DataFrame:
+    """Per method and forget level: retain and utility interpolated on the mean curve, with the std of the same
+    interpolation on each seed's curve (over the seeds whose curve reaches the level)."""
+    columns = role_columns(frame)
+    cells = method_cells(frame)
+    forget = lambda v: 1 - forget_score(columns["forget"], v)  # noqa: E731  (lower = more forgotten)
+    rows = []
+    for method, group in cells.groupby("method", sort=False):
+        order = list(dict.fromkeys(group["variant"]))
+        means = group.groupby("variant", sort=False)[list(columns.values())].mean().reindex(order)
+        for level in levels:
+            row = {"method": method, "forget_level": level}
+            for role in ("retain", "utility"):
+                crossing = lambda curve: first_crossing(forget(curve[columns["forget"]]).tolist(),  # noqa: E731
+                                                        curve[columns[role]].tolist(), level)
+                row[role] = crossing(means)
+                per_seed = [crossing(seed.set_index("variant").reindex(order)) for _, seed in group.groupby("seed")]
+                reached = [v for v in per_seed if not math.isnan(v)]
+                row[f"{role}_std"] = float(np.std(reached, ddof=1)) if len(reached) > 1 else math.nan
+                row[f"{role}_seeds"] = len(reached)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def matched_table(table: pd.DataFrame, columns: dict[str, str]) -> str:
+    """Markdown: methods as rows, `retain / utility` at each forget level as columns."""
+    levels = list(dict.fromkeys(table["forget_level"]))
+    header = ["method"] + [f"{columns['retain']} @ {columns['forget']} {lv:g}" for lv in levels] + [
+        f"{columns['utility']} @ {columns['forget']} {lv:g}" for lv in levels]
+    cell = lambda v, s: "not reached" if math.isnan(v) else (f"{v:.3f}" if math.isnan(s) else f"{v:.3f} ± {s:.3f}")  # noqa
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for method, rows in table.groupby("method", sort=False):
+        rows = rows.set_index("forget_level")
+        values = [cell(rows.loc[lv, r], rows.loc[lv, f"{r}_std"]) for r in ("retain", "utility") for lv in levels]
+        lines.append("| " + " | ".join([method, *values]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def compare(sweep: str | Path, out: str | Path | None = None, levels=LEVELS) -> list[Path]:
+    """Select each method's point, write the selection, its preset, the matched-forgetting table and plot."""
+    from harness.plots import plot_matched
+    sweep = Path(sweep)
+    frame = read_leaderboard(sweep)
+    columns = role_columns(frame)
+    points = select(grid_points(frame))
+    table = matched(frame, levels)
+    out = Path(out) if out else (sweep if sweep.is_dir() else sweep.parent) / "compare"
+    out.mkdir(parents=True, exist_ok=True)
+    benchmark = str(frame["benchmark"].dropna().iloc[0])
+    files = {"selection.csv": points.to_csv(index=False), "selected.toml": selected_preset(frame, points, benchmark),
+             "matched.csv": table.to_csv(index=False), "matched.md": matched_table(table, columns)}
+    paths = []
+    for name, text in files.items():
+        tmp = out / f".{name}.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        paths.append(tmp.replace(out / name))
+    paths.append(plot_matched(frame, columns, levels, out / "matched.png"))
+    return paths

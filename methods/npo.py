@@ -1,0 +1,35 @@
+"""NPO (Zhang et al. 2024, "Negative Preference Optimization"): AdamW on the NPO forget loss against a frozen
+copy of the model before unlearning, plus the retain NLL, as open-unlearning's NPO."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from harness.rules import POSITIVE
+from methods.fo_graddiff import FOGradDiff
+from methods.losses import npo_loss
+
+
+def frozen_copy(model) -> torch.nn.Module:
+    """The reference model: a copy of `model` as it is now, in eval mode, taking no gradients."""
+    reference = copy.deepcopy(model).eval()
+    reference.requires_grad_(False)
+    return reference
+
+
+class NPO(FOGradDiff):
+    """open-unlearning's NPO.yaml: beta 0.1, forget and retain weights 1 (`gamma` is the retain weight)."""
+
+    defaults = {"gamma": 1.0, "lr": 1e-3, "options": {"beta": 0.1}}
+    rules = FOGradDiff.rules | {"beta": POSITIVE}
+
+    def model_copies(self) -> int:
+        return 2
+
+    def setup(self, model, tokenizer, forget, retain) -> None:
+        self.reference = frozen_copy(model)
+
+    def loss(self, model, forget_batch, retain_batch):
+        return npo_loss(model, self.reference, forget_batch, retain_batch, self.cfg.options["beta"], self.cfg.gamma)
