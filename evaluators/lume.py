@@ -30,7 +30,7 @@ METRICS = [
     Metric("lume_mia_score", "higher", "LUME MIA score", default=True),
     Metric("lume_final_score_mmlu", "higher", "LUME final score (MMLU)", default=True),
     Metric("lume_final_score_arithmetic_mc", "higher", "LUME final score (held-out sums for MMLU)", default=True),
-    Metric("lume_general", "higher", "general knowledge: MMLU, or the held-out sums without it", default=True,
+    Metric("lume_general", "higher", "general knowledge (MMLU or held-out sums)", default=True,
            role="utility"),
     Metric("lume_forget_*", "lower", "LUME forget task value"),
     Metric("lume_retain_*", "higher", "LUME retain task value"),

@@ -211,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "curve, ± the std of the same on each seed's curve; matched.png, the curves. Prints "
                              "the selection and the matched table.")
     compare.add_argument("sweep", metavar="SWEEP_DIR_OR_CSV", help="a sweep's run folder or leaderboard CSV")
-    compare.add_argument("--out", default=None, help="where the files go (default: SWEEP_DIR/compare)")
+    compare.add_argument("--out", default=None, help="where the files go (default: SWEEP_DIR/compare, or NAME-compare "
+                         "beside a NAME.csv)")
     compare.add_argument("--levels", type=_csv(float), default=None,
                          help="comma-separated forget levels to match at (default: 0.5,0.25,0.1)")
     return parser

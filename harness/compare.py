@@ -140,7 +140,7 @@ def matched(frame: pd.DataFrame, levels=LEVELS) -> pd.DataFrame:
 
 
 def matched_table(table: pd.DataFrame, columns: dict[str, str]) -> str:
-    """Markdown: methods as rows, `retain / utility` at each forget level as columns."""
+    """Markdown: methods as rows; the retain column at each forget level, then the utility column at each."""
     levels = list(dict.fromkeys(table["forget_level"]))
     header = ["method"] + [f"{columns['retain']} @ {columns['forget']} {lv:g}" for lv in levels] + [
         f"{columns['utility']} @ {columns['forget']} {lv:g}" for lv in levels]
@@ -153,6 +153,11 @@ def matched_table(table: pd.DataFrame, columns: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def default_out(sweep: Path) -> Path:
+    """SWEEP_DIR/compare for a run folder, NAME-compare beside a NAME.csv."""
+    return sweep / "compare" if sweep.is_dir() else sweep.with_name(f"{sweep.stem}-compare")
+
+
 def compare(sweep: str | Path, out: str | Path | None = None, levels=LEVELS) -> list[Path]:
     """Select each method's point, write the selection, its preset, the matched-forgetting table and plot."""
     from harness.plots import plot_matched
@@ -161,7 +166,7 @@ def compare(sweep: str | Path, out: str | Path | None = None, levels=LEVELS) -> 
     columns = role_columns(frame)
     points = select(grid_points(frame))
     table = matched(frame, levels)
-    out = Path(out) if out else (sweep if sweep.is_dir() else sweep.parent) / "compare"
+    out = Path(out) if out else default_out(sweep)
     out.mkdir(parents=True, exist_ok=True)
     benchmark = str(frame["benchmark"].dropna().iloc[0])
     files = {"selection.csv": points.to_csv(index=False), "selected.toml": selected_preset(frame, points, benchmark),

@@ -123,3 +123,8 @@ def test_table_names_the_parts_that_make_a_harmonic_mean_zero():
     assert ("[1] so-graddiff: lume_task_aggregate is 0, its parts at 0: lume_forget_task2_knowledge = 1 (1 of 2), "
             "lume_retain_task3_knowledge = 0 (1 of 2)") in text
     assert "[1]" in render(frame, ["lume_task_aggregate"], fmt="latex")
+
+
+def test_compare_on_a_csv_writes_beside_it_under_its_name(tmp_path):
+    assert compare.default_out(tmp_path / "tofu-sweep.csv") == tmp_path / "tofu-sweep-compare"
+    assert compare.default_out(tmp_path) == tmp_path / "compare"
