@@ -251,10 +251,10 @@ def run_compare(args) -> int:
 
     from harness.compare import LEVELS, compare
     paths = compare(args.sweep, args.out, args.levels or LEVELS)
-    selection = pd.read_csv(paths[0])
+    selection = pd.read_csv(paths["selection.csv"])
     print(selection.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print(paths[3].read_text(encoding="utf-8"))
-    for path in paths:
+    print(paths["matched.md"].read_text(encoding="utf-8"))
+    for path in paths.values():
         print(path)
     return 0
 

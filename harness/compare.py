@@ -37,14 +37,9 @@ def role_columns(frame: pd.DataFrame) -> dict[str, str]:
     return columns
 
 
-def forget_score(column: str, values):
-    """The forget metric as 'how much is forgotten', 1 at best: 1 - v when lower is better."""
-    return 1 - values if metrics.get(column).better == "lower" else values
-
-
 def selection_score(row: pd.Series, columns: dict[str, str]) -> float:
     """One cell's score: hmean(forgotten, retain, utility); any of them at 0 gives 0."""
-    parts = [forget_score(columns["forget"], row[columns["forget"]]), row[columns["retain"]], row[columns["utility"]]]
+    parts = [metrics.gain(columns["forget"], row[columns["forget"]]), row[columns["retain"]], row[columns["utility"]]]
     return 0.0 if min(parts) <= 0 else float(hmean(parts))
 
 
@@ -120,7 +115,7 @@ def matched(frame: pd.DataFrame, levels=LEVELS) -> pd.DataFrame:
     interpolation on each seed's curve (over the seeds whose curve reaches the level)."""
     columns = role_columns(frame)
     cells = method_cells(frame)
-    forget = lambda v: 1 - forget_score(columns["forget"], v)  # noqa: E731  (lower = more forgotten)
+    forget = lambda v: 1 - metrics.gain(columns["forget"], v)  # noqa: E731  (lower = more forgotten)
     rows = []
     for method, group in cells.groupby("method", sort=False):
         order = list(dict.fromkeys(group["variant"]))
@@ -158,8 +153,9 @@ def default_out(sweep: Path) -> Path:
     return sweep / "compare" if sweep.is_dir() else sweep.with_name(f"{sweep.stem}-compare")
 
 
-def compare(sweep: str | Path, out: str | Path | None = None, levels=LEVELS) -> list[Path]:
-    """Select each method's point, write the selection, its preset, the matched-forgetting table and plot."""
+def compare(sweep: str | Path, out: str | Path | None = None, levels=LEVELS) -> dict[str, Path]:
+    """Select each method's point, write the selection, its preset, the matched-forgetting table and plot;
+    returns each file's path by name."""
     from harness.plots import plot_matched
     sweep = Path(sweep)
     frame = read_leaderboard(sweep)
@@ -171,10 +167,10 @@ def compare(sweep: str | Path, out: str | Path | None = None, levels=LEVELS) -> 
     benchmark = str(frame["benchmark"].dropna().iloc[0])
     files = {"selection.csv": points.to_csv(index=False), "selected.toml": selected_preset(frame, points, benchmark),
              "matched.csv": table.to_csv(index=False), "matched.md": matched_table(table, columns)}
-    paths = []
+    paths = {}
     for name, text in files.items():
         tmp = out / f".{name}.tmp"
         tmp.write_text(text, encoding="utf-8")
-        paths.append(tmp.replace(out / name))
-    paths.append(plot_matched(frame, columns, levels, out / "matched.png"))
+        paths[name] = tmp.replace(out / name)
+    paths["matched.png"] = plot_matched(frame, columns, levels, out / "matched.png")
     return paths

@@ -95,6 +95,11 @@ class MetricRegistry:
         patterns = [m for name, m in self._metrics.items() if "*" in name and fnmatchcase(column, name)]
         return max(patterns, key=lambda m: len(m.name), default=Metric(column, better="none"))
 
+    def gain(self, column: str, values):
+        """A 0-to-1 metric (or Series) turned so that higher is better: `1 - v` where lower is better, as LUME's
+        aggregate takes its forget values; `v` otherwise."""
+        return 1 - values if self.get(column).better == "lower" else values
+
     def role(self, columns, role: str) -> str | None:
         """The first declared column for a trade-off `role` (forget, retain, utility, privacy) among `columns`:
         TOFU's em_contains and model utility, LUME's knowledge and MMLU (or its stand-in), a plugin's."""

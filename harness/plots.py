@@ -176,16 +176,16 @@ def plot_sweep(frame: pd.DataFrame, key: str, path: Path) -> Path:
 def plot_matched(frame: pd.DataFrame, columns: dict[str, str], levels, path: Path) -> Path:
     """Each method's curve over its grid (mean ± std over seeds per point, in grid order) in the forget/retain
     and forget/utility planes, the references, and the matched forget levels as dotted lines."""
-    labels = frame["method"]
-    methods = [m for m in dict.fromkeys(labels) if m not in REFERENCE_ROWS]
+    from harness.compare import method_cells
+    labels, cells = frame["method"], method_cells(frame)
+    methods = list(dict.fromkeys(cells["method"]))
     colours = plt.get_cmap("tab10" if len(methods) <= 10 else "tab20")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), squeeze=False)
     x = columns["forget"]
     for ax, y in zip(axes[0], (columns["retain"], columns["utility"])):
         for i, method in enumerate(methods):
-            rows = frame[labels == method]
-            variant = rows["variant"].fillna("") if "variant" in rows else pd.Series("", index=rows.index)
-            stats = rows.groupby(variant, sort=False)[[x, y]].agg(["mean", "std"])
+            rows = cells[cells["method"] == method]
+            stats = rows.groupby("variant", sort=False)[[x, y]].agg(["mean", "std"])
             ax.errorbar(stats[x]["mean"], stats[y]["mean"], xerr=stats[x]["std"].fillna(0),
                         yerr=stats[y]["std"].fillna(0), marker="o", ms=5, capsize=2, color=colours(i % colours.N),
                         label=f"{method} ({len(stats)} points)")

@@ -93,8 +93,7 @@ def zero_parts(frame: pd.DataFrame, column: str) -> dict[str, int]:
     parts = [c for c in frame.columns if any(fnmatchcase(c, p) for p in metrics.get(column).parts)]
     zeros = {}
     for part in parts:
-        values = frame[part].astype(float)
-        values = 1 - values if direction(part) == "lower" else values
+        values = metrics.gain(part, frame[part].astype(float))
         if (values == 0).any():
             zeros[part] = int((values == 0).sum())
     return zeros
@@ -103,8 +102,8 @@ def zero_parts(frame: pd.DataFrame, column: str) -> dict[str, int]:
 def zero_notes(frame: pd.DataFrame, means: pd.DataFrame, columns: list[str]) -> dict[tuple[str, str], str]:
     """(row, column) -> a note naming the parts that make a harmonic mean exactly 0 in that row."""
     labels, notes = row_labels(frame), {}
-    for c in columns:
-        for label in means.index[(means[c] == 0).to_numpy()] if metrics.get(c).parts else []:
+    for c in (c for c in columns if metrics.get(c).parts):
+        for label in means.index[(means[c] == 0).to_numpy()]:
             rows = frame[labels == label]
             parts = ", ".join(f"{p} {'= 1' if direction(p) == 'lower' else '= 0'} ({n} of {len(rows)})"
                               for p, n in zero_parts(rows, c).items())
