@@ -1,3 +1,99 @@
-"""The reference harness for LLM unlearning: run methods side by side, score them, write leaderboards."""
+"""The reference harness for LLM unlearning: run methods side by side, score them, write leaderboards.
+
+The Python API is the command line's equal: each function takes the keywords of its command's flags
+(`benchmark=`, `methods=`, `seeds=`, `preset=`, `out=`, `device=`, `save_models=`, ...) and a `settings`
+mapping for `--set`, goes through the same configuration (`harness.config.build`), and writes the same files:
+
+    import harness
+    board, folder = harness.run(methods=["simu", "so-graddiff"], seeds=[0, 1],
+                                settings={"simu.lr": 3e-4, "eval.max_new_tokens": 64})
+    board, folder = harness.evaluate(models=["path/to/my-unlearned-model"], out=folder)
+    print(harness.table(folder))
+
+A bad setting raises `harness.SettingError` naming it; a run whose cells diverged raises `CellsFailed` (its
+`leaderboard` holds the others). Importing this package loads neither torch nor transformers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Mapping, NamedTuple
+
+from harness.rules import SettingError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __version__ = "0.1.0"
+__all__ = ["Result", "SettingError", "evaluate", "prepare", "run", "sweep", "table"]
+
+
+class Result(NamedTuple):
+    """A command's leaderboard (every row in its folder, as `leaderboard.csv` holds them) and that folder."""
+
+    leaderboard: "pd.DataFrame"
+    folder: Path
+
+
+def _result(path: Path) -> Result:
+    from harness.tables import read_leaderboard
+    return Result(read_leaderboard(path), Path(path).parent)
+
+
+def run(methods: Iterable[str] | str | None = None, seeds: Iterable[int] | None = None, *,
+        benchmark: str | None = None, preset: str | None = None, out: str | None = None,
+        settings: Mapping | None = None, **options) -> Result:
+    """`harness run`: every method x seed on the benchmark. `options` are the other flags as keywords
+    (`cache_dir`, `data`, `model`, `retain_model`, `retain_eval`, `template`, `lm_eval_tasks`, `device`,
+    `dtype`, `save_models`, `trust_remote_code`, `allow_pickle`, `wait`)."""
+    from harness.config import build
+    from harness.runner import run as run_cells
+    cfg = build("run", methods=methods, seeds=seeds, benchmark=benchmark, preset=preset, out=out,
+                settings=settings, **options)
+    return _result(run_cells(cfg))
+
+
+def sweep(grid: Mapping[str, Iterable], methods: Iterable[str] | str | None = None,
+          seeds: Iterable[int] | None = None, *, benchmark: str | None = None, preset: str | None = None,
+          out: str | None = None, settings: Mapping | None = None, **options) -> Result:
+    """`harness sweep`: the product of the `grid` axes (`{"simu.t": [0.1, 0.3]}`) x seeds as cells of one run."""
+    from harness.config import build
+    from harness.runner import run as run_cells
+    cfg = build("sweep", grid=grid, methods=methods, seeds=seeds, benchmark=benchmark, preset=preset, out=out,
+                settings=settings, **options)
+    return _result(run_cells(cfg))
+
+
+def evaluate(models: Iterable[str] | str, names: Iterable[str] | str | None = None, *,
+             benchmark: str | None = None, preset: str | None = None, out: str | None = None,
+             settings: Mapping | None = None, **options) -> Result:
+    """`harness eval`: score each model (a folder, a hub name, a PEFT adapter folder, a saved cell) as a row
+    of kind `model` named by `names` (default: the folders' names). `options` as for `run`, with `model` the
+    target of a real benchmark."""
+    from harness.config import build
+    from harness.runner import evaluate as evaluate_models
+    models = [models] if isinstance(models, (str, Path)) else list(models)
+    names = [names] if isinstance(names, str) else names
+    cfg = build("eval", models=[str(m) for m in models], names=names, benchmark=benchmark, preset=preset, out=out,
+                settings=settings, **options)
+    return _result(evaluate_models(cfg))
+
+
+def prepare(*, benchmark: str | None = None, preset: str | None = None, settings: Mapping | None = None,
+            **options):
+    """The benchmark's data and models as a run sees them (`Prepared`: the `forget` and `retain` rows, the
+    evaluation `splits`, the `target_dir` and `retain_dir` model folders), the embedded ones trained and cached
+    on first use: what you need to unlearn the same target with a trainer of your own, then `evaluate` it."""
+    from harness.config import build
+    from harness.registry import benchmarks
+    cfg = build("run", benchmark=benchmark, preset=preset, settings=settings, **options)
+    return benchmarks[cfg.benchmark]().prepare(cfg)
+
+
+def table(run: "str | Path | Result | pd.DataFrame", columns: Iterable[str] | None = None, format: str = "md") -> str:
+    """`harness table`: the comparison table of a run folder, a leaderboard CSV, a `Result` or a frame."""
+    from harness.tables import read_leaderboard, render
+    import pandas as pd
+    frame = run.leaderboard if isinstance(run, Result) else run if isinstance(run, pd.DataFrame) else \
+        read_leaderboard(run)
+    return render(frame, list(columns) if columns else None, format)

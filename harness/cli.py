@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import signal
 import sys
 import threading
 from pathlib import Path
 
-from evaluators.base import EvalConfig
 from harness import presets
 from harness.data.tofu import TEMPLATES
 from harness.registry import benchmarks, methods
 from harness.results import CellsFailed
+from harness.rules import SettingError
 
 RUN_EPILOG = """\
 --set keys (repeatable):
@@ -27,6 +26,7 @@ RUN_EPILOG = """\
   lume.KEY=V      embedded LUME world (lume-mini): seed, forget_docs, retain_docs, nonmember_docs, epochs
   compute.KEY=V   device, dtype (as --device, --dtype), gradient_checkpointing=true|false (less memory, more
                   time, the same figures)
+  save.KEY=V      models=true|false (as --save-models): keep each cell's unlearned model in OUT/models/<cell>/
   METHOD.KEY=V    a method's hyperparameter, e.g. fo-graddiff.lr=3e-4 (lr, epochs, batch_size, grad_accum,
                   gamma, weight_decay, max_grad_norm, warmup_ratio, and the method's own options:
                   so-graddiff has rho, beta1, beta2, hessian=gnb|squared-grad, hessian_every; simu has
@@ -46,12 +46,25 @@ Presets (--preset NAME, or --preset FILE.toml of your own; flags and --set given
 {presets}
 
 Output: OUT/results/<cell>.json (one row per cell), OUT/results/<cell>.items.jsonl (per-item generations
-and scores), OUT/leaderboard.csv (all cells plus the target and retain reference rows). Rerunning the same
-command skips finished cells, so an interrupted run resumes.
+and scores), OUT/leaderboard.csv (all cells plus the target and retain reference rows, and harness eval's
+models), with --save-models OUT/models/<cell>/ (a Hugging Face folder and model card per cell). Rerunning the
+same command skips finished cells, so an interrupted run resumes.
 
 Exit codes: 0 done; 1 some cells failed (a diverging loss: no row for them, the others ran); 2 bad input
 (one line naming it, before any work, nothing written); 130 interrupted by Ctrl-C or SIGTERM (the file being
 written is finished; rerun the same command to resume). One process per --out: a second stops, or --wait.
+"""
+
+
+EVAL_EPILOG = """\
+Examples:
+  harness eval --model runs/tofu-mini/models/simu-seed0                   # a cell kept by --save-models
+  harness eval --model ~/my-unlearned --name mine --model ~/lora-adapter --name mine-lora
+  harness eval --benchmark tofu --data DIR --model MINE --target TARGET --retain-model RETAIN
+
+--set keys: as for harness run (eval.*, compute.*, world.*, ...; no METHOD.*). Exit codes: 0 done; 2 bad
+input (one line naming it, before anything is written: a missing folder, pickle-only weights without
+--allow-pickle, an unknown architecture, a name that clashes); 130 interrupted.
 """
 
 
@@ -68,8 +81,8 @@ def _csv(kind):
     return parse
 
 
-def _add_run_arguments(parser: argparse.ArgumentParser, sweep: bool = False) -> None:
-    """The flags `run` and `sweep` share."""
+def _add_common_arguments(parser: argparse.ArgumentParser, default_out: str) -> None:
+    """The flags every command that scores models shares (`run`, `sweep`, `eval`, `noise`)."""
     parser.add_argument("--benchmark", default=None, choices=benchmarks.names(),
                         help="benchmark to run: tofu-mini, the embedded TOFU-style world (default); lume-mini, the "
                         "embedded LUME-style documents; tofu / lume, the official files with --data and --model; "
@@ -78,12 +91,7 @@ def _add_run_arguments(parser: argparse.ArgumentParser, sweep: bool = False) -> 
                         help="comma-separated lm-eval tasks run on every model, as columns lmeval_<task>_<metric>: "
                         "the offline embedded_world_facts_mc and embedded_real_authors_loglik, or any lm-eval task "
                         "(mmlu, ...) whose data can be loaded")
-    parser.add_argument("--methods", type=_csv(str), default=None,
-                        help="comma-separated method names, of " + ", ".join(methods.names()) + " (default: " + (
-                            "the methods named by --grid)" if sweep else "fo-graddiff)"))
-    parser.add_argument("--seeds", type=_csv(int), default=[0], help="comma-separated seeds (default: 0)")
-    parser.add_argument("--out", default=None, help="run folder (default: runs/BENCHMARK" +
-                        ("-sweep)" if sweep else ")"))
+    parser.add_argument("--out", default=None, help=f"run folder (default: {default_out})")
     parser.add_argument("--cache-dir", default=None,
                         help="where trained embedded models are cached (default: $HARNESS_CACHE or "
                         "~/.cache/unlearning-harness)")
@@ -92,8 +100,6 @@ def _add_run_arguments(parser: argparse.ArgumentParser, sweep: bool = False) -> 
                         "or a .toml file of your own in the same format")
     parser.add_argument("--data", default=None, help="--benchmark tofu: a folder of official TOFU files "
                         "(.json/.jsonl/.parquet) or a hub dataset name such as locuslab/TOFU")
-    parser.add_argument("--model", default=None, help="--benchmark tofu: the target model, any "
-                        "AutoModelForCausalLM folder or hub name")
     parser.add_argument("--retain-model", default=None, help="the retain model (trained without the forget set), "
                         "evaluated as the reference for forget_quality and privleak")
     parser.add_argument("--retain-eval", default=None, help="instead of --retain-model: a saved retain-model "
@@ -118,8 +124,35 @@ def _add_run_arguments(parser: argparse.ArgumentParser, sweep: bool = False) -> 
                         help="the model's weights and activations (default float32; the 7B and 1B presets: "
                         "bfloat16). Below float32 the optimizer steps float32 master weights and keeps float32 "
                         "states, and weights outside SIMU's mask keep their bits")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                         help="override a configuration value (see below); repeatable")
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser, sweep: bool = False) -> None:
+    """The flags `run` and `sweep` share."""
+    _add_common_arguments(parser, "runs/BENCHMARK" + ("-sweep" if sweep else ""))
+    parser.add_argument("--methods", type=_csv(str), default=None,
+                        help="comma-separated method names, of " + ", ".join(methods.names()) + " (default: " + (
+                            "the methods named by --grid)" if sweep else "fo-graddiff)"))
+    parser.add_argument("--seeds", type=_csv(int), default=None, help="comma-separated seeds (default: 0)")
+    parser.add_argument("--model", default=None, help="--benchmark tofu: the target model, any "
+                        "AutoModelForCausalLM folder or hub name")
+    parser.add_argument("--save-models", action="store_true", default=None,
+                        help="keep each cell's unlearned model as a Hugging Face folder, OUT/models/<cell>/ "
+                        "(safetensors in the run's dtype, the tokenizer, a model card with the cell's row); its size "
+                        "is printed. Off by default: a 7B cell is 13 GB")
+
+
+def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_common_arguments(parser, "runs/BENCHMARK, beside harness run's rows")
+    parser.add_argument("--model", dest="models", action="append", required=True, metavar="PATH_OR_NAME",
+                        help="a model to score (repeatable): any AutoModelForCausalLM folder or hub name, a PEFT "
+                        "adapter folder (loaded over its base model), or a cell saved by harness run --save-models")
+    parser.add_argument("--name", dest="names", action="append", default=None, metavar="LABEL",
+                        help="the row's name, one per --model in order (default: the folder's name)")
+    parser.add_argument("--target", dest="model", default=None, metavar="PATH_OR_NAME",
+                        help="--benchmark tofu/lume: the target model, scored as the target row (the embedded "
+                        "benchmarks bring theirs)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,6 +179,15 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--grid", action="append", required=True, metavar="METHOD.KEY=V1,V2,...",
                        help="one axis of the grid, e.g. simu.t=0.1,0.3,0.5 (repeatable; keys as for --set)")
     _add_run_arguments(sweep, sweep=True)
+    evaluate = sub.add_parser("eval", help="score models made elsewhere (or saved by --save-models) beside a run's",
+                              description="Score each --model with the benchmark's full metric suite, as a row of "
+                              "kind `model` named --name (default: the folder's name) in OUT/results/<name>.model.json "
+                              "and OUT/leaderboard.csv, beside the target and retain reference rows (which come too "
+                              "on the embedded benchmarks) and any harness run's cells in the same --out, so table, "
+                              "check, plot and compare treat it like a method. The row carries its weights' digest: "
+                              "the same weights again resume, other weights under a name already in OUT are refused.",
+                              epilog=EVAL_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_eval_arguments(evaluate)
     table = sub.add_parser("table", help="a comparison table of a run: methods as rows, mean ± std over seeds",
                            description="Methods as rows (target and retain first, marked as references), each metric "
                            "as mean ± std over seeds with an arrow for the better direction and the best method in "
@@ -313,8 +355,7 @@ def run_noise(args, argv: list[str]) -> int:
         raise ValueError(f"--reference-capability {reference}: not among --capabilities {','.join(capabilities)}")
     if args.jobs is not None and args.jobs < 1:
         raise ValueError(f"--jobs {args.jobs}: expected 1 or more")
-    from harness.grid import check_names
-    check_names(config_from_args(args))   # the run's own flags fail here, before any run starts
+    config_from_args(args)   # the run's own flags fail here, before any run starts
     out = Path(args.out or f"runs/noise-{args.benchmark or args.preset or 'tofu-mini'}")
     jobs = args.jobs or max(1, min(len(capabilities), os.cpu_count() or 1))
     run_all(_without_flags(argv, NOISE_ONLY_FLAGS), out, Path(args.cache_dir or out), capabilities, jobs)
@@ -354,12 +395,12 @@ def main(argv: list[str] | None = None) -> int:
             return commands[args.command](args)
         if getattr(args, "dry_run", False):
             return dry_run(config_from_args(args))
-        from harness.runner import run
-        path = run(config_from_args(args))
+        from harness.runner import evaluate, run
+        path = (evaluate if args.command == "eval" else run)(config_from_args(args))
         if not _is_main():
             return 0
     except KeyboardInterrupt:
-        where = f" in {args.out or 'the run folder'}" if args.command in ("run", "sweep", "noise") else ""
+        where = f" in {args.out or 'the run folder'}" if args.command in ("run", "sweep", "noise", "eval") else ""
         print(f"harness: interrupted; finished cells are kept{where}: run the same command again to resume",
               file=sys.stderr)
         return 130
@@ -369,6 +410,9 @@ def main(argv: list[str] | None = None) -> int:
         _print_summary(err.leaderboard)
         print(f"harness: error: {err}", file=sys.stderr)
         return 1
+    except SettingError as err:
+        print(f"harness: error: {err.cli()}", file=sys.stderr)
+        return 2
     except (ValueError, KeyError, OSError, RuntimeError) as err:
         message = err.args[0] if isinstance(err, KeyError) else str(err)  # KeyError's str() adds quotes
         print(f"harness: error: {message}", file=sys.stderr)
@@ -382,11 +426,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def dry_run(cfg) -> int:
-    from harness.grid import check_names
     from harness.memory import print_plan
     from harness.models import resolve_device
     from harness.registry import benchmarks as registered
-    check_names(cfg)
     print_plan(cfg, registered[cfg.benchmark](), resolve_device(cfg.compute.device))
     return 0
 
@@ -401,41 +443,16 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+KEYWORDS = ("benchmark", "methods", "seeds", "out", "cache_dir", "preset", "data", "model", "retain_model",
+            "retain_eval", "template", "lm_eval_tasks", "device", "dtype", "trust_remote_code", "allow_pickle", "wait",
+            "save_models", "grid", "settings", "models", "names")
+
+
 def config_from_args(args):
-    """Defaults, then the preset, then the flags given, then `--set` in order; a sweep adds its grid."""
-    from harness.config import RunConfig, add_grid, apply_override, apply_preset, method_config
-    cfg = RunConfig(seeds=args.seeds, out=args.out, cache_dir=args.cache_dir)
-    if args.preset:
-        apply_preset(cfg, args.preset)
-    for key in ("benchmark", "data", "model", "retain_model", "retain_eval", "trust_remote_code", "allow_pickle",
-                "wait"):
-        if getattr(args, key) is not None:
-            setattr(cfg, key, getattr(args, key))
-    for key in ("device", "dtype"):
-        if getattr(args, key) is not None:
-            try:
-                apply_override(cfg, f"compute.{key}={getattr(args, key)}")
-            except ValueError as err:
-                raise ValueError(str(err).replace(f"--set compute.{key}=", f"--{key} ", 1)) from None
-    default = EvalConfig()   # the benchmark's own defaults (LUME: raw prompt, 256 tokens), unless already set
-    own = benchmarks[cfg.benchmark].eval_defaults
-    cfg.eval = dataclasses.replace(cfg.eval, **{key: value for key, value in own.items()
-                                                if getattr(cfg.eval, key) == getattr(default, key)})
-    if args.template is not None:
-        cfg.eval = dataclasses.replace(cfg.eval, template=args.template)
-    if args.lm_eval_tasks:
-        cfg.lm_eval_tasks = args.lm_eval_tasks
-    for assignment in getattr(args, "grid", None) or []:
-        add_grid(cfg, assignment)
-    cfg.methods = args.methods or list(dict.fromkeys(k.split(".")[0] for k in cfg.grid)) or cfg.methods
-    if args.command == "sweep":
-        cfg.out = cfg.out or f"runs/{cfg.benchmark}-sweep"
-        for method in cfg.methods:   # stage-1 scores shared by grid points are computed once (same results)
-            if "reuse_attribution" in method_config(method).options:
-                cfg.method_overrides.setdefault(method, {})["reuse_attribution"] = "true"
-    for assignment in args.overrides:
-        apply_override(cfg, assignment)
-    return cfg
+    """The flags as `config.build`'s keywords (the CLI only parses; what defines a run is in harness/config.py)."""
+    from harness.config import build
+    command = "run" if args.command == "noise" else args.command
+    return build(command, **{key: getattr(args, key) for key in KEYWORDS if hasattr(args, key)})
 
 
 def _print_summary(path) -> None:

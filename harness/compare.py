@@ -21,7 +21,7 @@ import pandas as pd
 from scipy.stats import hmean
 
 from harness.metrics import metrics
-from harness.results import REFERENCE_ROWS, swept_columns
+from harness.results import REFERENCE_ROWS, is_model, swept_columns
 from harness.tables import read_leaderboard
 
 ROLES = ("forget", "retain", "utility")
@@ -59,8 +59,9 @@ def grid_points(frame: pd.DataFrame) -> pd.DataFrame:
     seeds = cells["seed"].nunique()
     rows = []
     for (method, variant), group in cells.groupby(["method", "variant"], sort=False):
+        model = is_model(group).all()    # harness eval's row: one model, no seeds, no cell that could fail
         row = {"method": method, "variant": variant, "n_seeds": len(group),
-               "score": group["score"].sum() / seeds}            # a failed seed's cell scores 0
+               "score": group["score"].sum() / (len(group) if model else seeds)}   # a failed seed's cell scores 0
         for role, column in columns.items():
             row[role], row[f"{role}_std"] = group[column].mean(), group[column].std(ddof=1)
         rows.append(row)
@@ -85,10 +86,12 @@ def toml_value(value) -> str:
 
 def selected_preset(frame: pd.DataFrame, points: pd.DataFrame, benchmark: str) -> str:
     """A preset (TOML) with the benchmark and every method at its selected grid point, in the sweep's method
-    order. Settings the sweep was run with beyond those (another preset's world, `--set`) are not in it."""
+    order (harness eval's models are not methods to rerun, so not in it). Settings the sweep was run with
+    beyond those (another preset's world, `--set`) are not in it."""
     lines = [f'description = "{benchmark}: each method at the grid point harness compare selected"',
              f'benchmark = "{benchmark}"', ""]
-    for _, point in points[points["selected"]].iterrows():
+    rerunnable = set(method_cells(frame).loc[~is_model(method_cells(frame)), "method"])
+    for _, point in points[points["selected"] & points["method"].isin(rerunnable)].iterrows():
         row = frame[(frame["method"] == point["method"]) & (frame["variant"].fillna("") == point["variant"])].iloc[0]
         lines.append(f"[methods.{point['method']}]")
         for column in swept_columns(frame):

@@ -1,28 +1,44 @@
-"""Run configuration: dataclasses, per-method defaults, and `--set key=value` overrides."""
+"""Run configuration: everything that defines a run, in one place.
+
+`build` is the one way in: the command line's flags (`harness run|sweep|eval`) and the Python API's keywords
+(`harness.run(...)`, `harness.evaluate(...)`) both land here, so the same settings give the same configuration
+and the same hashes whichever door is used. Precedence: the defaults (the benchmark's own evaluation
+defaults among them), then the preset, then each argument given, then the grid, then `settings` (`--set`) in
+order. Every value is checked as it is applied; a bad one raises `rules.SettingError`, which each door words
+as it was given.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping
 
 from evaluators.base import EvalConfig
 from harness import presets, rules
 from harness.data.lume import LumeWorldConfig
-from harness.data.tofu import retain_split_for
+from harness.data.tofu import TEMPLATES, retain_split_for
 from harness.data.world import WorldConfig
 from harness.embedded import EmbeddedModelConfig
 from harness.registry import benchmarks, methods
+from harness.rules import SettingError
 from methods.base import MethodConfig
 
-SECTIONS = ("world", "train", "eval", "lume", "compute")   # `--set SECTION.KEY=V`
+SECTIONS = ("world", "train", "eval", "lume", "compute", "save")   # `--set SECTION.KEY=V`
 SIZES = ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads", "batch_size", "base_epochs",
          "target_epochs", "max_new_tokens", "forget_docs", "retain_docs", "nonmember_docs", "epochs")
 SECTION_RULES = {   # what a section's value may be (harness/rules.py); the world's sizes are checked on generation
     "world": {},
     "train": {"lr": rules.POSITIVE, "warmup_ratio": rules.FRACTION} | {k: rules.at_least(1) for k in SIZES},
-    "eval": {"min_k": rules.SHARE} | {k: rules.at_least(1) for k in SIZES},
+    "eval": {"min_k": rules.SHARE, "template": rules.one_of(*TEMPLATES)} | {k: rules.at_least(1) for k in SIZES},
     "lume": {k: rules.at_least(1) for k in SIZES} | {"sum_operands": rules.at_least(2), "sum_probe": rules.SHARE},
-    "compute": {"device": rules.DEVICE, "dtype": rules.one_of("float32", "bfloat16", "float16")}}
+    "compute": {"device": rules.DEVICE, "dtype": rules.one_of("float32", "bfloat16", "float16")},
+    "save": {}}
+COMMANDS = ("run", "sweep", "eval")
+RESERVED_NAMES = ("target", "retain")    # the reference rows' names
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]*")
 
 
 @dataclass(frozen=True)
@@ -36,10 +52,20 @@ class ComputeConfig:
     gradient_checkpointing: bool = False
 
 
+@dataclass(frozen=True)
+class SaveConfig:
+    """What a run keeps besides its rows (`--save-models`, `--set save.models=true`): each cell's unlearned
+    model as a Hugging Face folder, `OUT/models/<cell>/`. Off by default (a 7B cell is 13 GB); it changes no
+    figure, so it is in no hash."""
+
+    models: bool = False
+
+
 @dataclass
 class RunConfig:
-    """Everything one `harness run` needs. Sections `world`, `train`, `eval` and `lume` take `--set section.key=v`;
-    a method's hyperparameters take `--set METHOD.key=v` (e.g. `fo-graddiff.lr=3e-4`)."""
+    """Everything one run needs. Sections `world`, `train`, `eval`, `lume`, `compute` and `save` take `--set
+    section.key=v`; a method's hyperparameters take `--set METHOD.key=v` (e.g. `fo-graddiff.lr=3e-4`). Build
+    one with `build` (every value checked); constructing it directly skips the checks, not the defaults."""
 
     benchmark: str = "tofu-mini"
     methods: list[str] = field(default_factory=lambda: ["fo-graddiff"])
@@ -57,24 +83,50 @@ class RunConfig:
     preset_overrides: dict[str, dict] = field(default_factory=dict)   # a preset's METHOD.key values, under --set
     world: WorldConfig = field(default_factory=WorldConfig)
     train: EmbeddedModelConfig = field(default_factory=EmbeddedModelConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
+    eval_settings: dict = field(default_factory=dict)   # EvalConfig values set by a preset, a flag or --set
     lume: LumeWorldConfig = field(default_factory=LumeWorldConfig)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
+    save: SaveConfig = field(default_factory=SaveConfig)
     model_shape: str | None = None     # a preset's config.json of the target's architecture, for --dry-run offline
     lm_eval_tasks: list[str] = field(default_factory=list)   # --lm-eval-tasks: columns lmeval_<task>_<metric>
     method_overrides: dict[str, dict] = field(default_factory=dict)
     grid: dict[str, list[str]] = field(default_factory=dict)   # `harness sweep`: "METHOD.key" -> values
+    models: list[str] = field(default_factory=list)   # `harness eval`: the models to score, folders or hub names
+    names: list[str] = field(default_factory=list)    # ... and their rows' names (default: the folders' names)
+
+    @property
+    def eval(self) -> EvalConfig:
+        """The evaluation settings: EvalConfig's defaults, then the benchmark's own (LUME: the raw prompt, 256
+        new tokens), then what was set. Derived, so a run defined in Python gets the CLI's defaults."""
+        return EvalConfig(**benchmarks[self.benchmark].eval_defaults | self.eval_settings)
+
+    @property
+    def sweep(self) -> bool:
+        return bool(self.grid)
 
     @property
     def out_dir(self) -> str:
-        return self.out or f"runs/{self.benchmark}"
+        return self.out or f"runs/{self.benchmark}" + ("-sweep" if self.sweep else "")
+
+    @property
+    def model_names(self) -> list[str]:
+        """`harness eval`'s row names: `names`, else each model's folder (or hub repository) name."""
+        return list(self.names) or [default_name(m) for m in self.models]
 
     def overrides_for(self, method: str) -> dict:
-        """The method's hyperparameter overrides: the preset's, then `--set METHOD.key=v`."""
-        return self.preset_overrides.get(method, {}) | self.method_overrides.get(method, {})
+        """The method's hyperparameter overrides: a sweep's defaults (SIMU reuses stage-1 scores across grid
+        points: the same results, less time), then the preset's, then `--set METHOD.key=v`."""
+        sweep = {"reuse_attribution": "true"} if self.sweep and "reuse_attribution" in methods[method].defaults.get(
+            "options", {}) else {}
+        return sweep | self.preset_overrides.get(method, {}) | self.method_overrides.get(method, {})
 
 
-def coerce(value: str, like, key: str):
+def default_name(model: str) -> str:
+    """A model's row name: its folder's (or hub repository's) last part, in the characters a file name takes."""
+    return re.sub(r"[^A-Za-z0-9._+=-]", "_", Path(str(model).rstrip("/")).name) or "model"
+
+
+def coerce(value: str, like, key: str, via: str = "set"):
     """Parse `value` to the type of the default `like` (bool, int, float or str)."""
     try:
         if isinstance(like, bool):
@@ -86,7 +138,7 @@ def coerce(value: str, like, key: str):
         if isinstance(like, float):
             return float(value)
     except ValueError:
-        raise ValueError(f"--set {key}={value}: expected a {type(like).__name__}") from None
+        raise SettingError(key, value, f"expected a {type(like).__name__}", via) from None
     return value
 
 
@@ -104,54 +156,83 @@ def method_config(name: str, overrides: dict | None = None) -> MethodConfig:
             values["options"][key] = coerce(raw, like, f"{name}.{key}") if isinstance(raw, str) else raw
         else:
             known = sorted([k for k in values if k != "options"] + list(values["options"]))
-            raise ValueError(f"--set {name}.{key}: unknown hyperparameter; {name} has: {', '.join(known)}")
+            raise SettingError(f"{name}.{key}", None, f"unknown hyperparameter; {name} has: {', '.join(known)}")
     rules.check(cls.rules, {k: v for k, v in values.items() if k != "options"} | values["options"], name)
     return MethodConfig(**values)
 
 
-def apply_override(cfg: RunConfig, assignment: str) -> None:
-    """Apply one `key=value` to `cfg` in place; unknown keys are an error naming the valid ones."""
-    if "=" not in assignment:
-        raise ValueError(f"--set {assignment}: expected key=value")
-    key, value = assignment.split("=", 1)
+def _set_section(cfg: RunConfig, head: str, rest: str, value: str, key: str) -> None:
+    """One `--set SECTION.KEY=V`, typed like the section's default and checked by its rules."""
+    section = EvalConfig() if head == "eval" else getattr(cfg, head)
+    names = [f.name for f in dataclasses.fields(section)]
+    if rest not in names:
+        raise SettingError(key, None, f"unknown key; {head} has: {', '.join(names)}")
+    typed = coerce(value, getattr(section, rest), key)
+    rules.check(SECTION_RULES[head], {rest: typed}, head)
+    if head == "eval":
+        cfg.eval_settings[rest] = typed
+    else:
+        setattr(cfg, head, dataclasses.replace(section, **{rest: typed}))
+
+
+def set_value(cfg: RunConfig, key: str, value) -> None:
+    """Apply one setting (`--set key=value`, `settings={key: value}`) to `cfg` in place; an unknown key is a
+    SettingError naming the valid ones."""
+    value = _text(value)
     head, _, rest = key.partition(".")
     if head in methods and rest:
         method_config(head, {rest: value})  # validates now rather than mid-run
         cfg.method_overrides.setdefault(head, {})[rest] = value
-        return
-    if head in SECTIONS and rest:
-        section = getattr(cfg, head)
-        names = [f.name for f in dataclasses.fields(section)]
-        if rest not in names:
-            raise ValueError(f"--set {key}: unknown key; {head} has: {', '.join(names)}")
-        setattr(cfg, head, dataclasses.replace(section, **{rest: coerce(value, getattr(section, rest), key)}))
-        rules.check(SECTION_RULES[head], {rest: getattr(getattr(cfg, head), rest)}, head)
-        return
-    if key == "forget_split":
-        retain_split_for(value)  # validates the name
+    elif head in SECTIONS and rest:
+        _set_section(cfg, head, rest, value, key)
+    elif key == "forget_split":
+        try:
+            retain_split_for(value)
+        except ValueError:
+            raise SettingError(key, value, "expected forget01, forget05 or forget10") from None
         cfg.forget_split = value
-        return
-    raise ValueError(f"--set {key}: unknown key; expected forget_split, world.*, train.*, eval.*, lume.*, compute.* or "
-                     f"METHOD.* with METHOD one of {', '.join(methods.names())}")
+    else:
+        raise SettingError(key, None, f"unknown key; expected forget_split, {', '.join(s + '.*' for s in SECTIONS)} "
+                           f"or METHOD.* with METHOD one of {', '.join(methods.names())}")
+
+
+def apply_override(cfg: RunConfig, assignment: str) -> None:
+    """Apply one `key=value` string (the CLI's `--set`) to `cfg` in place."""
+    if "=" not in assignment:
+        raise SettingError(assignment, None, "expected key=value")
+    set_value(cfg, *assignment.split("=", 1))
+
+
+def _text(value) -> str:
+    """A Python value as the command line would give it (`True` -> "true", 3e-4 -> "0.0003")."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def add_grid(cfg: RunConfig, assignment: str) -> None:
-    """Add one `--grid METHOD.key=v1,v2,...` axis to `cfg`; every value is validated now, not mid-sweep."""
+    """Add one `--grid METHOD.key=v1,v2,...` axis to `cfg`."""
     key, sep, values = assignment.partition("=")
+    if not sep:
+        raise SettingError(assignment, None, "expected METHOD.key=v1,v2,...", "grid")
+    add_axis(cfg, key, [v.strip() for v in values.split(",") if v.strip()])
+
+
+def add_axis(cfg: RunConfig, key: str, values: Iterable) -> None:
+    """Add one grid axis (`--grid KEY=V1,V2`, `grid={KEY: [V1, V2]}`); every value is validated now, not
+    mid-sweep."""
     head, _, rest = key.partition(".")
-    if not sep or head not in methods or not rest:
-        raise ValueError(f"--grid {assignment}: expected METHOD.key=v1,v2,... with METHOD one of "
-                         f"{', '.join(methods.names())}")
-    points = [v.strip() for v in values.split(",") if v.strip()]
+    points = [_text(v) for v in values]
+    if head not in methods or not rest:
+        raise SettingError(key, None, f"expected METHOD.key=v1,v2,... with METHOD one of {', '.join(methods.names())}",
+                           "grid")
     if not points or len(set(points)) != len(points):
-        raise ValueError(f"--grid {assignment}: expected one or more distinct comma-separated values")
+        raise SettingError(key, ",".join(points), "expected one or more distinct comma-separated values", "grid")
     if key in cfg.grid:
-        raise ValueError(f"--grid {key}: given twice; put all its values in one --grid")
+        raise SettingError(key, None, "given twice; put all its values in one axis", "grid")
     for value in points:
         try:
             method_config(head, {rest: value})
-        except ValueError as err:
-            raise ValueError(str(err).replace("--set ", "--grid ", 1)) from None
+        except SettingError as err:
+            raise SettingError(err.setting, err.value, err.problem, "grid") from None
     cfg.grid[key] = points
 
 
@@ -162,24 +243,206 @@ def apply_preset(cfg: RunConfig, name: str) -> None:
     where = presets.path_of(name)
     try:
         if "benchmark" in preset and preset["benchmark"] not in benchmarks:
-            raise ValueError(f"benchmark {preset['benchmark']}: unknown; registered: {', '.join(benchmarks.names())}")
+            raise SettingError("benchmark", preset["benchmark"], f"unknown; registered: {', '.join(benchmarks.names())}")
         for key in ("benchmark", "data", "model", "retain_model"):
             if key in preset:
                 setattr(cfg, key, preset[key])
         if "model_shape" in preset:
             cfg.model_shape = str(where.parent / preset["model_shape"])
         if "forget_split" in preset:
-            apply_override(cfg, f"forget_split={preset['forget_split']}")
+            set_value(cfg, "forget_split", preset["forget_split"])
         for section in SECTIONS:
             for key, value in preset.get(section, {}).items():
-                apply_override(cfg, f"{section}.{key}={value}")
+                set_value(cfg, f"{section}.{key}", value)
         for method, values in preset.get("methods", {}).items():
             if method not in methods:
-                raise ValueError(f"methods.{method}: unknown method; registered: {', '.join(methods.names())}")
-            overrides = {key: str(value) for key, value in values.items()}
+                raise SettingError(f"methods.{method}", None, f"unknown method; registered: {', '.join(methods.names())}")
+            overrides = {key: _text(value) for key, value in values.items()}
             method_config(method, overrides)
             cfg.preset_overrides[method] = overrides
         if preset.get("methods"):
             cfg.methods = list(preset["methods"])   # the preset's methods, unless --methods names others
-    except ValueError as err:
-        raise ValueError(f"{where}: {str(err).removeprefix('--set ')}") from None
+    except SettingError as err:
+        raise err.in_file(where) from None
+
+
+# --- build: the one way a run is defined -------------------------------------------------------------------
+
+FLAGS = ("benchmark", "data", "model", "retain_model", "retain_eval", "trust_remote_code", "allow_pickle", "wait")
+
+
+def build(command: str = "run", *, preset: str | None = None, benchmark: str | None = None,
+          methods: Iterable[str] | None = None, seeds: Iterable[int] | None = None, out: str | None = None,
+          cache_dir: str | None = None, data: str | None = None, model: str | None = None,
+          retain_model: str | None = None, retain_eval: str | None = None, template: str | None = None,
+          lm_eval_tasks: Iterable[str] | None = None, device: str | None = None, dtype: str | None = None,
+          trust_remote_code: bool | None = None, allow_pickle: bool | None = None, wait: bool | None = None,
+          save_models: bool | None = None, grid: Mapping | Iterable[str] | None = None,
+          settings: Mapping | Iterable[str] | None = None, models: Iterable[str] | None = None,
+          names: Iterable[str] | None = None) -> RunConfig:
+    """The configuration of `harness run`, `sweep` or `eval`, from the same arguments as their flags (`None`:
+    not given). `grid` and `settings` take a mapping (`{"simu.lr": 3e-4}`, `{"simu.t": [0.1, 0.3]}`) or the
+    CLI's `KEY=VALUE` strings. For `eval`, `models` are the models to score and `model` the target (real
+    benchmarks; the embedded ones bring their own)."""
+    if command not in COMMANDS:
+        raise SettingError("command", command, f"expected one of {', '.join(COMMANDS)}", "flag")
+    _only_for(command, methods=methods, seeds=seeds, save_models=save_models, grid=grid, models=models, names=names)
+    preset, data, model, retain_model, retain_eval, cache_dir = (
+        None if v is None else str(v) for v in (preset, data, model, retain_model, retain_eval, cache_dir))
+    cfg = RunConfig(out=_out(out), cache_dir=cache_dir)
+    if seeds is not None:
+        cfg.seeds = _seeds(seeds)
+    if preset:
+        apply_preset(cfg, preset)
+    given = {"benchmark": benchmark, "data": data, "model": model, "retain_model": retain_model,
+             "retain_eval": retain_eval, "trust_remote_code": trust_remote_code, "allow_pickle": allow_pickle,
+             "wait": wait}
+    for key, value in given.items():
+        if value is not None:
+            setattr(cfg, key, value)
+    if cfg.benchmark not in benchmarks:
+        raise SettingError("benchmark", cfg.benchmark, f"unknown; registered: {', '.join(benchmarks.names())}", "flag")
+    _flag(cfg, "compute.device", "device", device)
+    _flag(cfg, "compute.dtype", "dtype", dtype)
+    _flag(cfg, "eval.template", "template", template)
+    if save_models is not None:
+        cfg.save = SaveConfig(models=bool(save_models))
+    if lm_eval_tasks is not None:
+        cfg.lm_eval_tasks = _names(lm_eval_tasks, "lm_eval_tasks", allow_empty=True)
+    for key, values in _axes(grid):
+        add_axis(cfg, key, values)
+    if methods is not None:
+        cfg.methods = _names(methods, "methods")
+    elif cfg.grid:
+        cfg.methods = list(dict.fromkeys(key.split(".")[0] for key in cfg.grid))
+    if command == "eval":
+        models = [models] if isinstance(models, (str, Path)) else models
+        cfg.methods, cfg.models = [], _names([str(m) for m in models or []], "model", allow_empty=True)
+        cfg.names = _names(names or [], "name", allow_empty=True)
+    for key, value in _pairs(settings):
+        set_value(cfg, key, value)
+    validate(cfg, command)
+    return cfg
+
+
+USED_BY = {"methods": ("run", "sweep"), "seeds": ("run", "sweep"), "save_models": ("run", "sweep"),
+           "grid": ("sweep",), "models": ("eval",), "names": ("eval",)}
+
+
+def _only_for(command: str, **given) -> None:
+    """An argument the command does not take is an error, not silently ignored (`harness.evaluate(seeds=...)`)."""
+    for key, value in given.items():
+        if value is not None and command not in USED_BY[key]:
+            raise SettingError(key, None, f"not an argument of {command} (only of {' and '.join(USED_BY[key])})",
+                               "flag")
+
+
+def _out(out: str | None) -> str | None:
+    if out is not None and not str(out).strip():
+        raise SettingError("out", out, "expected a folder, not an empty name", "flag")
+    return None if out is None else str(out)
+
+
+def _seeds(seeds) -> list[int]:
+    import numbers
+    values = [seeds] if isinstance(seeds, numbers.Integral) else list(seeds)
+    if not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in values):
+        raise SettingError("seeds", ",".join(map(str, values)), "expected one or more distinct integers >= 0", "flag")
+    values = [int(s) for s in values]
+    if not values or min(values) < 0 or len(set(values)) != len(values):
+        raise SettingError("seeds", ",".join(map(str, values)), "expected one or more distinct integers >= 0", "flag")
+    return values
+
+
+def _names(values: Iterable[str], flag: str, allow_empty: bool = False) -> list[str]:
+    """A list of names (methods, tasks, models): strings, none empty, none twice, at least one. A string is
+    taken as the command line's comma-separated list."""
+    values = [v.strip() for v in values.split(",") if v.strip()] if isinstance(values, str) else list(values)
+    if (not values and not allow_empty) or not all(isinstance(v, str) and v.strip() for v in values):
+        raise SettingError(flag, ",".join(map(str, values)), "expected one or more names", "flag")
+    twice = [v for v in dict.fromkeys(values) if values.count(v) > 1]
+    if twice:
+        raise SettingError(flag, ",".join(values), f"{twice[0]} is given twice", "flag")
+    return values
+
+
+def _flag(cfg: RunConfig, key: str, flag: str, value) -> None:
+    """A flag that is a setting (`--device` is `compute.device`): checked by the setting's rule, named as the
+    flag."""
+    if value is None:
+        return
+    try:
+        set_value(cfg, key, value)
+    except SettingError as err:
+        raise SettingError(flag, value, err.problem, "flag") from None
+
+
+def _pairs(settings) -> list[tuple[str, object]]:
+    if settings is None:
+        return []
+    if isinstance(settings, Mapping):
+        return list(settings.items())
+    pairs = []
+    for assignment in [settings] if isinstance(settings, str) else settings:
+        if "=" not in assignment:
+            raise SettingError(assignment, None, "expected key=value")
+        pairs.append(tuple(assignment.split("=", 1)))
+    return pairs
+
+
+def _axes(grid) -> list[tuple[str, list]]:
+    if grid is None:
+        return []
+    if isinstance(grid, Mapping):
+        return [(key, [values] if isinstance(values, (str, int, float)) else list(values))
+                for key, values in grid.items()]
+    axes = []
+    for assignment in [grid] if isinstance(grid, str) else grid:
+        key, sep, values = assignment.partition("=")
+        if not sep:
+            raise SettingError(assignment, None, "expected METHOD.key=v1,v2,...", "grid")
+        axes.append((key, [v.strip() for v in values.split(",") if v.strip()]))
+    return axes
+
+
+def validate(cfg: RunConfig, command: str = "run") -> None:
+    """What no single value shows: the names a run's settings refer to. Every method, `--set METHOD.*` and
+    `--grid METHOD.*` names a method of the run; `harness eval` names each row once, and not like a
+    reference row or a method (a table groups rows by name)."""
+    for name in cfg.methods:
+        if name not in methods:
+            raise SettingError("methods", name, f"unknown method '{name}'; registered: {', '.join(methods.names())}",
+                               "flag")
+    for name in cfg.method_overrides:
+        if command == "eval":
+            raise SettingError(f"{name}.*", None, "harness eval runs no method, so takes no METHOD.* setting")
+        if name not in cfg.methods:
+            raise SettingError(f"{name}.*", None, f"method '{name}' is not in --methods ({', '.join(cfg.methods)})")
+    for key in cfg.grid:
+        if key.split(".")[0] not in cfg.methods:
+            raise SettingError(key, None, f"method '{key.split('.')[0]}' is not in --methods "
+                               f"({', '.join(cfg.methods)})", "grid")
+    if command == "eval":
+        _check_eval_names(cfg)
+    elif not cfg.methods:
+        raise SettingError("methods", "", "expected one or more method names", "flag")
+    if command == "sweep" and not cfg.grid:
+        raise SettingError("grid", None, "expected one or more axes (METHOD.key=v1,v2,...)", "flag")
+
+
+def _check_eval_names(cfg: RunConfig) -> None:
+    if not cfg.models:
+        raise SettingError("model", None, "expected one or more models to score (a folder or a hub name)", "flag")
+    if cfg.names and len(cfg.names) != len(cfg.models):
+        raise SettingError("name", ",".join(cfg.names), f"expected one --name per --model ({len(cfg.models)})",
+                           "flag")
+    names = cfg.model_names
+    for name in names:
+        if not NAME.fullmatch(name):
+            raise SettingError("name", name, "expected letters, digits and ._+=- (it names the row's file), "
+                               "starting with a letter or digit", "flag")
+        if name in RESERVED_NAMES or name in methods:
+            raise SettingError("name", name, "the name of a reference row or a method; a table groups rows by "
+                               "name, so pick another (e.g. " + f"{name}-outside)", "flag")
+        if names.count(name) > 1:
+            raise SettingError("name", name, "two models would share this row; give each its own --name", "flag")

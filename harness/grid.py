@@ -14,7 +14,7 @@ from harness.config import RunConfig, method_config
 from harness.metrics import metrics
 from harness.models import load_model
 from harness.registry import methods
-from harness.results import config_hash, read_row
+from harness.results import config_hash, read_row, record_environment
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,19 +68,6 @@ def swept_values(mcfg, point) -> dict:
             for key, _ in point}
 
 
-def check_names(cfg: RunConfig) -> None:
-    """Every method, `--set METHOD.*` and `--grid METHOD.*` names a method of the run: fails before training."""
-    for name in cfg.methods:
-        methods[name]
-    for name in cfg.method_overrides:
-        if name not in cfg.methods:
-            raise ValueError(f"--set {name}.*: method '{name}' is not in --methods ({', '.join(cfg.methods)})")
-    for key in cfg.grid:
-        if key.split(".")[0] not in cfg.methods:
-            raise ValueError(f"--grid {key}: method '{key.split('.')[0]}' is not in --methods "
-                             f"({', '.join(cfg.methods)})")
-
-
 @dataclasses.dataclass
 class Context:
     """What every cell of a run shares: the benchmark, its prepared data and models, the configuration, where
@@ -90,15 +77,27 @@ class Context:
     prepared: Prepared
     cfg: RunConfig
     results_dir: Path
-    environment: str
+    env: dict                          # the environment the rows are made in, recorded with the first row
     device: str = "cpu"
     reference: object = None
     target_digest: str | None = None   # the target's weights digest: every cell loads the same target, so hashed once
+    digests: dict = dataclasses.field(default_factory=dict)   # harness eval: the digests of names already in OUT
+
+    @functools.cached_property
+    def environment(self) -> str:
+        """The environment record's key, written into OUT/environment.json when the first row needs it, so a
+        command that stops on bad input leaves no record behind (rank 0 alone writes)."""
+        return record_environment(self.results_dir.parent, self.env) if distributed.is_main() else ""
 
     @functools.cached_property
     def target_row(self) -> dict:
         """The target's row, read once (it is written before the first cell)."""
         return read_row(self.results_dir / "target.json")
+
+    @property
+    def benchmark_identity(self) -> str:
+        """The benchmark's data and models as a hash (a saved model's card records the one it was unlearned on)."""
+        return config_hash(self.prepared.identity, self.cfg.forget_split)
 
     @property
     def reference_hash(self) -> str | None:
@@ -110,15 +109,19 @@ class Context:
         return {"device": self.device.split(":")[0], "dtype": self.cfg.compute.dtype,
                 "world_size": distributed.world_size()}
 
-    def cell_hash(self, *parts) -> str:
-        """What was asked (data, models, evaluation, lm-eval tasks, how it computes, then the cell's own parts),
-        never a measured value, so the same command has the same hash on every machine. One float32 process on
-        the CPU adds nothing, so hashes made before devices existed stay valid."""
+    def cell_hash(self, *parts, target: bool = True) -> str:
+        """What was asked (data, models, evaluation, lm-eval tasks, how it computes, then the row's own parts),
+        never a measured value, so the same command has the same hash on every machine. The target model's
+        identity is left out of the rows that do not depend on it (the retain row, `harness eval`'s rows), so
+        they resume whether or not the command named a target. One float32 process on the CPU adds nothing, so
+        hashes made before devices existed stay valid."""
         tasks = self.bench.lm_eval_tasks(self.cfg)
         compute = {k: v for k, v in self.compute.items() if v != {"device": "cpu", "dtype": "float32",
                                                                   "world_size": 1}[k]}
-        return config_hash(self.prepared.identity, self.cfg.forget_split, dataclasses.asdict(self.cfg.eval),
-                           *([tasks] if tasks else []), *([compute] if compute else []), *parts)
+        of_target = [self.prepared.target_identity] if target and self.prepared.target_identity else []
+        return config_hash(self.prepared.identity, *of_target, self.cfg.forget_split,
+                           dataclasses.asdict(self.cfg.eval), *([tasks] if tasks else []),
+                           *([compute] if compute else []), *parts)
 
     def load(self, model_dir):
         """A fresh copy of a model and its tokenizer on the run's device and dtype, as its flags allow loading
@@ -135,8 +138,9 @@ class Context:
         shared = [k for k in figures if k in target and metrics.get(k).checked]
         return bool(shared) and all(figures[k] == target[k] for k in shared)
 
-    def row(self, method: str, kind: str, seed, cell_hash: str) -> dict:
+    def row(self, method: str, kind: str, seed, cell_hash: str, model: str | None = None) -> dict:
+        """The identity columns every row starts with (`model`: the evaluated model, default the target)."""
         return {"benchmark": self.bench.name, "method": method, "kind": kind, "seed": seed,
-                "model": self.prepared.model_name, "forget_split": self.prepared.forget_split,
+                "model": model or self.prepared.model_name, "forget_split": self.prepared.forget_split,
                 "template": self.cfg.eval.template, "config_hash": cell_hash, "retain_reference": self.reference_hash,
                 "environment": self.environment} | self.compute

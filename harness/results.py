@@ -24,11 +24,12 @@ import pandas as pd
 
 from harness.progress import warn
 
-IDENTITY_COLUMNS = ["benchmark", "method", "variant", "kind", "seed", "model", "forget_split", "template",
-                    "config_hash", "retain_reference", "environment", "device", "dtype", "world_size",
+IDENTITY_COLUMNS = ["benchmark", "method", "variant", "kind", "seed", "model", "weights_digest", "forget_split",
+                    "template", "config_hash", "retain_reference", "environment", "device", "dtype", "world_size",
                     "per_device_batch", "effective_batch", "unchanged", "steps", "trainable_params",
                     "unlearn_seconds", "eval_seconds", "lmeval_seconds", "wall_seconds", "peak_memory_gib"]
 REFERENCE_ROWS = ("target", "retain")
+KINDS = ("reference", "method", "model")   # a row's `kind`: the target and retain models, a cell, harness eval's
 ENVIRONMENT_FILE = "environment.json"
 PACKAGES = ("torch", "transformers", "tokenizers", "datasets", "lm_eval", "accelerate", "numpy", "scipy",
             "scikit-learn", "rouge-score", "pandas")
@@ -102,29 +103,45 @@ def cell_done(results_dir: Path, cell: str, cell_hash: str, reference_hash: str 
     return row.get("config_hash") == cell_hash and row.get("retain_reference") == reference_hash
 
 
+def is_model(frame: pd.DataFrame) -> pd.Series:
+    """Which rows are `harness eval`'s (kind `model`): one model each, with no seeds."""
+    return frame["kind"].eq("model") if "kind" in frame else pd.Series(False, index=frame.index)
+
+
 def swept_columns(frame: pd.DataFrame) -> list[str]:
     """A sweep's hyperparameter columns, named like the grid key (`simu.t`): the only names with a dot."""
     return [c for c in frame.columns if "." in c]
 
 
-def build_leaderboard(out_dir: Path, methods: list[str] = ()) -> pd.DataFrame:
-    """One row per result file: the reference models first, then methods in `methods`' order (others, from
-    earlier runs into the same folder, after them by name), each by grid point and seed."""
+def build_leaderboard(out_dir: Path, methods: list[str] = (), models: list[str] = ()) -> pd.DataFrame:
+    """One row per result file: the reference models first, then the methods' cells in `methods`' order, then
+    `harness eval`'s models in `models`' order (rows of earlier commands into the same folder after those of
+    their kind, in the order the folder's leaderboard had them, then by name), each by grid point and seed."""
     rows = [read_row(p) for p in sorted((out_dir / "results").glob("*.json"))]
     frame = pd.DataFrame(rows)
-    order = list(REFERENCE_ROWS) + list(methods)
-    frame["_order"] = frame["method"].map(lambda m: order.index(m) if m in order else len(order))
+    kinds = frame["kind"].map(lambda k: KINDS.index(k) if k in KINDS else len(KINDS)) if "kind" in frame else 0
+    order = list(dict.fromkeys([*REFERENCE_ROWS, *methods, *models, *_previous_order(out_dir)]))
+    frame["_kind"], frame["_order"] = kinds, frame["method"].map(lambda m: order.index(m) if m in order else len(order))
     swept = swept_columns(frame)
-    frame = frame.sort_values(["_order", "method", *swept, "seed"], na_position="first").drop(columns="_order")
+    frame = frame.sort_values(["_kind", "_order", "method", *swept, "seed"], na_position="first").drop(
+        columns=["_kind", "_order"])
     frame["seed"] = frame["seed"].astype("Int64")  # integers, empty for the reference rows
     metrics = [c for c in frame.columns if c not in IDENTITY_COLUMNS and c not in swept]
     return frame[[c for c in IDENTITY_COLUMNS if c in frame.columns] + swept + metrics]
 
 
-def write_leaderboard(out_dir: Path, methods: list[str] = ()) -> Path:
+def _previous_order(out_dir: Path) -> list[str]:
+    """The row names of the folder's leaderboard as it was (an unreadable one gives none)."""
+    try:
+        return list(dict.fromkeys(pd.read_csv(out_dir / "leaderboard.csv", usecols=["method"])["method"]))
+    except (OSError, ValueError, pd.errors.ParserError, UnicodeDecodeError):
+        return []
+
+
+def write_leaderboard(out_dir: Path, methods: list[str] = (), models: list[str] = ()) -> Path:
     path = out_dir / "leaderboard.csv"
     with uninterrupted():
-        write_atomically(path, build_leaderboard(out_dir, methods).to_csv(index=False))
+        write_atomically(path, build_leaderboard(out_dir, methods, models).to_csv(index=False))
     return path
 
 

@@ -9,6 +9,48 @@ from dataclasses import dataclass
 from typing import Callable
 
 
+class SettingError(ValueError):
+    """A setting that is not what it may be: which one, its value, and what was expected. `via` is how it was
+    given, so each door words it its own way: the command line as its flag (`--set simu.lr=0`, `--grid ...`,
+    `--device cuda:9`), Python as the key or keyword (`simu.lr=0` of `settings`, `device='cuda:9'`). `file` names the
+    preset a value came from, the same for both."""
+
+    def __init__(self, setting: str, value, problem: str, via: str = "set", file: str | None = None):
+        self.setting, self.value, self.problem, self.via, self.file = setting, value, problem, via, file
+        super().__init__(self.python())
+
+    def _in_file(self, value: str) -> str:
+        return f"{self.file}: {self.setting}{value}: {self.problem}" if self.setting else f"{self.file}: {self.problem}"
+
+    def cli(self) -> str:
+        """As the command line gave it: `--set KEY=VALUE: ...`, `--grid KEY=VALUE: ...`, `--FLAG VALUE: ...`."""
+        value = "" if self.value is None else f"={self._shown}"
+        if self.file:
+            return self._in_file(value)
+        if self.via == "flag":
+            shown = "" if self.value is None else f" {self._shown}"
+            return f"--{self.setting.replace('_', '-')}{shown}: {self.problem}"
+        return f"--{self.via} {self.setting}{value}: {self.problem}"
+
+    def python(self) -> str:
+        """As Python gave it: `KEY=VALUE: ...` for `settings`, `grid KEY=VALUE: ...`, `KEYWORD='VALUE': ...`."""
+        value = "" if self.value is None else f"={self._shown}"
+        if self.file:
+            return self._in_file(value)
+        if self.via == "flag":
+            return f"{self.setting}{'' if self.value is None else f'={self.value!r}'}: {self.problem}"
+        return f"{'grid ' if self.via == 'grid' else ''}{self.setting}{value}: {self.problem}"
+
+    @property
+    def _shown(self) -> str:
+        """The value as given, an empty one as '' so that it shows."""
+        return "''" if self.value == "" else str(self.value)
+
+    def in_file(self, file) -> "SettingError":
+        """The same error, naming the preset file it came from."""
+        return SettingError(self.setting, self.value, self.problem, self.via, str(file))
+
+
 @dataclass(frozen=True)
 class Rule:
     test: Callable[[object], bool]
@@ -39,7 +81,8 @@ def one_of(*choices: str) -> Rule:
 
 
 def check(rules: dict[str, Rule], values: dict, prefix: str) -> None:
-    """Raise one `--set PREFIX.KEY=VALUE: expected ...` error for the first value that breaks its rule."""
+    """Raise one `SettingError` (`--set PREFIX.KEY=VALUE: expected ...`) for the first value that breaks its
+    rule."""
     for key, rule in rules.items():
         if key in values and not rule.test(values[key]):
-            raise ValueError(f"--set {prefix}.{key}={values[key]}: expected {rule.expected}")
+            raise SettingError(f"{prefix}.{key}", values[key], f"expected {rule.expected}")

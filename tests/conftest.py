@@ -24,16 +24,36 @@ def figure_stats():
 @pytest.fixture(scope="session")
 def micro_run(tmp_path_factory):
     """CI's smoke run (the micro world, seeds 0, 1, 2), in a process of its own under the scalar kernels, its log
-    (not a terminal) kept. It trains the micro models every micro-world test then shares (`micro_cache`), so
-    its log and models are the same whichever test asks first."""
+    (not a terminal) kept, each cell's model saved (`--save-models`). It trains the micro models every
+    micro-world test then shares (`micro_cache`), so its log and models are the same whichever test asks
+    first."""
     root = tmp_path_factory.mktemp("e2e")
     env = os.environ | {"ATEN_CPU_CAPABILITY": "default"}
     command = [sys.executable, "-m", "harness", "run", "--methods", "fo-graddiff,so-graddiff,simu", "--seeds", "0,1,2",
-               "--out", str(root / "run"), "--cache-dir", str(root / "cache"), "--preset", "tofu-mini-smoke"]
+               "--out", str(root / "run"), "--cache-dir", str(root / "cache"), "--preset", "tofu-mini-smoke",
+               "--save-models"]
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     (root / "log").write_text(done.stderr)
     assert done.returncode == 0, done.stderr[-2000:]
     return root
+
+
+SMALL_LUME = ["lume.forget_docs=2", "lume.retain_docs=4", "lume.nonmember_docs=2", "lume.sum_operands=4"]
+# the micro tokenizer (1,024 tokens, trained on the TOFU-style world) spends 60 to 80 tokens on a PII continuation
+LONG_ENOUGH = ["--set", "eval.max_new_tokens=96"]
+LUME_RUN = ["run", "--preset", "tofu-mini-smoke", "--benchmark", "lume-mini", "--methods", "fo-graddiff",
+            "--lm-eval-tasks", "embedded_real_authors_loglik", *[a for s in SMALL_LUME for a in ("--set", s)],
+            *LONG_ENOUGH]
+
+
+@pytest.fixture(scope="session")
+def lume_run(tmp_path_factory, micro_cache):
+    """`harness run` on lume-mini at micro sizes through the CLI (`LUME_RUN`), once a session; it trains the
+    micro LUME target into `micro_cache`."""
+    from harness.cli import main
+    out = tmp_path_factory.mktemp("lume") / "run"
+    assert main([*LUME_RUN, "--out", str(out), "--cache-dir", str(micro_cache)]) == 0
+    return out
 
 
 @pytest.fixture(scope="session")

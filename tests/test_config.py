@@ -90,7 +90,7 @@ def test_a_preset_file_of_your_own(tmp_path):
     ('description = "x"\n[methods.simu]\ntt = 0.5', "simu.tt: unknown hyperparameter; simu has: "),
     ('description = "x"\n[methods.nope]\nlr = 1', "methods.nope: unknown method; registered: fo-graddiff"),
     ('description = "x"\n[world]\nn_authors = "many"', "world.n_authors=many: expected a int"),
-    ('description = "x"\nbenchmark = "mmlu"', "benchmark mmlu: unknown; registered: lume, lume-mini"),
+    ('description = "x"\nbenchmark = "mmlu"', "benchmark=mmlu: unknown; registered: lume, lume-mini"),
     ('description = x', "not TOML"),
 ])
 def test_a_bad_preset_is_one_line_naming_the_file_and_key(tmp_path, capsys, text, message):

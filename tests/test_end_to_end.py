@@ -4,6 +4,7 @@ runs under other CPU kernels (ATEN_CPU_CAPABILITY=default; the reference was mad
 
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -180,11 +181,13 @@ def test_rerun_skips_finished_cells(micro_run, capsys):
     assert "train target" not in err and "train base" not in err  # the cached models were reused
 
 
-def test_changed_hyperparameter_reruns_only_that_cell(micro_run):
-    results = micro_run / "run" / "results"
+def test_changed_hyperparameter_reruns_only_that_cell(micro_run, tmp_path):
+    run = shutil.copytree(micro_run / "run", tmp_path / "run")    # the shared run stays as the other tests read it
+    results = run / "results"
     target_before = (results / "target.json").stat().st_mtime_ns
     old = json.loads((results / "fo-graddiff-seed0.json").read_text())["config_hash"]
-    assert harness_run(micro_run / "run", micro_run / "cache", "--set", "fo-graddiff.epochs=1") == 0
+    assert harness_run(run, micro_run / "cache", "--set", "fo-graddiff.epochs=1") == 0
     new = json.loads((results / "fo-graddiff-seed0.json").read_text())
     assert new["config_hash"] != old and new["steps"] < 5
     assert (results / "target.json").stat().st_mtime_ns == target_before
+    assert not (run / "models" / "fo-graddiff-seed0").exists() and (run / "models" / "simu-seed0").exists()

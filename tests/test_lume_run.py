@@ -14,20 +14,7 @@ from harness.embedded import build_model, prepare_embedded_lume
 from harness.models import load_model
 from harness.tables import render
 
-SMALL_LUME = ["lume.forget_docs=2", "lume.retain_docs=4", "lume.nonmember_docs=2", "lume.sum_operands=4"]
-# the micro tokenizer (1,024 tokens, trained on the TOFU-style world) spends 60 to 80 tokens on a PII continuation
-LONG_ENOUGH = ["--set", "eval.max_new_tokens=96"]
-
-
-@pytest.fixture(scope="module")
-def lume_run(tmp_path_factory, micro_cache):
-    out = tmp_path_factory.mktemp("lume") / "run"
-    sets = [a for s in SMALL_LUME for a in ("--set", s)]
-    assert main(["run", "--preset", "tofu-mini-smoke", "--benchmark", "lume-mini", "--methods", "fo-graddiff",
-                 "--lm-eval-tasks", "embedded_real_authors_loglik", "--out", str(out), "--cache-dir",
-                 str(micro_cache), *sets, *LONG_ENOUGH]) == 0
-    return out
-
+from conftest import SMALL_LUME  # noqa: E402  (shared with the session's lume_run)
 
 def test_lume_leaderboard_has_every_lume_figure(lume_run):
     board = pd.read_csv(lume_run / "leaderboard.csv").set_index("method")

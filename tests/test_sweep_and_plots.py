@@ -80,7 +80,7 @@ def test_table_and_check_keep_grid_points_apart(sweep_run, tmp_path, capsys):
 def test_bad_grids_are_one_clear_error(tmp_path, capsys):
     cfg = RunConfig()
     for bad, expected in [("simu.t", "expected METHOD.key=v1,v2"), ("nope.t=1", "expected METHOD.key"),
-                          ("simu.zz=1", "--grid simu.zz: unknown hyperparameter"), ("simu.t=a", "expected a float"),
+                          ("simu.zz=1", "grid simu.zz: unknown hyperparameter"), ("simu.t=a", "expected a float"),
                           ("simu.t=0.1,0.1", "distinct")]:
         with pytest.raises(ValueError, match=expected):
             add_grid(cfg, bad)

@@ -19,17 +19,20 @@ TARGET_MIN_SCORE = 0.9   # below this on a `memorised` column, the target has li
 @dataclass
 class Prepared:
     """A benchmark's resolved data and models. `forget` and `retain` are the rows the methods train on,
-    `splits` what `evaluate` reads; `identity` is what the cells' hashes cover (never a measured value)."""
+    `splits` what `evaluate` reads; `identity` is what every row's hash covers and `target_identity` what the
+    target's row and the methods' rows add (a real target model's path; an embedded target is covered by its
+    recipe in `identity`). Neither ever holds a measured value."""
 
     splits: object
     forget: list[dict]
     retain: list[dict]
     forget_split: str
-    target_dir: Path | str
+    target_dir: Path | str | None     # the target model; None when `harness eval` scores models without one
     retain_dir: Path | str | None     # a retain model to evaluate as the reference, if there is one
     model_name: str
     identity: dict
     lm_eval_dir: Path | None = None   # the bridge's task YAMLs, written by the runner when tasks are asked for
+    target_identity: dict | None = None
 
 
 class Benchmark:
@@ -102,17 +105,27 @@ class Benchmark:
 
 def no_real_paths(cfg) -> None:
     """An embedded benchmark brings its own data and models."""
-    for flag, value in (("--data", cfg.data), ("--model", cfg.model), ("--retain-model", cfg.retain_model)):
+    target = "--model" if cfg.methods else "--target"   # harness eval's --model is what it scores
+    for flag, value in (("--data", cfg.data), (target, cfg.model), ("--retain-model", cfg.retain_model)):
         if value:
             raise ValueError(f"{flag}: the embedded benchmark brings its own; use --benchmark tofu or lume for real "
                              f"data and models")
 
 
 def need_real_paths(cfg, what: str) -> None:
-    if not cfg.data or not cfg.model:
+    """Real data, and a target model when there are methods to unlearn it with (`harness eval` scores models
+    without one)."""
+    if cfg.methods and (not cfg.data or not cfg.model):
         raise ValueError(f"--benchmark {cfg.benchmark}: needs --data ({what}) and --model (the target model)")
+    if not cfg.data:
+        raise ValueError(f"--benchmark {cfg.benchmark}: needs --data ({what})")
 
 
 def model_name(path) -> str:
-    """A model's short name for the leaderboard: its folder's (or hub repository's) last part."""
-    return Path(str(path).rstrip("/")).name
+    """A model's short name for the leaderboard: its folder's (or hub repository's) last part ('' for none)."""
+    return Path(str(path).rstrip("/")).name if path else ""
+
+
+def target_identity(cfg) -> dict | None:
+    """A real target's part of the hash of the rows that depend on it."""
+    return {"model": str(cfg.model)} if cfg.model else None

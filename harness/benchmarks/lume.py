@@ -8,7 +8,7 @@ from evaluators import lume
 from evaluators.base import EvalResult
 from evaluators.generation import generate
 from evaluators.scoring import document_nll
-from harness.benchmarks.base import Benchmark, Prepared, model_name, need_real_paths
+from harness.benchmarks.base import Benchmark, Prepared, model_name, need_real_paths, target_identity
 from harness.data.lume import as_qa, load_lume
 
 MMLU_SUBSTITUTE = "embedded_arithmetic_mc"   # the final score without MMLU: the bridge's held-out sums
@@ -22,8 +22,8 @@ class Lume(Benchmark):
     def prepare(self, cfg) -> Prepared:
         self.no_retain_reference(cfg)
         need_real_paths(cfg, "a folder of the official LUME files")
-        identity = {"data": str(cfg.data), "model": str(cfg.model)}
-        return self.prepared(load_lume(cfg.data), cfg.model, model_name(cfg.model), identity)
+        return self.prepared(load_lume(cfg.data), cfg.model, model_name(cfg.model), {"data": str(cfg.data)},
+                             target_identity(cfg))
 
     def no_retain_reference(self, cfg) -> None:
         if cfg.retain_model or cfg.retain_eval:
@@ -31,8 +31,9 @@ class Lume(Benchmark):
                              f"--retain-model and --retain-eval")
 
     @staticmethod
-    def prepared(splits, target, name: str, identity: dict) -> Prepared:
-        return Prepared(splits, as_qa(splits.forget), as_qa(splits.retain), "forget", target, None, name, identity)
+    def prepared(splits, target, name: str, identity: dict, of_target: dict | None = None) -> Prepared:
+        return Prepared(splits, as_qa(splits.forget), as_qa(splits.retain), "forget", target, None, name, identity,
+                        target_identity=of_target)
 
     def evaluate(self, model, tokenizer, prepared: Prepared, cfg) -> EvalResult:
         """Every LUME figure but the final score: greedy generations of the forget and retain rows, and the

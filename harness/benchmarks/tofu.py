@@ -9,7 +9,7 @@ from evaluators.base import EvalResult
 from evaluators.generation import generate
 from evaluators.scoring import score_answers
 from evaluators.tofu import RetainReference
-from harness.benchmarks.base import Benchmark, Prepared, model_name, need_real_paths
+from harness.benchmarks.base import Benchmark, Prepared, model_name, need_real_paths, target_identity
 from harness.data.tofu import load_splits, prompt_ids, prompt_text
 
 
@@ -21,10 +21,10 @@ class Tofu(Benchmark):
         need_real_paths(cfg, "a TOFU folder or hub name")
         if cfg.retain_model and cfg.retain_eval:
             raise ValueError("--retain-model and --retain-eval: give one retain reference, not both")
-        identity = {"data": str(cfg.data), "model": str(cfg.model), "retain_model": cfg.retain_model}
+        identity = {"data": str(cfg.data), "retain_model": cfg.retain_model}
         splits = load_splits(cfg.data, cfg.forget_split)
         return Prepared(splits, splits.forget, splits.retain, cfg.forget_split, cfg.model, cfg.retain_model,
-                        model_name(cfg.model), identity)
+                        model_name(cfg.model), identity, target_identity=target_identity(cfg))
 
     def evaluate(self, model, tokenizer, prepared: Prepared, cfg) -> EvalResult:
         """Every TOFU figure that needs no retain model."""

@@ -1,7 +1,7 @@
 """Presets: paper and CI configurations as TOML files in this folder (or any `--preset path/to/file.toml`).
 
 A preset sets what a command line would: `benchmark`, `data`, `model`, `retain_model`, `forget_split`, the
-sections `[world]`, `[train]`, `[eval]`, `[lume]` and `[compute]` (as `--set SECTION.KEY=V`), and each method's
+sections `[world]`, `[train]`, `[eval]`, `[lume]`, `[compute]` and `[save]` (as `--set SECTION.KEY=V`), and each method's
 hyperparameters under `[methods.NAME]` (its methods are the run's unless `--methods` names others).
 `model_shape` names a config.json (relative to the preset) of the target's architecture, which `--dry-run`
 reads when the model's own config cannot be read (offline). `description` (required) is what `harness run
@@ -14,9 +14,11 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+from harness.rules import SettingError
+
 FOLDER = Path(__file__).parent
 STRINGS = ("description", "benchmark", "data", "model", "retain_model", "forget_split", "model_shape")
-SECTIONS = ("world", "train", "eval", "lume", "compute", "methods")
+SECTIONS = ("world", "train", "eval", "lume", "compute", "save", "methods")
 
 
 def names() -> list[str]:
@@ -28,31 +30,31 @@ def path_of(name: str) -> Path:
     if name.endswith(".toml"):
         return Path(name)
     if name not in names():
-        raise ValueError(f"--preset {name}: unknown; expected one of {', '.join(names())} or a .toml file")
+        raise SettingError("preset", name, f"unknown; expected one of {', '.join(names())} or a .toml file", "flag")
     return FOLDER / f"{name}.toml"
 
 
 def load(name: str) -> dict:
-    """The preset as a dict, its shape checked: one clear error naming the file and the key."""
+    """The preset as a dict, its shape checked: one SettingError naming the file and the key."""
     path = path_of(name)
     try:
         preset = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as err:
-        raise ValueError(f"--preset {path}: cannot read it ({err.strerror})") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ValueError(f"{path}: not TOML ({err})") from None
+        raise SettingError("preset", str(path), f"cannot read it ({err.strerror})", "flag") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise SettingError("", None, f"not TOML ({err})", file=str(path)) from None
     for key, value in preset.items():
         if key not in STRINGS + SECTIONS:
-            raise ValueError(f"{path}: unknown key '{key}'; expected {', '.join(STRINGS + SECTIONS)}")
+            raise SettingError("", None, f"unknown key '{key}'; expected {', '.join(STRINGS + SECTIONS)}", file=str(path))
         if key in STRINGS and not isinstance(value, str):
-            raise ValueError(f"{path}: '{key}' must be a string")
+            raise SettingError("", None, f"'{key}' must be a string", file=str(path))
         if key in SECTIONS and not isinstance(value, dict):
-            raise ValueError(f"{path}: '{key}' must be a table ([{key}])")
+            raise SettingError("", None, f"'{key}' must be a table ([{key}])", file=str(path))
     for method, values in preset.get("methods", {}).items():
         if not isinstance(values, dict):
-            raise ValueError(f"{path}: methods.{method} must be a table ([methods.{method}])")
+            raise SettingError("", None, f"methods.{method} must be a table ([methods.{method}])", file=str(path))
     if "description" not in preset:
-        raise ValueError(f"{path}: missing 'description' (one line for `harness run --help`)")
+        raise SettingError("", None, "missing 'description' (one line for `harness run --help`)", file=str(path))
     return preset
 
 

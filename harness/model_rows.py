@@ -1,0 +1,148 @@
+"""Rows of models scored as they are: the `reference` rows (the target and retain models, and the retain
+reference that forget quality and privleak are measured against) and `harness eval`'s rows of kind `model`
+(a folder, a hub name, a PEFT adapter, a cell saved by `--save-models`), which carry their weights' digest."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from evaluators import lm_eval_bridge
+from harness import distributed
+from harness.checkpoints import read_card
+from harness.grid import Context
+from harness.models import check_model, peak_memory_gib, reset_peak_memory, weights_digest
+from harness.progress import note, warn
+from harness.results import cell_done, read_row, write_cell
+from harness.rules import SettingError
+
+
+def check_models(paths, cfg, flags=()) -> None:
+    """Each model folder (or hub name) is one a causal LM loads from, as the run's flags allow: one line naming
+    the flag and what is wrong otherwise, before any weight is read."""
+    for path, flag in zip(paths, [*flags, *["--model"] * len(paths)]):
+        if path:
+            check_model(path, trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle, flag=flag)
+
+
+def evaluate_reference_model(ctx: Context, which: str, model_dir) -> dict | None:
+    """The target (or retain) model, unchanged, as a leaderboard row of its own; its metrics, or None when
+    the row was already done."""
+    cell_hash = ctx.cell_hash(which, target=which == "target")
+    if cell_done(ctx.results_dir, which, cell_hash, ctx.reference_hash):
+        return None
+    reset_peak_memory(ctx.device)
+    model, tokenizer = ctx.load(model_dir)
+    result, seconds = ctx.bench.score(model, tokenizer, ctx.prepared, ctx.cfg, ctx.reference)
+    if which == "retain":   # the retain model is the reference, and is scored against itself too
+        ctx.reference = ctx.bench.reference_from(result, ctx.cfg.retain_model or "embedded retain model")
+        result.metrics |= ctx.bench.reference_metrics(result, ctx.reference)
+        ctx.reference.save(ctx.results_dir.parent / "reference" / "retain.json")
+    row = ctx.row(which, "reference", None, cell_hash) | {
+        "weights_digest": weights_digest(model), "steps": 0, "trainable_params": 0, "unlearn_seconds": 0.0,
+        "eval_seconds": seconds, "wall_seconds": seconds, "peak_memory_gib": peak_memory_gib(ctx.device)} | \
+        result.metrics
+    write_cell(ctx.results_dir, which, row, result.items)
+    note(f"{which}: evaluated in {seconds:.1f} s")
+    return result.metrics
+
+
+def set_retain_reference(ctx: Context) -> None:
+    """Read `--retain-eval`, or evaluate the retain model as the `retain` row (saved as `reference/retain.json`
+    and reused on resume); with neither, warn that forget quality and privleak are missing."""
+    if ctx.cfg.retain_eval:
+        ctx.reference = ctx.bench.load_reference(ctx.cfg.retain_eval)
+        return
+    if not ctx.bench.retain_reference:
+        return
+    if ctx.prepared.retain_dir is None:
+        warn("no retain model (--retain-model or --retain-eval), so no forget_quality or privleak")
+        return
+    saved = ctx.results_dir.parent / "reference" / "retain.json"
+    if saved.exists():
+        ctx.reference = ctx.bench.load_reference(saved)
+        if cell_done(ctx.results_dir, "retain", ctx.cell_hash("retain", target=False), ctx.reference_hash):
+            return
+        ctx.reference = None
+    evaluate_reference_model(ctx, "retain", ctx.prepared.retain_dir)
+
+
+def evaluate_reference_models(ctx: Context, out_dir: Path) -> None:
+    """The lm-eval tasks' files, the retain reference and the target's row (rank 0)."""
+    if tasks := ctx.bench.lm_eval_tasks(ctx.cfg):
+        ctx.prepared.lm_eval_dir = lm_eval_bridge.write_embedded_tasks(out_dir / "lm_eval_tasks", ctx.cfg.world,
+                                                                          ctx.cfg.lume)
+        for task in set(tasks) & set(lm_eval_bridge.EMBEDDED_TASKS):
+            note(lm_eval_bridge.describe(task, ctx.cfg.world, ctx.cfg.lume))
+    set_retain_reference(ctx)
+    if ctx.prepared.target_dir is None:
+        return
+    if (target := evaluate_reference_model(ctx, "target", ctx.prepared.target_dir)) is not None:
+        ctx.bench.warn_if_nothing_to_unlearn(target)
+
+
+# --- harness eval: models made elsewhere ------------------------------------------------------------------
+
+def model_row_file(name: str) -> str:
+    """A model row's result file (`results/<name>.model.json`): never a cell's (those end in `seed<k>`)."""
+    return f"{name}.model"
+
+
+def check_names_free(ctx: Context) -> None:
+    """Before anything is written: a name whose row is already in the run folder must hold the same weights
+    (then the row resumes, or is redone for changed settings), else the command stops on it. Only then is the
+    model loaded twice (once here for its digest). A row scored in another dtype has another digest, so
+    there the folder or hub name must be the row's own."""
+    if not distributed.is_main():
+        return
+    for name, source in zip(ctx.cfg.model_names, ctx.cfg.models):
+        path = ctx.results_dir / f"{model_row_file(name)}.json"
+        if not path.exists():
+            continue
+        previous = read_row(path)
+        if previous.get("dtype") != ctx.cfg.compute.dtype:
+            if previous.get("model") != str(source):
+                raise _clash(name, path, previous, f"{source}, another model, in {ctx.cfg.compute.dtype}")
+            continue
+        model, _ = ctx.load(source)
+        digest = ctx.digests[name] = weights_digest(model)
+        del model
+        if previous.get("weights_digest") != digest:
+            raise _clash(name, path, previous, f"{source} is {digest}")
+
+
+def _clash(name: str, path: Path, previous: dict, this: str) -> SettingError:
+    return SettingError("name", name, f"{path} holds the row of other weights ({previous.get('model')}, digest "
+                        f"{previous.get('weights_digest')} in {previous.get('dtype')}; {this}): pick another --name, "
+                        f"or delete that file to replace its row", "flag")
+
+
+def evaluate_model(ctx: Context, name: str, source: str) -> None:
+    """One model as a row of kind `model`: skipped when its row is done for these weights and settings."""
+    cell_hash, file = ctx.cell_hash("model", target=False), model_row_file(name)
+    digest = ctx.digests.get(name)
+    if digest and cell_done(ctx.results_dir, file, cell_hash, ctx.reference_hash) and \
+            read_row(ctx.results_dir / f"{file}.json").get("weights_digest") == digest:
+        note(f"{name}: already evaluated (the same weights and settings)")
+        return
+    start = time.perf_counter()
+    reset_peak_memory(ctx.device)
+    model, tokenizer = ctx.load(source)
+    digest = weights_digest(model)
+    warn_if_other_benchmark(ctx, name, source)
+    result, seconds = ctx.bench.score(model, tokenizer, ctx.prepared, ctx.cfg, ctx.reference)
+    row = ctx.row(name, "model", None, cell_hash, model=str(source)) | {
+        "weights_digest": digest, "eval_seconds": seconds, "wall_seconds": time.perf_counter() - start,
+        "peak_memory_gib": peak_memory_gib(ctx.device)} | result.metrics
+    write_cell(ctx.results_dir, file, row, result.items)
+    note(f"{name}: evaluated in {seconds:.1f} s")
+
+
+def warn_if_other_benchmark(ctx: Context, name: str, source: str) -> None:
+    """A model saved by `--save-models` knows the benchmark configuration it was unlearned on: say so when it
+    is scored on another (its row would not be comparable with its cell's)."""
+    card = read_card(source)
+    if card and card.get("benchmark_identity") not in (None, ctx.benchmark_identity):
+        warn(f"{name}: {source} was unlearned on another configuration of {card.get('benchmark')} (its card says "
+             f"{card.get('benchmark_identity')}, this run is {ctx.benchmark_identity}); give the run's --preset "
+             f"and --set to compare it with its cell")
