@@ -337,8 +337,8 @@ def run_check(args) -> int:
 
 
 def _row_environments(records: dict[str, dict], frame) -> dict[str, dict]:
-    """The environment records some row of `frame` was made in (a resume records its environment even when
-    it has nothing left to run)."""
+    """The environment records some row of `frame` was made in (a folder may hold records of rows since
+    replaced)."""
     if "environment" not in frame.columns:
         return records
     return {key: env for key, env in records.items() if key in set(frame["environment"])}

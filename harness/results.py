@@ -115,12 +115,12 @@ def swept_columns(frame: pd.DataFrame) -> list[str]:
 
 def build_leaderboard(out_dir: Path, methods: list[str] = (), models: list[str] = ()) -> pd.DataFrame:
     """One row per result file: the reference models first, then the methods' cells in `methods`' order, then
-    `harness eval`'s models in `models`' order (rows of earlier commands into the same folder after those of
-    their kind, in the order the folder's leaderboard had them, then by name), each by grid point and seed."""
+    `harness eval`'s models; rows of earlier commands into the same folder keep the order the folder's
+    leaderboard had them in (new models are added after them), the rest by name, each by grid point and seed."""
     rows = [read_row(p) for p in sorted((out_dir / "results").glob("*.json"))]
     frame = pd.DataFrame(rows)
     kinds = frame["kind"].map(lambda k: KINDS.index(k) if k in KINDS else len(KINDS)) if "kind" in frame else 0
-    order = list(dict.fromkeys([*REFERENCE_ROWS, *methods, *models, *_previous_order(out_dir)]))
+    order = list(dict.fromkeys([*REFERENCE_ROWS, *methods, *_previous_order(out_dir), *models]))
     frame["_kind"], frame["_order"] = kinds, frame["method"].map(lambda m: order.index(m) if m in order else len(order))
     swept = swept_columns(frame)
     frame = frame.sort_values(["_kind", "_order", "method", *swept, "seed"], na_position="first").drop(
