@@ -72,10 +72,8 @@ def evaluate(models: Iterable[str] | str, names: Iterable[str] | str | None = No
     target of a real benchmark."""
     from harness.config import build
     from harness.runner import evaluate as evaluate_models
-    models = [models] if isinstance(models, (str, Path)) else list(models)
-    names = [names] if isinstance(names, str) else names
-    cfg = build("eval", models=[str(m) for m in models], names=names, benchmark=benchmark, preset=preset, out=out,
-                settings=settings, **options)
+    cfg = build("eval", models=models, names=names, benchmark=benchmark, preset=preset, out=out, settings=settings,
+                **options)
     return _result(evaluate_models(cfg))
 
 

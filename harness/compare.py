@@ -90,7 +90,8 @@ def selected_preset(frame: pd.DataFrame, points: pd.DataFrame, benchmark: str) -
     beyond those (another preset's world, `--set`) are not in it."""
     lines = [f'description = "{benchmark}: each method at the grid point harness compare selected"',
              f'benchmark = "{benchmark}"', ""]
-    rerunnable = set(method_cells(frame).loc[~is_model(method_cells(frame)), "method"])
+    cells = method_cells(frame)
+    rerunnable = set(cells.loc[~is_model(cells), "method"])
     for _, point in points[points["selected"] & points["method"].isin(rerunnable)].iterrows():
         row = frame[(frame["method"] == point["method"]) & (frame["variant"].fillna("") == point["variant"])].iloc[0]
         lines.append(f"[methods.{point['method']}]")

@@ -198,9 +198,8 @@ def set_value(cfg: RunConfig, key: str, value) -> None:
 
 def apply_override(cfg: RunConfig, assignment: str) -> None:
     """Apply one `key=value` string (the CLI's `--set`) to `cfg` in place."""
-    if "=" not in assignment:
-        raise SettingError(assignment, None, "expected key=value")
-    set_value(cfg, *assignment.split("=", 1))
+    for key, value in _pairs([assignment]):
+        set_value(cfg, key, value)
 
 
 def _text(value) -> str:
@@ -210,10 +209,8 @@ def _text(value) -> str:
 
 def add_grid(cfg: RunConfig, assignment: str) -> None:
     """Add one `--grid METHOD.key=v1,v2,...` axis to `cfg`."""
-    key, sep, values = assignment.partition("=")
-    if not sep:
-        raise SettingError(assignment, None, "expected METHOD.key=v1,v2,...", "grid")
-    add_axis(cfg, key, [v.strip() for v in values.split(",") if v.strip()])
+    for key, values in _axes([assignment]):
+        add_axis(cfg, key, values)
 
 
 def add_axis(cfg: RunConfig, key: str, values: Iterable) -> None:
@@ -267,9 +264,6 @@ def apply_preset(cfg: RunConfig, name: str) -> None:
 
 
 # --- build: the one way a run is defined -------------------------------------------------------------------
-
-FLAGS = ("benchmark", "data", "model", "retain_model", "retain_eval", "trust_remote_code", "allow_pickle", "wait")
-
 
 def build(command: str = "run", *, preset: str | None = None, benchmark: str | None = None,
           methods: Iterable[str] | None = None, seeds: Iterable[int] | None = None, out: str | None = None,
@@ -346,12 +340,10 @@ def _out(out: str | None) -> str | None:
 def _seeds(seeds) -> list[int]:
     import numbers
     values = [seeds] if isinstance(seeds, numbers.Integral) else list(seeds)
-    if not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in values):
+    integers = all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in values)
+    if not values or not integers or min(values) < 0 or len(set(values)) != len(values):
         raise SettingError("seeds", ",".join(map(str, values)), "expected one or more distinct integers >= 0", "flag")
-    values = [int(s) for s in values]
-    if not values or min(values) < 0 or len(set(values)) != len(values):
-        raise SettingError("seeds", ",".join(map(str, values)), "expected one or more distinct integers >= 0", "flag")
-    return values
+    return [int(s) for s in values]
 
 
 def _names(values: Iterable[str], flag: str, allow_empty: bool = False) -> list[str]:
