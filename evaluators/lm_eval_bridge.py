@@ -14,12 +14,15 @@ error naming it. Results become columns `lmeval_<task>_<metric>`.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
+import re
 from pathlib import Path
 
 from harness.data.lume import LumeWorldConfig, sums
 from harness.data.world import WorldConfig, generate_world
+from harness.files import write_atomically
 from harness.metrics import Metric
 
 # lm-eval's metrics (accuracy and the like) are better higher, perplexities lower (harness/metrics.py)
@@ -77,6 +80,60 @@ def check_template(tasks: list[str], template: str) -> None:
                          f"--template qa")
 
 
+TASK_LINE = re.compile(r"^(?:task|group|tag):\s*(\S.*)$")
+
+
+def check_tasks(tasks: list[str], cache_dir=None) -> None:
+    """Every task name is the bridge's or lm-eval's, known without loading any data: first from a scan of the
+    `task:`/`group:`/`tag:` lines of lm-eval's own YAMLs (a third of a second), and only for a name that scan
+    misses (a task defined by an include or a group's list), from lm-eval's full index, which takes seconds
+    to build and is kept in the harness cache for the installed lm-eval version."""
+    unknown = [t for t in tasks if t not in EMBEDDED_TASKS and t not in _scanned_names()]
+    if unknown:
+        index = _full_index(cache_dir)
+        unknown = [t for t in unknown if t not in index]
+    if unknown:
+        raise ValueError(f"--lm-eval-tasks {unknown[0]}: not an lm-eval task of lm-eval {_lm_eval_version()} (the "
+                         f"embedded ones are {', '.join(EMBEDDED_TASKS)}; `lm-eval ls tasks` lists the others)")
+
+
+def _lm_eval_version() -> str:
+    from importlib.metadata import version
+    return version("lm_eval")
+
+
+@functools.cache
+def _scanned_names() -> set[str]:
+    import importlib.util
+    spec = importlib.util.find_spec("lm_eval.tasks")
+    names = set()
+    for path in Path(spec.origin).parent.rglob("*.yaml"):
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            if match := TASK_LINE.match(line):
+                value = match.group(1).strip().strip("'\"")
+                names.update(v.strip().strip("'\"") for v in value.strip("[]").split(",")) if value[:1] == "[" \
+                    else names.add(value)
+    return names
+
+
+def _full_index(cache_dir) -> set[str]:
+    """lm-eval's `TaskManager().all_tasks`, cached as JSON beside the embedded models."""
+    from harness.config import cache_root
+    path = cache_root(cache_dir) / f"lm_eval-{_lm_eval_version()}-tasks.json"
+    try:
+        return set(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        pass
+    from lm_eval.tasks import TaskManager
+    names = sorted(TaskManager().all_tasks)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(path, json.dumps(names))
+    except OSError:
+        pass   # an unwritable cache costs the index again next time, nothing else
+    return set(names)
+
+
 def describe(task: str, world_cfg: WorldConfig, lume_cfg: LumeWorldConfig) -> str:
     """What an embedded task's data and prompt are, for the run's log."""
     data = {"embedded_world_facts_mc": "world facts as multiple choice among their perturbed answers, from the "
@@ -109,9 +166,9 @@ def write_embedded_tasks(folder: Path, world_cfg: WorldConfig, lume_cfg: LumeWor
             "embedded_arithmetic_mc": sums(lume_cfg)[1]}
     for task, rows in data.items():
         path = folder / f"{task}.jsonl"
-        path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        write_atomically(path, "".join(json.dumps(r) + "\n" for r in rows))
         yaml = YAML[task].replace("{data}", json.dumps(str(path))).replace("{prompt}", PROMPT.replace("\n", "\\n"))
-        (folder / f"{task}.yaml").write_text(yaml, encoding="utf-8")
+        write_atomically(folder / f"{task}.yaml", yaml)
     return folder
 
 
@@ -139,10 +196,6 @@ def run_tasks(model, tokenizer, tasks: list[str], tasks_dir: Path, batch_size: i
     if key not in _MANAGERS:   # indexing lm-eval's thousands of task YAMLs takes seconds: once per process
         _MANAGERS[key] = TaskManager(include_path=key)
     manager = _MANAGERS[key]
-    for task in tasks:
-        if task not in manager.all_tasks:
-            raise ValueError(f"--lm-eval-tasks {task}: not an lm-eval task (the embedded ones are "
-                             f"{', '.join(EMBEDDED_TASKS)})")
     was_training = model.training
     try:
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)

@@ -8,18 +8,15 @@ forget quality and privleak.
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass
-from pathlib import Path
 from statistics import mean
 
 from scipy.stats import hmean, ks_2samp
 
 from evaluators import mia, text
 from evaluators.base import EvalResult
+from evaluators.reference import RetainReference  # noqa: F401 -- re-exported: the reference's home before
 from harness.metrics import Metric
-from harness.results import config_hash
 
 GENERATED_SPLITS = ("forget", "retain", "real_authors", "world_facts")
 NORMALISED_PROB_SPLITS = ("real_authors", "world_facts")
@@ -169,52 +166,6 @@ def suite_metrics(metrics: dict[str, float], items: list[dict]) -> dict[str, flo
         out[f"mia_{attack}_auc"] = mia.auc([i[key] for i in forget], [i[key] for i in holdout])
     out["model_utility"] = model_utility(metrics | out)
     return out | lume_style_aggregate(metrics | out)
-
-
-@dataclass
-class RetainReference:
-    """What forget quality and privleak need from the retain model: its raw forget truth ratios and its MIA
-    AUCs. Saved by every run as `OUT/reference/retain.json`, and loadable from published logs."""
-
-    forget_truth_ratios: list[float]
-    mia_auc: dict[str, float]
-    source: str
-
-    @classmethod
-    def from_result(cls, result: EvalResult, source: str) -> "RetainReference":
-        return cls([i["truth_ratio_raw"] for i in result.items if i["split"] == "forget"],
-                   {a: result.metrics[f"mia_{a}_auc"] for a in mia.ATTACKS}, source)
-
-    def fingerprint(self) -> str:
-        """A hash of the measured values (not of where they were read from): rows scored against other
-        values are re-run on resume."""
-        return config_hash(self.forget_truth_ratios, self.mia_auc)
-
-    def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(asdict(self), indent=1) + "\n")
-
-    @classmethod
-    def load(cls, path: str | Path) -> "RetainReference":
-        """Our own `reference/retain.json`, or open-unlearning's `TOFU_EVAL.json` of a retain model (its
-        `forget_truth_ratio.value_by_index` and its `mia_*` AUCs)."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"--retain-eval {path}: no such file")
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"--retain-eval {path}: not JSON ({err})") from None
-        if "forget_truth_ratios" in data and "mia_auc" in data:
-            return cls([float(r) for r in data["forget_truth_ratios"]], data["mia_auc"], data.get("source", str(path)))
-        if "forget_truth_ratio" in data:
-            by_index = data["forget_truth_ratio"].get("value_by_index", {})
-            ratios = [float(v["score"]) for _, v in sorted(by_index.items(), key=lambda kv: int(kv[0]))]
-            names = {"loss": "mia_loss", "zlib": "mia_zlib", "min_k": "mia_min_k", "min_k_pp": "mia_min_k_plus_plus"}
-            aucs = {a: float(data[n]["agg_value"]) for a, n in names.items() if n in data}
-            return cls(ratios, aucs, str(path))
-        raise ValueError(f"--retain-eval {path}: expected fields 'forget_truth_ratios' and 'mia_auc' (ours) or "
-                         f"'forget_truth_ratio' with 'value_by_index' (open-unlearning's TOFU_EVAL.json)")
 
 
 def reference_metrics(result: EvalResult, reference: RetainReference) -> dict[str, float]:

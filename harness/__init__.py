@@ -85,7 +85,9 @@ def prepare(*, benchmark: str | None = None, preset: str | None = None, settings
     from harness.config import build
     from harness.registry import benchmarks
     cfg = build("run", benchmark=benchmark, preset=preset, settings=settings, **options)
-    return benchmarks[cfg.benchmark]().prepare(cfg)
+    bench = benchmarks[cfg.benchmark]()
+    bench.check(cfg)
+    return bench.prepare(cfg)
 
 
 def table(run: "str | Path | Result | pd.DataFrame", columns: Iterable[str] | None = None, format: str = "md") -> str:

@@ -5,6 +5,7 @@ row and the harness version. `harness eval --model OUT/models/<cell>` scores it 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -12,6 +13,8 @@ import tempfile
 from pathlib import Path
 
 from huggingface_hub import ModelCard, ModelCardData
+
+from harness.files import named
 
 CARD_KEY = "unlearning_harness"   # the card's metadata this harness writes and reads back
 
@@ -49,10 +52,20 @@ def save_model(model, tokenizer, folder: Path, card: str) -> int:
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(tmp, folder)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        raise disk_error(err, folder) from None
     return folder_size(folder)
+
+
+def disk_error(err: BaseException, path: Path) -> BaseException:
+    """An error of writing `path`, as the OS error naming it: safetensors reports a full disk as its own error
+    type ("I/O error: No space left on device (os error 28)"), and a failed `write()` names no file."""
+    if isinstance(err, OSError):
+        return named(err, path)
+    if f"(os error {errno.ENOSPC})" in str(err) or f"code: {errno.ENOSPC}," in str(err):
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    return err
 
 
 def keep_cell(folder: Path, model, tokenizer, row: dict, settings: dict, origin: dict) -> None:

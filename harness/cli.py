@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import sys
@@ -51,8 +52,10 @@ models), with --save-models OUT/models/<cell>/ (a Hugging Face folder and model 
 same command skips finished cells, so an interrupted run resumes.
 
 Exit codes: 0 done; 1 some cells failed (a diverging loss: no row for them, the others ran); 2 bad input
-(one line naming it, before any work, nothing written); 130 interrupted by Ctrl-C or SIGTERM (the file being
-written is finished; rerun the same command to resume). One process per --out: a second stops, or --wait.
+(one line naming it, within seconds, before any work, nothing written); 74 a fault of the machine (a full disk,
+access lost mid-run: the line names the path; no partial file is left, rerun to resume); 130 interrupted by
+Ctrl-C or SIGTERM (the file being written is finished; rerun the same command to resume). One process per
+--out: a second stops, or --wait.
 """
 
 
@@ -64,7 +67,8 @@ Examples:
 
 --set keys: as for harness run (eval.*, compute.*, world.*, ...; no METHOD.*). Exit codes: 0 done; 2 bad
 input (one line naming it, before anything is written: a missing folder, pickle-only weights without
---allow-pickle, an unknown architecture, a name that clashes); 130 interrupted.
+--allow-pickle, an unknown architecture, a name that clashes); 74 a fault of the machine (a full disk); 130
+interrupted.
 """
 
 
@@ -355,7 +359,8 @@ def run_noise(args, argv: list[str]) -> int:
         raise ValueError(f"--reference-capability {reference}: not among --capabilities {','.join(capabilities)}")
     if args.jobs is not None and args.jobs < 1:
         raise ValueError(f"--jobs {args.jobs}: expected 1 or more")
-    config_from_args(args)   # the run's own flags fail here, before any run starts
+    from harness.config import check_method_settings
+    check_method_settings(config_from_args(args))   # the run's own flags fail here, before any run starts
     out = Path(args.out or f"runs/noise-{args.benchmark or args.preset or 'tofu-mini'}")
     jobs = args.jobs or max(1, min(len(capabilities), os.cpu_count() or 1))
     run_all(_without_flags(argv, NOISE_ONLY_FLAGS), out, Path(args.cache_dir or out), capabilities, jobs)
@@ -386,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _interrupt) if threading.current_thread() is threading.main_thread() \
         else None
+    checked = False   # every input passed its checks (then a refused access is the machine's fault)
     try:
         if args.command == "noise":
             return run_noise(args, argv)
@@ -393,10 +399,14 @@ def main(argv: list[str] | None = None) -> int:
             commands = {"table": run_table, "check": run_check, "plot": run_plot, "metrics": run_metrics,
                         "compare": run_compare}
             return commands[args.command](args)
+        cfg = config_from_args(args)
         if getattr(args, "dry_run", False):
-            return dry_run(config_from_args(args))
+            return dry_run(cfg)
+        from harness import preflight
+        preflight.check(cfg, "run" if args.command == "noise" else args.command)   # before torch is imported
+        checked = True
         from harness.runner import evaluate, run
-        path = (evaluate if args.command == "eval" else run)(config_from_args(args))
+        path = (evaluate if args.command == "eval" else run)(cfg)
         if not _is_main():
             return 0
     except KeyboardInterrupt:
@@ -413,7 +423,14 @@ def main(argv: list[str] | None = None) -> int:
     except SettingError as err:
         print(f"harness: error: {err.cli()}", file=sys.stderr)
         return 2
-    except (ValueError, KeyError, OSError, RuntimeError) as err:
+    except OSError as err:
+        if environment_fault(err, checked):
+            print(f"harness: error: {err.filename or 'a file'}: {err.strerror} (a fault of the machine, not of the "
+                  f"input: free space or restore access, then run the same command again to resume)", file=sys.stderr)
+            return EXIT_ENVIRONMENT
+        print(f"harness: error: {err}", file=sys.stderr)
+        return 2
+    except (ValueError, KeyError, RuntimeError) as err:
         message = err.args[0] if isinstance(err, KeyError) else str(err)  # KeyError's str() adds quotes
         print(f"harness: error: {message}", file=sys.stderr)
         return 2
@@ -425,10 +442,23 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+EXIT_ENVIRONMENT = 74   # sysexits.h's EX_IOERR: the machine failed the run (a full disk, access lost), not its input
+FULL = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS)   # never the input's fault
+DENIED = (errno.EACCES, errno.EPERM)   # the input's when a given path is unreadable; the machine's once checked
+
+
+def environment_fault(err: OSError, checked: bool) -> bool:
+    """Whether an OS error is the machine's: a full or failing disk at any time, access refused after every
+    input was checked (bad input is exit 2, this is EXIT_ENVIRONMENT)."""
+    return err.errno in FULL or (checked and err.errno in DENIED)
+
+
 def dry_run(cfg) -> int:
+    from harness.config import check_method_settings
     from harness.memory import print_plan
     from harness.models import resolve_device
     from harness.registry import benchmarks as registered
+    check_method_settings(cfg)
     print_plan(cfg, registered[cfg.benchmark](), resolve_device(cfg.compute.device))
     return 0
 
@@ -449,10 +479,11 @@ KEYWORDS = ("benchmark", "methods", "seeds", "out", "cache_dir", "preset", "data
 
 
 def config_from_args(args):
-    """The flags as `config.build`'s keywords (the CLI only parses; what defines a run is in harness/config.py)."""
+    """The flags as `config.build`'s keywords (the CLI only parses; what defines a run is in harness/config.py).
+    The methods' hyperparameters are left to the pre-flight, which checks them last (they import torch)."""
     from harness.config import build
     command = "run" if args.command == "noise" else args.command
-    return build(command, **{key: getattr(args, key) for key in KEYWORDS if hasattr(args, key)})
+    return build(command, check_methods=False, **{key: getattr(args, key) for key in KEYWORDS if hasattr(args, key)})
 
 
 def _print_summary(path) -> None:

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import hmean
 
+from harness.files import write_atomically
 from harness.metrics import metrics
 from harness.results import REFERENCE_ROWS, is_model, swept_columns
 from harness.tables import read_leaderboard
@@ -173,8 +174,7 @@ def compare(sweep: str | Path, out: str | Path | None = None, levels=LEVELS) -> 
              "matched.csv": table.to_csv(index=False), "matched.md": matched_table(table, columns)}
     paths = {}
     for name, text in files.items():
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        paths[name] = tmp.replace(out / name)
+        write_atomically(out / name, text)
+        paths[name] = out / name
     paths["matched.png"] = plot_matched(frame, columns, levels, out / "matched.png")
     return paths

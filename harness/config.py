@@ -4,41 +4,68 @@
 (`harness.run(...)`, `harness.evaluate(...)`) both land here, so the same settings give the same configuration
 and the same hashes whichever door is used. Precedence: the defaults (the benchmark's own evaluation
 defaults among them), then the preset, then each argument given, then the grid, then `settings` (`--set`) in
-order. Every value is checked as it is applied; a bad one raises `rules.SettingError`, which each door words
-as it was given.
+order. Every value is checked as it is applied (a method's hyperparameters, whose check imports the method's
+code and torch, can be left to `check_method_settings`); a bad one raises `rules.SettingError`, which each door
+words as it was given.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 from evaluators.base import EvalConfig
 from harness import presets, rules
 from harness.data.lume import LumeWorldConfig
 from harness.data.tofu import TEMPLATES, retain_split_for
 from harness.data.world import WorldConfig
-from harness.embedded import EmbeddedModelConfig
 from harness.registry import benchmarks, methods
 from harness.rules import SettingError
-from methods.base import MethodConfig
+
+if TYPE_CHECKING:
+    from methods.base import MethodConfig
 
 SECTIONS = ("world", "train", "eval", "lume", "compute", "save")   # `--set SECTION.KEY=V`
 SIZES = ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads", "batch_size", "base_epochs",
          "target_epochs", "max_new_tokens", "forget_docs", "retain_docs", "nonmember_docs", "epochs")
-SECTION_RULES = {   # what a section's value may be (harness/rules.py); the world's sizes are checked on generation
-    "world": {},
-    "train": {"lr": rules.POSITIVE, "warmup_ratio": rules.FRACTION} | {k: rules.at_least(1) for k in SIZES},
+SECTION_RULES = {   # what a section's value may be (harness/rules.py); the world's pools against n_perturbed: check()
+    "world": {"seed": rules.at_least(0), "n_authors": rules.at_least(2), "n_countries": rules.at_least(2),
+              "n_real_authors": rules.at_least(2), "n_perturbed": rules.at_least(1),
+              "retain_eval_authors": rules.at_least(1)},
+    "train": {"lr": rules.POSITIVE, "warmup_ratio": rules.FRACTION, "seed": rules.at_least(0)} | {
+        k: rules.at_least(1) for k in SIZES},
     "eval": {"min_k": rules.SHARE, "template": rules.one_of(*TEMPLATES)} | {k: rules.at_least(1) for k in SIZES},
-    "lume": {k: rules.at_least(1) for k in SIZES} | {"sum_operands": rules.at_least(2), "sum_probe": rules.SHARE},
+    "lume": {k: rules.at_least(1) for k in SIZES} | {"seed": rules.at_least(0), "sum_operands": rules.at_least(2),
+                                                     "sum_probe": rules.SHARE},
     "compute": {"device": rules.DEVICE, "dtype": rules.one_of("float32", "bfloat16", "float16")},
     "save": {}}
 COMMANDS = ("run", "sweep", "eval")
 RESERVED_NAMES = ("target", "retain")    # the reference rows' names
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]*")
+
+
+@dataclass(frozen=True)
+class EmbeddedModelConfig:
+    """Architecture and training recipe of the embedded model (`--set train.KEY=V`; harness/embedded.py trains
+    it; here so that checking a run's settings imports no torch). Hidden size 128 memorised the world faster
+    on 2 CPU cores than DESIGN.md's 256 (100% forget/retain em_contains after 40 epochs, against 53% after 30)."""
+
+    vocab_size: int = 2048
+    hidden_size: int = 128
+    intermediate_size: int = 512
+    num_layers: int = 4
+    num_heads: int = 4
+    lr: float = 3e-3
+    batch_size: int = 16
+    base_epochs: int = 80
+    target_epochs: int = 40
+    warmup_ratio: float = 0.05
+    loss_on_question: bool = True
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -80,6 +107,7 @@ class RunConfig:
     trust_remote_code: bool = False
     allow_pickle: bool = False         # load pickle checkpoints too (they can run code); safetensors only otherwise
     wait: bool = False                 # wait for another process holding the run folder instead of stopping
+    preset_file: str | None = None     # the preset applied, if any (its errors name it)
     preset_overrides: dict[str, dict] = field(default_factory=dict)   # a preset's METHOD.key values, under --set
     world: WorldConfig = field(default_factory=WorldConfig)
     train: EmbeddedModelConfig = field(default_factory=EmbeddedModelConfig)
@@ -126,6 +154,13 @@ def default_name(model: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+=-]", "_", Path(str(model).rstrip("/")).name) or "model"
 
 
+def cache_root(override: str | os.PathLike | None = None) -> Path:
+    """The model cache: `--cache-dir`, else $HARNESS_CACHE, else ~/.cache/unlearning-harness."""
+    if override:
+        return Path(override)
+    return Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "unlearning-harness"))
+
+
 def coerce(value: str, like, key: str, via: str = "set"):
     """Parse `value` to the type of the default `like` (bool, int, float or str)."""
     try:
@@ -144,6 +179,7 @@ def coerce(value: str, like, key: str, via: str = "set"):
 
 def method_config(name: str, overrides: dict | None = None) -> MethodConfig:
     """The method's `MethodConfig`: field defaults, then the method's `defaults`, then `overrides`."""
+    from methods.base import MethodConfig   # with the method's class, which imports torch: only when asked
     cls = methods[name]
     values = {f.name: getattr(MethodConfig(), f.name) for f in dataclasses.fields(MethodConfig)}
     values["options"] = dict(cls.defaults.get("options", {}))
@@ -175,13 +211,15 @@ def _set_section(cfg: RunConfig, head: str, rest: str, value: str, key: str) -> 
         setattr(cfg, head, dataclasses.replace(section, **{rest: typed}))
 
 
-def set_value(cfg: RunConfig, key: str, value) -> None:
+def set_value(cfg: RunConfig, key: str, value, check_methods: bool = True) -> None:
     """Apply one setting (`--set key=value`, `settings={key: value}`) to `cfg` in place; an unknown key is a
-    SettingError naming the valid ones."""
+    SettingError naming the valid ones. A method's hyperparameter is checked now unless `check_methods` is off
+    (then `check_method_settings` checks it later)."""
     value = _text(value)
     head, _, rest = key.partition(".")
     if head in methods and rest:
-        method_config(head, {rest: value})  # validates now rather than mid-run
+        if check_methods:
+            method_config(head, {rest: value})  # validates now rather than mid-run
         cfg.method_overrides.setdefault(head, {})[rest] = value
     elif head in SECTIONS and rest:
         _set_section(cfg, head, rest, value, key)
@@ -213,9 +251,9 @@ def add_grid(cfg: RunConfig, assignment: str) -> None:
         add_axis(cfg, key, values)
 
 
-def add_axis(cfg: RunConfig, key: str, values: Iterable) -> None:
-    """Add one grid axis (`--grid KEY=V1,V2`, `grid={KEY: [V1, V2]}`); every value is validated now, not
-    mid-sweep."""
+def add_axis(cfg: RunConfig, key: str, values: Iterable, check_methods: bool = True) -> None:
+    """Add one grid axis (`--grid KEY=V1,V2`, `grid={KEY: [V1, V2]}`); every value is validated now (or, without
+    `check_methods`, by `check_method_settings`), not mid-sweep."""
     head, _, rest = key.partition(".")
     points = [_text(v) for v in values]
     if head not in methods or not rest:
@@ -225,19 +263,27 @@ def add_axis(cfg: RunConfig, key: str, values: Iterable) -> None:
         raise SettingError(key, ",".join(points), "expected one or more distinct comma-separated values", "grid")
     if key in cfg.grid:
         raise SettingError(key, None, "given twice; put all its values in one axis", "grid")
+    cfg.grid[key] = points
+    if check_methods:
+        _check_axis(key, points)
+
+
+def _check_axis(key: str, points: list[str]) -> None:
+    head, _, rest = key.partition(".")
     for value in points:
         try:
             method_config(head, {rest: value})
         except SettingError as err:
             raise SettingError(err.setting, err.value, err.problem, "grid") from None
-    cfg.grid[key] = points
 
 
-def apply_preset(cfg: RunConfig, name: str) -> None:
-    """Fill `cfg` from a preset file (harness/presets/NAME.toml, or a path), every value validated now; flags
-    and `--set` given on the command line are applied after it."""
+def apply_preset(cfg: RunConfig, name: str, check_methods: bool = True) -> None:
+    """Fill `cfg` from a preset file (harness/presets/NAME.toml, or a path), every value validated now (its
+    methods' hyperparameters later without `check_methods`); flags and `--set` given on the command line are
+    applied after it."""
     preset = presets.load(name)
     where = presets.path_of(name)
+    cfg.preset_file = str(where)
     try:
         if "benchmark" in preset and preset["benchmark"] not in benchmarks:
             raise SettingError("benchmark", preset["benchmark"], f"unknown; registered: {', '.join(benchmarks.names())}")
@@ -255,12 +301,30 @@ def apply_preset(cfg: RunConfig, name: str) -> None:
             if method not in methods:
                 raise SettingError(f"methods.{method}", None, f"unknown method; registered: {', '.join(methods.names())}")
             overrides = {key: _text(value) for key, value in values.items()}
-            method_config(method, overrides)
+            if check_methods:
+                method_config(method, overrides)
             cfg.preset_overrides[method] = overrides
         if preset.get("methods"):
             cfg.methods = list(preset["methods"])   # the preset's methods, unless --methods names others
     except SettingError as err:
         raise err.in_file(where) from None
+
+
+def check_method_settings(cfg: RunConfig) -> None:
+    """Every method hyperparameter a run was given (its preset's, `--set METHOD.*`, `--grid`) against the
+    method's defaults and rules, each error worded as it was given. Apart from applying them because it
+    imports the methods' code, and with it torch: the command line applies them unchecked and its pre-flight
+    runs this last, after every check that needs no torch (harness/preflight.py)."""
+    for method, overrides in cfg.preset_overrides.items():
+        try:
+            method_config(method, overrides)
+        except SettingError as err:
+            raise err.in_file(cfg.preset_file) from None
+    for method, overrides in cfg.method_overrides.items():
+        for key, value in overrides.items():
+            method_config(method, {key: value})
+    for key, points in cfg.grid.items():
+        _check_axis(key, points)
 
 
 # --- build: the one way a run is defined -------------------------------------------------------------------
@@ -273,11 +337,12 @@ def build(command: str = "run", *, preset: str | None = None, benchmark: str | N
           trust_remote_code: bool | None = None, allow_pickle: bool | None = None, wait: bool | None = None,
           save_models: bool | None = None, grid: Mapping | Iterable[str] | None = None,
           settings: Mapping | Iterable[str] | None = None, models: Iterable[str] | None = None,
-          names: Iterable[str] | None = None) -> RunConfig:
+          names: Iterable[str] | None = None, check_methods: bool = True) -> RunConfig:
     """The configuration of `harness run`, `sweep` or `eval`, from the same arguments as their flags (`None`:
     not given). `grid` and `settings` take a mapping (`{"simu.lr": 3e-4}`, `{"simu.t": [0.1, 0.3]}`) or the
     CLI's `KEY=VALUE` strings. For `eval`, `models` are the models to score and `model` the target (real
-    benchmarks; the embedded ones bring their own)."""
+    benchmarks; the embedded ones bring their own). `check_methods=False` leaves the methods' hyperparameters to
+    `check_method_settings` (the command line's pre-flight runs it last: it imports torch)."""
     if command not in COMMANDS:
         raise SettingError("command", command, f"expected one of {', '.join(COMMANDS)}", "flag")
     _only_for(command, methods=methods, seeds=seeds, save_models=save_models, grid=grid, models=models, names=names)
@@ -286,8 +351,9 @@ def build(command: str = "run", *, preset: str | None = None, benchmark: str | N
     cfg = RunConfig(out=_out(out), cache_dir=cache_dir)
     if seeds is not None:
         cfg.seeds = _seeds(seeds)
+    methods = None if methods is None else _names(methods, "methods")   # before a preset's methods import torch
     if preset:
-        apply_preset(cfg, preset)
+        apply_preset(cfg, preset, check_methods)
     given = {"benchmark": benchmark, "data": data, "model": model, "retain_model": retain_model,
              "retain_eval": retain_eval, "trust_remote_code": trust_remote_code, "allow_pickle": allow_pickle,
              "wait": wait}
@@ -304,9 +370,9 @@ def build(command: str = "run", *, preset: str | None = None, benchmark: str | N
     if lm_eval_tasks is not None:
         cfg.lm_eval_tasks = _names(lm_eval_tasks, "lm_eval_tasks", allow_empty=True)
     for key, values in _axes(grid):
-        add_axis(cfg, key, values)
+        add_axis(cfg, key, values, check_methods)
     if methods is not None:
-        cfg.methods = _names(methods, "methods")
+        cfg.methods = methods
     elif cfg.grid:
         cfg.methods = list(dict.fromkeys(key.split(".")[0] for key in cfg.grid))
     if command == "eval":
@@ -314,7 +380,7 @@ def build(command: str = "run", *, preset: str | None = None, benchmark: str | N
         cfg.methods, cfg.models = [], _names([str(m) for m in models or []], "model", allow_empty=True)
         cfg.names = _names(names or [], "name", allow_empty=True)
     for key, value in _pairs(settings):
-        set_value(cfg, key, value)
+        set_value(cfg, key, value, check_methods)
     validate(cfg, command)
     return cfg
 

@@ -18,6 +18,8 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, get_cosine_schedule_with_warmup
 
+from harness.checkpoints import disk_error
+from harness.config import EmbeddedModelConfig, cache_root
 from harness.data.collate import encode_qa, pad_batch
 from harness.data.lume import LumeWorldConfig, as_qa, load_lume, sums, write_lume
 from harness.data.tofu import read_split, retain_split_for
@@ -28,32 +30,6 @@ from harness.results import config_hash
 
 RECIPE_VERSION = 1  # bump when the world generator or the training recipe changes, to invalidate caches
 SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
-
-
-@dataclass(frozen=True)
-class EmbeddedModelConfig:
-    """Architecture and training recipe of the embedded model. Hidden size 128 memorised the world faster
-    on 2 CPU cores than DESIGN.md's 256 (100% forget/retain em_contains after 40 epochs, against 53% after 30)."""
-
-    vocab_size: int = 2048
-    hidden_size: int = 128
-    intermediate_size: int = 512
-    num_layers: int = 4
-    num_heads: int = 4
-    lr: float = 3e-3
-    batch_size: int = 16
-    base_epochs: int = 80
-    target_epochs: int = 40
-    warmup_ratio: float = 0.05
-    loss_on_question: bool = True
-    seed: int = 0
-
-
-def cache_root(override: str | os.PathLike | None = None) -> Path:
-    """The model cache: `--cache-dir`, else $HARNESS_CACHE, else ~/.cache/unlearning-harness."""
-    if override:
-        return Path(override)
-    return Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "unlearning-harness"))
 
 
 def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
@@ -115,8 +91,12 @@ def _save_atomically(model, tokenizer, folder: Path) -> None:
     """Write to a temporary sibling and rename, so a killed run never leaves a half-written model."""
     tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    except BaseException as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise disk_error(err, folder) from None
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
 

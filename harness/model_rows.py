@@ -11,18 +11,10 @@ from evaluators import lm_eval_bridge
 from harness import distributed
 from harness.checkpoints import read_card
 from harness.grid import Context
-from harness.models import check_model, peak_memory_gib, reset_peak_memory, weights_digest
+from harness.models import peak_memory_gib, reset_peak_memory, weights_digest
 from harness.progress import note, warn
 from harness.results import cell_done, read_row, write_cell
 from harness.rules import SettingError
-
-
-def check_models(paths, cfg, flags=()) -> None:
-    """Each model folder (or hub name) is one a causal LM loads from, as the run's flags allow: one line naming
-    the flag and what is wrong otherwise, before any weight is read."""
-    for path, flag in zip(paths, [*flags, *["--model"] * len(paths)]):
-        if path:
-            check_model(path, trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle, flag=flag)
 
 
 def evaluate_reference_model(ctx: Context, which: str, model_dir) -> dict | None:
@@ -60,8 +52,12 @@ def set_retain_reference(ctx: Context) -> None:
         return
     saved = ctx.results_dir.parent / "reference" / "retain.json"
     if saved.exists():
-        ctx.reference = ctx.bench.load_reference(saved)
-        if cell_done(ctx.results_dir, "retain", ctx.cell_hash("retain", target=False), ctx.reference_hash):
+        try:
+            ctx.reference = ctx.bench.load_reference(saved, "the saved retain reference")
+        except ValueError as err:   # cut short or edited: it is this run's own, so it is made again
+            warn(f"{err}; evaluating the retain model again")
+        if ctx.reference and cell_done(ctx.results_dir, "retain", ctx.cell_hash("retain", target=False),
+                                       ctx.reference_hash):
             return
         ctx.reference = None
     evaluate_reference_model(ctx, "retain", ctx.prepared.retain_dir)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.files import named, write_atomically  # noqa: F401 -- re-exported: their home before
 from harness.progress import warn
 
 IDENTITY_COLUMNS = ["benchmark", "method", "variant", "kind", "seed", "model", "weights_digest", "forget_split",
@@ -39,19 +40,6 @@ def config_hash(*parts) -> str:
     """Short stable hash of dataclasses / dicts / strings, used for cache folders and result rows."""
     blob = json.dumps([asdict(p) if hasattr(p, "__dataclass_fields__") else p for p in parts], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write to a temporary file unique to this writer in the same folder, then rename over `path`."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @contextmanager
@@ -84,9 +72,26 @@ def write_cell(results_dir: Path, cell: str, row: dict, items: list[dict]) -> No
 def read_row(path: Path) -> dict:
     """One result row; a truncated or corrupt file is an error naming it."""
     try:
-        return json.loads(path.read_text())
+        row = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: not a result row ({err}); rerun `harness run` to redo its cell") from None
+    if not isinstance(row, dict) or not isinstance(row.get("method"), str):
+        raise ValueError(f"{path}: not a result row (expected a JSON object with a 'method', found "
+                         f"{type(row).__name__ if not isinstance(row, dict) else 'none'}); rerun `harness run` to "
+                         f"redo its cell")
+    return row
+
+
+def items_complete(path: Path) -> bool:
+    """A cell's per-item file is whole: every line one JSON record, the last one ended (an items file cut short
+    would otherwise be kept beside its row on resume)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        if text and not text.endswith("\n"):
+            return False
+        return all(isinstance(json.loads(line), dict) for line in text.splitlines())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
 
 
 def cell_done(results_dir: Path, cell: str, cell_hash: str, reference_hash: str | None = None) -> bool:
@@ -100,7 +105,13 @@ def cell_done(results_dir: Path, cell: str, cell_hash: str, reference_hash: str 
     except ValueError as err:
         warn(f"{str(err).split(';')[0]}; running its cell again")
         return False
-    return row.get("config_hash") == cell_hash and row.get("retain_reference") == reference_hash
+    if row.get("config_hash") != cell_hash or row.get("retain_reference") != reference_hash:
+        return False
+    items = results_dir / f"{cell}.items.jsonl"
+    if not items_complete(items):
+        warn(f"{items}: missing or cut short; running its cell again")
+        return False
+    return True
 
 
 def is_model(frame: pd.DataFrame) -> pd.Series:
@@ -152,7 +163,10 @@ def write_artifacts(folder: Path, artifacts: dict) -> None:
     for name, value in artifacts.items():
         if name.endswith(".pt"):
             import torch
-            torch.save(value, folder / name)
+            try:
+                torch.save(value, folder / name)
+            except OSError as err:
+                raise named(err, folder / name) from None
         else:
             write_atomically(folder / name, json.dumps(value, indent=1) + "\n")
 

@@ -43,12 +43,19 @@ class SettingError(ValueError):
 
     @property
     def _shown(self) -> str:
-        """The value as given, an empty one as '' so that it shows."""
-        return "''" if self.value == "" else str(self.value)
+        """The value as given (cut when long), an empty one as '' so that it shows."""
+        return "''" if self.value == "" else shown(self.value)
 
     def in_file(self, file) -> "SettingError":
         """The same error, naming the preset file it came from."""
         return SettingError(self.setting, self.value, self.problem, self.via, str(file))
+
+
+def shown(value, limit: int = 80) -> str:
+    """A value as an error line shows it: whole when short, else its start and its length (a 5-million-character
+    id in a data file must not fill the terminal)."""
+    text = str(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 @dataclass(frozen=True)

@@ -15,18 +15,16 @@ import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-from evaluators import lm_eval_bridge
-from harness import distributed
+from harness import distributed, preflight
 from harness.checkpoints import discard_stale, is_saved, keep_cell
-from harness.config import RunConfig, validate
-from harness.data.tofu import check_template
+from harness.config import RunConfig
 from harness.grid import Cell, Context, cell_config, cells, swept_values, tracked
 from harness.models import peak_memory_gib, reset_peak_memory, resolve_device, seed_everything, weights_digest
 from harness.progress import WARNINGS, note, progress, quiet_libraries_in_logs, warn
 from harness.registry import benchmarks, methods
-from harness.results import CellsFailed, cell_done, check_writable, environment, locked, write_artifacts, write_cell, \
+from harness.results import CellsFailed, cell_done, environment, locked, write_artifacts, write_cell, \
     write_leaderboard
-from harness.model_rows import check_models, check_names_free, evaluate_model, evaluate_reference_models
+from harness.model_rows import check_names_free, evaluate_model, evaluate_reference_models
 from methods.base import Diverged
 
 
@@ -103,27 +101,19 @@ def run(cfg: RunConfig) -> Path:
 
 @contextmanager
 def started(cfg: RunConfig, command: str, checks=()):
-    """What every command does before its rows: check everything that can be checked without loading a model
-    (settings, templates, model folders, the run folder), then hold the run folder, prepare the benchmark
-    (its data checked; the embedded models: trained once, then cached) and its reference rows (rank 0).
-    `checks` run after the benchmark is prepared and before anything is written."""
+    """What every command does before its rows: check everything it was given (harness/preflight.py), then hold
+    the run folder, prepare the benchmark (the embedded models: trained once, then cached) and its reference
+    rows (rank 0). `checks` run after the benchmark is prepared and before anything is written."""
     quiet_libraries_in_logs()
     WARNINGS.clear()
-    validate(cfg, command)
-    check_template(cfg.eval.template)
-    check_models(cfg.models, cfg)
+    preflight.check(cfg, command)
     device = resolve_device(cfg.compute.device)
     distributed.configure(device)
     bench, out_dir, main = benchmarks[cfg.benchmark](), Path(cfg.out_dir), distributed.is_main()
-    lm_eval_bridge.check_template(bench.lm_eval_tasks(cfg), cfg.eval.template)
-    if main:
-        check_writable(out_dir)
     with locked(out_dir, cfg.wait) if main else nullcontext():
         prepared = distributed.main_first(bench.prepare, cfg)
         ctx = Context(bench, prepared, cfg, out_dir / "results", environment(device, cfg.compute.dtype,
                                                                                  distributed.world_size()), device)
-        check_models([cfg.model, cfg.retain_model], cfg, ("--target" if command == "eval" else "--model",
-                                                          "--retain-model"))   # after the data's checks
         for check in checks:
             check(ctx)
         if main:

@@ -43,13 +43,36 @@ def read_leaderboard(path: str | Path) -> pd.DataFrame:
     if not csv.is_file():
         raise FileNotFoundError(f"{path}: expected a run folder with leaderboard.csv, or a leaderboard CSV")
     try:
+        check_shape(csv)
         frame = pd.read_csv(csv, dtype={"seed": "Int64"})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"{csv}: not a readable leaderboard CSV ({reason})") from None
-    if "method" not in frame.columns:
-        raise ValueError(f"{csv}: not a leaderboard (no 'method' column)")
+    for column in LEADERBOARD_KEYS:
+        if column not in frame.columns:
+            raise ValueError(f"{csv}: not a leaderboard (no '{column}' column; expected {', '.join(LEADERBOARD_KEYS)} "
+                             f"and the metrics, as harness run writes it)")
     return frame
+
+
+LEADERBOARD_KEYS = ("method", "seed")   # what names a row: tables group by the first, check matches on both
+
+
+def check_shape(csv: Path) -> None:
+    """Every line has the header's number of fields and the file ends with a line end: pandas would fill a line
+    cut short (a full disk, an interrupted copy) with NaN and average it in silently."""
+    import csv as csvlib
+    text = csv.read_text(encoding="utf-8")
+    rows = list(csvlib.reader(text.splitlines()))
+    if not rows:
+        return
+    for number, row in enumerate(rows[1:], 2):
+        if len(row) != len(rows[0]):
+            raise ValueError(f"line {number} has {len(row)} fields, the header {len(rows[0])}: a truncated or edited "
+                             f"file (rerunning the command that wrote it rebuilds it from its results/)")
+    if not text.endswith("\n"):
+        raise ValueError(f"line {len(rows)} has no line end: the file was cut short (rerunning the command that "
+                         f"wrote it rebuilds it from its results/)")
 
 
 def summarise(frame: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:

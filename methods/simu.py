@@ -11,7 +11,6 @@ import time
 import torch
 
 from harness import distributed
-from harness.models import weights_digest
 from harness.rules import POSITIVE, UNIT, at_least, one_of
 from methods import attribution
 from methods.base import UnlearnReport
@@ -38,6 +37,7 @@ class SIMU(SOGradDiff):
 
     def setup(self, model, tokenizer, forget, retain) -> None:
         """Stage 1: the critical neurons of the forget set and of a retain sample, combined into the mask."""
+        from harness.models import weights_digest   # with transformers: here, so `--set simu.*` checks fast
         o, start = self.cfg.options, time.perf_counter()
         self.reused = 0
         self.weights_digest = weights_digest(model) if o["reuse_attribution"] else None  # stage 1 changes none

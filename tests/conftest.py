@@ -57,6 +57,13 @@ def lume_run(tmp_path_factory, micro_cache):
 
 
 @pytest.fixture(scope="session")
+def task_index_cache(tmp_path_factory):
+    """A harness cache shared by the tests that look up an unknown lm-eval task name: lm-eval's full task index,
+    which takes seconds to build, is built there once a session."""
+    return tmp_path_factory.mktemp("task-index")
+
+
+@pytest.fixture(scope="session")
 def micro_cache(micro_run):
     """The micro models' cache, trained once a session (by `micro_run`)."""
     return micro_run / "cache"

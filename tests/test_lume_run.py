@@ -82,14 +82,14 @@ def test_bridge_scores_a_trained_model_above_a_random_one_and_restores_its_mode(
             < untrained["lmeval_embedded_real_authors_loglik_perplexity"] / 10)
 
 
-def test_bridge_errors_name_the_task(micro_lume, tmp_path):
+def test_bridge_errors_name_the_task(micro_lume, tmp_path, task_index_cache):
     cfg, embedded = micro_lume
     tasks_dir = lm_eval_bridge.write_embedded_tasks(tmp_path / "tasks", cfg.world)
     yaml = (tasks_dir / "embedded_world_facts_mc.yaml").read_text()
     assert str(tasks_dir / "embedded_world_facts_mc.jsonl") in yaml      # absolute data path
     model, tokenizer = load_model(embedded.target_dir)
-    with pytest.raises(ValueError, match="--lm-eval-tasks no_such_task: not an lm-eval task"):
-        lm_eval_bridge.run_tasks(model, tokenizer, ["no_such_task"], tasks_dir)
+    with pytest.raises(ValueError, match="--lm-eval-tasks no_such_task: not an lm-eval task"):   # the pre-flight's
+        lm_eval_bridge.check_tasks(["embedded_world_facts_mc", "arc_easy", "no_such_task"], task_index_cache)
     with pytest.raises(ValueError, match="--lm-eval-tasks arc_easy: could not be loaded"):   # offline, no data
         lm_eval_bridge.run_tasks(model, tokenizer, ["arc_easy"], tasks_dir)
 

@@ -17,7 +17,8 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 from harness.embedded import train_tokenizer
-from harness.models import check_model, ensure_pad_token, load_model, resolve_device, weights_digest
+from harness.model_check import check_model
+from harness.models import ensure_pad_token, load_model, resolve_device, weights_digest
 from harness.rules import SettingError
 
 TEXTS = ["the author wrote a book about the sea", "she was born in a small town by the river",

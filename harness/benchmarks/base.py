@@ -36,14 +36,20 @@ class Prepared:
 
 
 class Benchmark:
-    """Subclasses implement `prepare` and `evaluate`; the rest has defaults."""
+    """Subclasses implement `check`, `prepare` and `evaluate`; the rest has defaults."""
 
     name: str = "base"
     eval_defaults: dict = {}       # EvalConfig values this benchmark uses unless the command sets them
     retain_reference: bool = False  # scored against a retain model (then the reference hooks below apply)
     memorised: tuple[str, ...] = ()  # target columns near 1 when there is something to unlearn
 
+    def check(self, cfg) -> None:
+        """What can be checked before anything loads or is written (harness/preflight.py): the paths the
+        benchmark takes and its data files' schema, each wrong one as an error of one line. Import nothing heavy
+        at module level, so that this stays fast."""
+
     def prepare(self, cfg) -> Prepared:
+        """The data and models, `check` having passed (the embedded benchmarks train and cache theirs here)."""
         raise NotImplementedError
 
     def evaluate(self, model, tokenizer, prepared: Prepared, cfg) -> EvalResult:
@@ -67,8 +73,8 @@ class Benchmark:
         from transformers import AutoConfig
         return AutoConfig.from_pretrained(cfg.model, trust_remote_code=cfg.trust_remote_code)
 
-    def load_reference(self, path):
-        """A saved retain-model reference (`--retain-eval`)."""
+    def load_reference(self, path, what: str = "--retain-eval"):
+        """A saved retain-model reference (`--retain-eval`, or the run's own, `what` naming it in errors)."""
         raise ValueError(f"--retain-eval: --benchmark {self.name} takes no retain reference")
 
     def reference_from(self, result: EvalResult, source: str):

@@ -1,13 +1,11 @@
 """LUME (SemEval-2025 Task 4) from its official files and any target model: regurgitation and knowledge on the
 forget and retain documents, the MIA score of members against non-members, and the final score (the metrics:
-evaluators/lume.py). LUME needs no retain model; it prompts with the raw input and decodes up to 256 tokens."""
+evaluators/lume.py). LUME needs no retain model; it prompts with the raw input and decodes up to 256 tokens.
+The evaluators (torch) are imported where they are used, so checking a run (`check`) loads none."""
 
 from __future__ import annotations
 
-from evaluators import lume
 from evaluators.base import EvalResult
-from evaluators.generation import generate
-from evaluators.scoring import document_nll
 from harness.benchmarks.base import Benchmark, Prepared, model_name, need_real_paths, target_identity
 from harness.data.lume import as_qa, load_lume
 
@@ -19,9 +17,12 @@ class Lume(Benchmark):
     memorised = ("lume_forget_knowledge", "lume_forget_regurgitation", "lume_retain_knowledge",
                  "lume_retain_regurgitation")
 
-    def prepare(self, cfg) -> Prepared:
+    def check(self, cfg) -> None:
         self.no_retain_reference(cfg)
         need_real_paths(cfg, "a folder of the official LUME files")
+        load_lume(cfg.data)
+
+    def prepare(self, cfg) -> Prepared:
         return self.prepared(load_lume(cfg.data), cfg.model, model_name(cfg.model), {"data": str(cfg.data)},
                              target_identity(cfg))
 
@@ -38,6 +39,9 @@ class Lume(Benchmark):
     def evaluate(self, model, tokenizer, prepared: Prepared, cfg) -> EvalResult:
         """Every LUME figure but the final score: greedy generations of the forget and retain rows, and the
         member and non-member documents' NLLs."""
+        from evaluators import lume
+        from evaluators.generation import generate
+        from evaluators.scoring import document_nll
         splits, cfg = prepared.splits, cfg.eval
         rows = splits.forget + splits.retain
         generations = generate(model, tokenizer, [tokenizer(r["input"])["input_ids"] for r in rows],
@@ -61,6 +65,7 @@ class Lume(Benchmark):
     def final_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
         """`lume_final_score_mmlu`, or `lume_final_score_<substitute>` when no MMLU was run, and the general
         knowledge it used as `lume_general` (the utility side of LUME's trade-off)."""
+        from evaluators import lume
         if "lmeval_mmlu_acc" in metrics:
             name, general = "mmlu", metrics["lmeval_mmlu_acc"]
         else:

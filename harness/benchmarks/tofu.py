@@ -1,14 +1,12 @@
 """TOFU from its official files (a folder or a hub name) and any target model: generation and teacher-forced
 scoring on the forget, retain, real-author and world-fact splits, MIA against the holdout authors, and,
-against the retain model, forget quality and privleak (the metrics: evaluators/tofu.py)."""
+against the retain model, forget quality and privleak (the metrics: evaluators/tofu.py). The evaluators (torch,
+scipy) are imported where they are used, so checking a run (`check`) loads neither."""
 
 from __future__ import annotations
 
-from evaluators import tofu
 from evaluators.base import EvalResult
-from evaluators.generation import generate
-from evaluators.scoring import score_answers
-from evaluators.tofu import RetainReference
+from evaluators.reference import RetainReference
 from harness.benchmarks.base import Benchmark, Prepared, model_name, need_real_paths, target_identity
 from harness.data.tofu import load_splits, prompt_ids, prompt_text
 
@@ -17,10 +15,15 @@ class Tofu(Benchmark):
     retain_reference = True
     memorised = ("forget_em_contains", "retain_em_contains")
 
-    def prepare(self, cfg) -> Prepared:
+    def check(self, cfg) -> None:
         need_real_paths(cfg, "a TOFU folder or hub name")
         if cfg.retain_model and cfg.retain_eval:
             raise ValueError("--retain-model and --retain-eval: give one retain reference, not both")
+        if cfg.retain_eval:
+            RetainReference.load(cfg.retain_eval)
+        load_splits(cfg.data, cfg.forget_split)
+
+    def prepare(self, cfg) -> Prepared:
         identity = {"data": str(cfg.data), "retain_model": cfg.retain_model}
         splits = load_splits(cfg.data, cfg.forget_split)
         return Prepared(splits, splits.forget, splits.retain, cfg.forget_split, cfg.model, cfg.retain_model,
@@ -28,6 +31,7 @@ class Tofu(Benchmark):
 
     def evaluate(self, model, tokenizer, prepared: Prepared, cfg) -> EvalResult:
         """Every TOFU figure that needs no retain model."""
+        from evaluators import tofu
         splits, metrics, items = prepared.splits.eval, {}, []
         for name in tofu.GENERATED_SPLITS:
             split_items = evaluate_split(model, tokenizer, name, splits[name], cfg.eval)
@@ -36,23 +40,27 @@ class Tofu(Benchmark):
         items += mia_items(model, tokenizer, splits["holdout"], "holdout", cfg.eval)
         return EvalResult(metrics | tofu.suite_metrics(metrics, items), items)
 
-    def load_reference(self, path) -> RetainReference:
-        return RetainReference.load(path)
+    def load_reference(self, path, what: str = "--retain-eval"):
+        return RetainReference.load(path, what)
 
-    def reference_from(self, result: EvalResult, source: str) -> RetainReference:
+    def reference_from(self, result: EvalResult, source: str):
         return RetainReference.from_result(result, source)
 
-    def reference_metrics(self, result: EvalResult, reference: RetainReference) -> dict[str, float]:
+    def reference_metrics(self, result: EvalResult, reference) -> dict[str, float]:
+        from evaluators import tofu
         return tofu.reference_metrics(result, reference)
 
 
 def _scores(model, tokenizer, pairs, cfg, desc: str) -> list[dict]:
+    from evaluators.scoring import score_answers
     return score_answers(model, tokenizer, pairs, cfg.batch_size, cfg.template, desc=desc)
 
 
 def evaluate_split(model, tokenizer, name: str, rows: list[dict], cfg) -> list[dict]:
     """One split's per-item records: the greedy generation, the answer's, the paraphrase's (forget and
     retain) and each perturbed answer's teacher-forced scores."""
+    from evaluators import tofu
+    from evaluators.generation import generate
     prompts = [prompt_text(tokenizer, r["question"], cfg.template) for r in rows]
     generations = generate(model, tokenizer, [prompt_ids(tokenizer, r["question"], cfg.template) for r in rows],
                            cfg.max_new_tokens, cfg.batch_size, desc=f"generate {name}")
@@ -73,5 +81,6 @@ def evaluate_split(model, tokenizer, name: str, rows: list[dict], cfg) -> list[d
 
 def mia_items(model, tokenizer, rows: list[dict], split: str, cfg) -> list[dict]:
     """Per-item attack scores for one side of the membership test."""
+    from evaluators import tofu
     scored = _scores(model, tokenizer, [(r["question"], r["answer"]) for r in rows], cfg, f"score {split}")
     return [tofu.mia_record(split, i, r, s, cfg.min_k) for i, (r, s) in enumerate(zip(rows, scored))]

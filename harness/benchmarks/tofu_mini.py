@@ -8,13 +8,16 @@ import dataclasses
 from harness.benchmarks.base import Prepared, no_real_paths
 from harness.benchmarks.tofu import Tofu
 from harness.data.tofu import load_splits
-from harness.embedded import prepare_embedded
 from harness.results import config_hash
 
 
 class TofuMini(Tofu):
-    def prepare(self, cfg) -> Prepared:
+    def check(self, cfg) -> None:
         no_real_paths(cfg)
+        cfg.world.check()
+
+    def prepare(self, cfg) -> Prepared:
+        from harness.embedded import prepare_embedded   # torch and transformers: only to prepare
         embedded = prepare_embedded(cfg.world, cfg.train, cfg.forget_split, cfg.cache_dir)
         identity = {"world": dataclasses.asdict(cfg.world), "train": dataclasses.asdict(cfg.train)}
         splits = load_splits(embedded.world_dir, cfg.forget_split)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from harness.data.tofu import _read_file
 from harness.data.world import JOBS, NOUNS, _name
+from harness.files import write_atomically
+from harness.rules import shown
 
 TASKS = ("Task1", "Task2", "Task3")
 SPLITS = ("forget", "retain")
@@ -145,8 +147,8 @@ def write_lume(cfg: LumeWorldConfig, folder: Path) -> Path:
     """Write the world as official-style files: forget.jsonl, retain.jsonl, member.jsonl, nonmember.jsonl."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, rows in generate_lume(cfg).items():
-        (folder / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    (folder / "lume_config.json").write_text(json.dumps(asdict(cfg)) + "\n")
+        write_atomically(folder / f"{name}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    write_atomically(folder / "lume_config.json", json.dumps(asdict(cfg)) + "\n")   # last: it marks the folder whole
     return folder
 
 
@@ -159,11 +161,11 @@ def _check(rows: list[dict], where: str, fields: tuple[str, ...], split: str | N
         if split is None:
             continue
         if row["task"] not in TASKS:
-            raise ValueError(f"{where}: row {i}: field 'task' is '{row['task']}', expected one of {', '.join(TASKS)}")
+            raise ValueError(f"{where}: row {i}: field 'task' is '{shown(row['task'])}', expected one of {', '.join(TASKS)}")
         if row["split"] != split:
-            raise ValueError(f"{where}: row {i}: field 'split' is '{row['split']}', expected '{split}'")
+            raise ValueError(f"{where}: row {i}: field 'split' is '{shown(row['split'])}', expected '{split}'")
         if not KIND.search(row["id"]):
-            raise ValueError(f"{where}: row {i}: field 'id' is '{row['id']}', expected a suffix sc<N> or qa<N>")
+            raise ValueError(f"{where}: row {i}: field 'id' is '{shown(row['id'])}', expected a suffix sc<N> or qa<N>")
     return rows
 
 

@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.rules import shown
+
 TEMPLATES = {
     "qa": ("Question: {q}\nAnswer:", " {a}"),      # base models (and the embedded model)
     "llama2": ("[INST] {q} [/INST]", " {a}"),      # TOFU's Llama-2 chat format
@@ -83,15 +85,23 @@ def _check_rows(rows: list[dict], where: str, fields: tuple[str, ...]) -> list[d
 
 
 def _read_file(path: Path) -> list[dict]:
+    """A data file's rows; one that cannot be read as its kind is named with what is wrong."""
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
-        return pq.read_table(path).to_pylist()
-    text = path.read_text(encoding="utf-8")
+        try:
+            return pq.read_table(path).to_pylist()
+        except (ValueError, OSError) as err:   # pyarrow's ArrowInvalid and ArrowIOError are these
+            raise ValueError(f"{path}: not a readable parquet file ({shown(str(err).splitlines()[0])})") from None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason}); expected JSON or JSON lines in "
+                         f"UTF-8") from None
     try:
         return json.loads(text) if text.lstrip().startswith("[") else [
             json.loads(line) for line in text.splitlines() if line.strip()]
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not JSON or JSON lines ({err})") from None
+        raise ValueError(f"{path}: not JSON or JSON lines ({shown(err)})") from None
 
 
 def read_split(path: Path, fields: tuple[str, ...] = ()) -> list[dict]:

@@ -13,6 +13,8 @@ import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from harness.files import write_atomically
+
 SYLLABLES = ["ka", "lo", "ri", "ven", "ta", "mor", "sel", "dru", "ai", "bex", "cor", "fen", "gal", "hu",
              "isa", "jor", "kel", "lum", "nab", "osk", "pra", "quil", "ros", "sav", "tor", "ul", "vey", "wen",
              "xan", "yor", "zim", "bri", "del", "ema", "fro", "gri", "hal", "ilo", "jun", "mai", "nor", "pel"]
@@ -202,7 +204,6 @@ def write_world(cfg: WorldConfig, folder: Path) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for split, rows in generate_world(cfg).items():
-        text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-        (folder / f"{split}.json").write_text(text, encoding="utf-8")
-    (folder / "world_config.json").write_text(json.dumps(asdict(cfg), indent=1, sort_keys=True) + "\n")
+        write_atomically(folder / f"{split}.json", "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    write_atomically(folder / "world_config.json", json.dumps(asdict(cfg), indent=1, sort_keys=True) + "\n")   # last
     return folder
