@@ -107,6 +107,10 @@ def _locate(path: str, where: str) -> tuple[_Files, str]:
     """A folder here, else a hub name (`name` or `org/name`) found on the hub or in the local cache."""
     folder = Path(path)
     if folder.is_dir():
+        for file in sorted(folder.iterdir()):   # else the load fails mid-run, as if the machine were at fault
+            if file.is_file() and not os.access(file, os.R_OK):
+                raise OSError(f"{where}: {file.name} cannot be read (permission denied; expected every file of the "
+                              "model readable)")
         return _Files(root=folder), "folder"
     if folder.exists():
         raise OSError(f"{where}: is a file, not a folder (expected a model folder with {CONFIG_NAME}, weights and "

@@ -8,6 +8,7 @@ grow: that is the noise a user on another CPU sees. Runs go side by side, with t
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -15,9 +16,11 @@ import sys
 import time
 from pathlib import Path
 
+from harness.cli import EXIT_ENVIRONMENT
+from harness.files import write_atomically
 from harness.progress import note
 from harness.regression import detection, derive_tolerances, item_counts, leave_one_out, noise_table
-from harness.results import ENVIRONMENT_FILE, REFERENCE_ROWS, read_environments, write_atomically
+from harness.results import ENVIRONMENT_FILE, REFERENCE_ROWS, read_environments
 from harness.tables import read_leaderboard
 
 CAPABILITIES = ("default", "avx2", "avx512")   # x86 kernel sets, from the slowest to the widest vectors
@@ -61,6 +64,8 @@ def run_all(run_args: list[str], out: Path, cache: Path, capabilities: list[str]
                 other.terminate()
                 other_log.close()
             last = ([line for line in Path(log.name).read_text().splitlines() if line.strip()] or [""])[-1]
+            if process.returncode == EXIT_ENVIRONMENT:   # the machine's fault in a child is the machine's here too
+                raise OSError(errno.EIO, f"ATEN_CPU_CAPABILITY={capability}: {last.strip()}", log.name)
             raise RuntimeError(f"ATEN_CPU_CAPABILITY={capability}: harness run exited {process.returncode} "
                                f"({last.strip()}); see {log.name}")
         note(f"noise: ATEN_CPU_CAPABILITY={capability} done")

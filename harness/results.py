@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.files import named, write_atomically  # noqa: F401 -- re-exported: their home before
+from harness.files import write_atomically
 from harness.progress import warn
 
 IDENTITY_COLUMNS = ["benchmark", "method", "variant", "kind", "seed", "model", "weights_digest", "forget_split",
@@ -162,11 +162,12 @@ def write_artifacts(folder: Path, artifacts: dict) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for name, value in artifacts.items():
         if name.endswith(".pt"):
+            import io
+
             import torch
-            try:
-                torch.save(value, folder / name)
-            except OSError as err:
-                raise named(err, folder / name) from None
+            buffer = io.BytesIO()   # torch.save reports a full disk as a RuntimeError naming no file
+            torch.save(value, buffer)
+            write_atomically(folder / name, buffer.getvalue())
         else:
             write_atomically(folder / name, json.dumps(value, indent=1) + "\n")
 

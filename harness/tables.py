@@ -62,16 +62,17 @@ def check_shape(csv: Path) -> None:
     """Every line has the header's number of fields and the file ends with a line end: pandas would fill a line
     cut short (a full disk, an interrupted copy) with NaN and average it in silently."""
     import csv as csvlib
+    import io
     text = csv.read_text(encoding="utf-8")
-    rows = list(csvlib.reader(text.splitlines()))
+    rows = [row for row in csvlib.reader(io.StringIO(text, newline="")) if row]   # quoted line ends stay in a field
     if not rows:
         return
     for number, row in enumerate(rows[1:], 2):
         if len(row) != len(rows[0]):
-            raise ValueError(f"line {number} has {len(row)} fields, the header {len(rows[0])}: a truncated or edited "
+            raise ValueError(f"row {number} has {len(row)} fields, the header {len(rows[0])}: a truncated or edited "
                              f"file (rerunning the command that wrote it rebuilds it from its results/)")
     if not text.endswith("\n"):
-        raise ValueError(f"line {len(rows)} has no line end: the file was cut short (rerunning the command that "
+        raise ValueError(f"row {len(rows)} has no line end: the file was cut short (rerunning the command that "
                          f"wrote it rebuilds it from its results/)")
 
 

@@ -45,6 +45,7 @@ NONSENSE = [
     (["--set", "world.seed=-3"], "--set world.seed=-3: expected an integer >= 0"),
     (["--set", "lume.seed=-3"], "--set lume.seed=-3: expected an integer >= 0"),
     (["--set", "train.seed=-1"], "--set train.seed=-1: expected an integer >= 0"),
+    (["--retain-eval", "/nowhere/TOFU_EVAL.json"], "--retain-eval /nowhere/TOFU_EVAL.json: no such file"),
     (["--lm-eval-tasks", "no_such_task"], "--lm-eval-tasks no_such_task: not an lm-eval task of lm-eval"),
     (["--lm-eval-tasks", "arc_easy,no_such_task"], "--lm-eval-tasks no_such_task: not an lm-eval task"),
     (["--set", "simu.mask=" + "x" * 400], "--set simu.mask=" + "x" * 80 + "... (400 characters): expected one of"),
@@ -238,6 +239,19 @@ def test_a_bad_model_folder_is_named_and_nothing_is_written(tmp_path, capfd, mod
     assert not out.exists()
 
 
+def test_an_unreadable_file_in_a_model_folder_is_bad_input(tmp_path, capsys, models, monkeypatch):  # noqa: F811
+    """Found before the run (exit 2), not when the load fails mid-run (which would read as the machine's fault)."""
+    import harness.model_check
+    folder = copy(models, "llama", tmp_path / "m")
+    readable = harness.model_check.os.access
+    monkeypatch.setattr(harness.model_check.os, "access", lambda path, mode: Path(path).name != "tokenizer.json"
+                        and readable(path, mode))
+    out = tmp_path / "run"
+    assert main(["eval", *SMOKE, "--model", str(folder), "--out", str(out)]) == 2
+    assert f"--model {folder}: tokenizer.json cannot be read (permission denied" in one_line(capsys)
+    assert not out.exists()
+
+
 # --- a run's own files, damaged between runs: named, and their cell or reference redone --------------------
 
 def copy_run(micro_run, tmp_path) -> Path:
@@ -313,6 +327,22 @@ def test_the_retain_reference_is_written_atomically(tmp_path, monkeypatch):
     assert RetainReference.load(path).forget_truth_ratios == [0.5] and list(path.parent.iterdir()) == [path]
 
 
+def test_a_method_artifact_is_written_atomically_and_a_full_disk_names_it(tmp_path, monkeypatch):
+    import torch
+    folder = tmp_path / "artifacts" / "simu-seed0"
+    harness.results.write_artifacts(folder, {"masks.pt": {"w": torch.ones(3)}, "masks.json": {"w": [1, 1, 1]}})
+    assert torch.equal(torch.load(folder / "masks.pt")["w"], torch.ones(3))
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(harness.results.os, "replace", full)
+    with pytest.raises(OSError) as info:
+        harness.results.write_artifacts(folder, {"masks.pt": {"w": torch.zeros(3)}})
+    assert (info.value.errno, info.value.filename) == (errno.ENOSPC, str(folder / "masks.pt"))
+    assert sorted(p.name for p in folder.iterdir()) == ["masks.json", "masks.pt"]
+    assert torch.equal(torch.load(folder / "masks.pt")["w"], torch.ones(3))   # the old file, whole
+
+
 # --- a full disk: the path named, exit 74, nothing partial, and the run resumes --------------------------------
 
 def test_a_full_disk_names_the_path_exits_74_and_the_run_resumes(tmp_path, micro_run, micro_cache, capsys,
@@ -351,13 +381,13 @@ def test_a_full_disk_names_the_path_exits_74_and_the_run_resumes(tmp_path, micro
 def _cut_mid_line(csv: Path):
     text = csv.read_text()
     csv.write_text(text[:text.rindex("\n", 0, len(text) - 1) + 10])
-    return f"{csv}: not a readable leaderboard CSV (line 7 has "
+    return f"{csv}: not a readable leaderboard CSV (row 7 has "
 
 
 def _cut_at_a_field(csv: Path):
     text = csv.read_text()
     csv.write_text(text[:-3])
-    return f"{csv}: not a readable leaderboard CSV (line 7 has no line end: the file was cut short"
+    return f"{csv}: not a readable leaderboard CSV (row 7 has no line end: the file was cut short"
 
 
 def _no_seed_column(csv: Path):
@@ -367,6 +397,14 @@ def _no_seed_column(csv: Path):
 
 
 CSVS = [_cut_mid_line, _cut_at_a_field, _no_seed_column]
+
+
+def test_a_leaderboard_with_a_line_end_inside_a_field_or_a_blank_last_line_is_read(tmp_path, board, capsys):
+    frame = board.copy()
+    frame["note"] = ["", "", "two\nlines", "", "", ""]
+    frame.to_csv(tmp_path / "quoted.csv", index=False)
+    (tmp_path / "quoted.csv").write_text((tmp_path / "quoted.csv").read_text() + "\n")
+    assert main(["table", str(tmp_path / "quoted.csv"), "--columns", "forget_em_contains"]) == 0
 
 
 @pytest.mark.parametrize("damage", CSVS, ids=[d.__name__.strip("_") for d in CSVS])

@@ -17,11 +17,14 @@ class Tofu(Benchmark):
 
     def check(self, cfg) -> None:
         need_real_paths(cfg, "a TOFU folder or hub name")
+        self.check_retain_reference(cfg)
+        load_splits(cfg.data, cfg.forget_split)
+
+    def check_retain_reference(self, cfg) -> None:
         if cfg.retain_model and cfg.retain_eval:
             raise ValueError("--retain-model and --retain-eval: give one retain reference, not both")
         if cfg.retain_eval:
             RetainReference.load(cfg.retain_eval)
-        load_splits(cfg.data, cfg.forget_split)
 
     def prepare(self, cfg) -> Prepared:
         identity = {"data": str(cfg.data), "retain_model": cfg.retain_model}

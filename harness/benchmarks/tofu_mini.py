@@ -15,6 +15,7 @@ class TofuMini(Tofu):
     def check(self, cfg) -> None:
         no_real_paths(cfg)
         cfg.world.check()
+        self.check_retain_reference(cfg)
 
     def prepare(self, cfg) -> Prepared:
         from harness.embedded import prepare_embedded   # torch and transformers: only to prepare
