@@ -159,8 +159,15 @@ def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
                         "benchmarks bring theirs)")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line like every other bad input (the usage is in --help)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="harness", description="Reference harness for LLM unlearning: run unlearning methods side by side "
         "on the same model and data, score them with the benchmarks' own metrics, and write leaderboards.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -94,6 +94,17 @@ def test_method_settings_are_checked_last_and_named_as_given(tmp_path, capsys):
     assert "--set simu.t=9.0: expected a number in [0, 1]" in one_line(capsys) and not out.exists()
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["run", "--bogus"], "harness: error: unrecognized arguments: --bogus (see harness --help)"),
+    (["run", "--seeds", "x"], "harness run: error: argument --seeds: 'x': expected comma-separated int values"),
+    (["frob"], "harness: error: argument COMMAND: invalid choice: 'frob'"),
+])
+def test_a_usage_error_is_one_line_too(capsys, argv, message):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2 and one_line(capsys).startswith(message)
+
+
 def test_an_empty_out_is_refused(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["run", *SMOKE, "--out", ""]) == 2
