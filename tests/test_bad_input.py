@@ -387,6 +387,19 @@ def test_a_full_disk_names_the_path_exits_74_and_the_run_resumes(tmp_path, micro
     pd.testing.assert_frame_equal(figures(out), figures(micro_run / "run"), check_exact=False, atol=1e-6)
 
 
+def test_which_os_errors_are_the_machines():
+    """A full or failing disk is never the input's fault; a refused access is the input's while its paths are
+    checked (an unreadable --data file) and the machine's once they have passed (access lost mid-run)."""
+    from harness.cli import environment_fault
+    for code in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS):
+        assert environment_fault(OSError(code, "x", "f"), checked=False)
+    for code in (errno.EACCES, errno.EPERM):
+        assert not environment_fault(OSError(code, "x", "f"), checked=False)
+        assert environment_fault(OSError(code, "x", "f"), checked=True)
+    assert not environment_fault(FileNotFoundError(errno.ENOENT, "x", "f"), checked=True)
+    assert not environment_fault(OSError("--model m: no such folder"), checked=True)   # our own lines: exit 2
+
+
 # --- leaderboard CSVs: table and check refuse a damaged one ------------------------------------------------
 
 def _cut_mid_line(csv: Path):
