@@ -104,15 +104,16 @@ def _lm_eval_version() -> str:
 
 @functools.cache
 def _scanned_names() -> set[str]:
+    """The names on the `task:`, `group:` and `tag:` lines of lm-eval's YAMLs (once a process)."""
     import importlib.util
     spec = importlib.util.find_spec("lm_eval.tasks")
     names = set()
     for path in Path(spec.origin).parent.rglob("*.yaml"):
         for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            if match := TASK_LINE.match(line):
-                value = match.group(1).strip().strip("'\"")
-                names.update(v.strip().strip("'\"") for v in value.strip("[]").split(",")) if value[:1] == "[" \
-                    else names.add(value)
+            if match := TASK_LINE.match(line):   # `task: name`, or a list: `tag: [a, b]`
+                values = match.group(1).strip().strip("'\"")
+                values = values.strip("[]").split(",") if values.startswith("[") else [values]
+                names.update(v.strip().strip("'\"") for v in values)
     return names
 
 

@@ -35,6 +35,13 @@ class Result(NamedTuple):
     folder: Path
 
 
+def _checked(cfg, command: str):
+    """`cfg` once everything it names passed harness/preflight.py, before the runner (and torch) is imported."""
+    from harness import preflight
+    preflight.check(cfg, command)
+    return cfg
+
+
 def _result(path: Path) -> Result:
     from harness.tables import read_leaderboard
     return Result(read_leaderboard(path), Path(path).parent)
@@ -47,9 +54,9 @@ def run(methods: Iterable[str] | str | None = None, seeds: Iterable[int] | None 
     (`cache_dir`, `data`, `model`, `retain_model`, `retain_eval`, `template`, `lm_eval_tasks`, `device`,
     `dtype`, `save_models`, `trust_remote_code`, `allow_pickle`, `wait`)."""
     from harness.config import build
+    cfg = _checked(build("run", methods=methods, seeds=seeds, benchmark=benchmark, preset=preset, out=out,
+                         settings=settings, **options), "run")
     from harness.runner import run as run_cells
-    cfg = build("run", methods=methods, seeds=seeds, benchmark=benchmark, preset=preset, out=out,
-                settings=settings, **options)
     return _result(run_cells(cfg))
 
 
@@ -58,9 +65,9 @@ def sweep(grid: Mapping[str, Iterable], methods: Iterable[str] | str | None = No
           out: str | None = None, settings: Mapping | None = None, **options) -> Result:
     """`harness sweep`: the product of the `grid` axes (`{"simu.t": [0.1, 0.3]}`) x seeds as cells of one run."""
     from harness.config import build
+    cfg = _checked(build("sweep", grid=grid, methods=methods, seeds=seeds, benchmark=benchmark, preset=preset,
+                         out=out, settings=settings, **options), "sweep")
     from harness.runner import run as run_cells
-    cfg = build("sweep", grid=grid, methods=methods, seeds=seeds, benchmark=benchmark, preset=preset, out=out,
-                settings=settings, **options)
     return _result(run_cells(cfg))
 
 
@@ -71,9 +78,9 @@ def evaluate(models: Iterable[str] | str, names: Iterable[str] | str | None = No
     of kind `model` named by `names` (default: the folders' names). `options` as for `run`, with `model` the
     target of a real benchmark."""
     from harness.config import build
+    cfg = _checked(build("eval", models=models, names=names, benchmark=benchmark, preset=preset, out=out,
+                         settings=settings, **options), "eval")
     from harness.runner import evaluate as evaluate_models
-    cfg = build("eval", models=models, names=names, benchmark=benchmark, preset=preset, out=out, settings=settings,
-                **options)
     return _result(evaluate_models(cfg))
 
 

@@ -40,15 +40,17 @@ def discard_stale(folder: Path, config_hash: str) -> None:
         note(f"{folder}: removed, the model of this cell's earlier settings (config hash {card.get('config_hash')})")
 
 
-def save_model(model, tokenizer, folder: Path, card: str) -> int:
-    """Write the model, its tokenizer and `card` into a temporary sibling of `folder`, then rename it into place,
-    so an interrupted save leaves no half folder under the cell's name; returns the bytes written."""
+def save_model(model, tokenizer, folder: Path, card: str | None = None) -> int:
+    """Write the model, its tokenizer and `card` (if any) into a temporary sibling of `folder`, then rename it
+    into place, so an interrupted save leaves no half folder under its name (a cell's, or a cached embedded
+    model's); returns the bytes written."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        (tmp / "README.md").write_text(card, encoding="utf-8")
+        if card is not None:
+            (tmp / "README.md").write_text(card, encoding="utf-8")
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(tmp, folder)

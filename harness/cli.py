@@ -410,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "dry_run", False):
             return dry_run(cfg)
         from harness import preflight
-        preflight.check(cfg, "run" if args.command == "noise" else args.command)   # before torch is imported
+        preflight.check(cfg, args.command)   # before torch is imported
         checked = True
         from harness.runner import evaluate, run
         path = (evaluate if args.command == "eval" else run)(cfg)

@@ -8,8 +8,6 @@ The embedded benchmark needs three models, trained once and cached under a hash 
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +16,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, get_cosine_schedule_with_warmup
 
-from harness.checkpoints import disk_error
+from harness.checkpoints import save_model
 from harness.config import EmbeddedModelConfig, cache_root
 from harness.data.collate import encode_qa, pad_batch
 from harness.data.lume import LumeWorldConfig, as_qa, load_lume, sums, write_lume
@@ -87,25 +85,11 @@ def train_lm(model, tokenizer, rows: list[dict], cfg: EmbeddedModelConfig, epoch
     return model
 
 
-def _save_atomically(model, tokenizer, folder: Path) -> None:
-    """Write to a temporary sibling and rename, so a killed run never leaves a half-written model."""
-    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-    except BaseException as err:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise disk_error(err, folder) from None
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
-
-
 def _ensure(folder: Path, make) -> Path:
     """Make the model at `folder` with `make()` unless the cache already has it."""
     if not (folder / "config.json").exists():
         model, tokenizer = make()
-        _save_atomically(model, tokenizer, folder)
+        save_model(model, tokenizer, folder)
     return folder
 
 

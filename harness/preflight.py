@@ -2,8 +2,8 @@
 and before anything is written: the settings and the names they refer to, the prompt template, the lm-eval
 task names, the benchmark's paths and data files, the model folders and the run folder. A bad input is one line
 and exit 2 within seconds (perf/bad_input.py measures it), not a traceback or a half-written --out after
-minutes of training. Both doors run it: the command line before it imports the runner, and the runner itself
-(so a run defined in Python is checked the same way)."""
+minutes of training. Both doors run it before they import the runner: the command line (harness/cli.py) and
+the Python API (harness/__init__.py), so a run defined in Python is checked the same way, and once."""
 
 from __future__ import annotations
 

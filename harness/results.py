@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import io
 import json
 import os
 import platform
@@ -162,8 +163,6 @@ def write_artifacts(folder: Path, artifacts: dict) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for name, value in artifacts.items():
         if name.endswith(".pt"):
-            import io
-
             import torch
             buffer = io.BytesIO()   # torch.save reports a full disk as a RuntimeError naming no file
             torch.save(value, buffer)

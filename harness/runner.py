@@ -15,7 +15,7 @@ import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-from harness import distributed, preflight
+from harness import distributed
 from harness.checkpoints import discard_stale, is_saved, keep_cell
 from harness.config import RunConfig
 from harness.grid import Cell, Context, cell_config, cells, swept_values, tracked
@@ -101,12 +101,12 @@ def run(cfg: RunConfig) -> Path:
 
 @contextmanager
 def started(cfg: RunConfig, command: str, checks=()):
-    """What every command does before its rows: check everything it was given (harness/preflight.py), then hold
-    the run folder, prepare the benchmark (the embedded models: trained once, then cached) and its reference
-    rows (rank 0). `checks` run after the benchmark is prepared and before anything is written."""
+    """What every command does before its rows, on a configuration its door has checked (harness/preflight.py,
+    which the command line and the Python API run before they import this module): hold the run folder,
+    prepare the benchmark (the embedded models: trained once, then cached) and its reference rows (rank 0).
+    `checks` run after the benchmark is prepared and before anything is written."""
     quiet_libraries_in_logs()
     WARNINGS.clear()
-    preflight.check(cfg, command)
     device = resolve_device(cfg.compute.device)
     distributed.configure(device)
     bench, out_dir, main = benchmarks[cfg.benchmark](), Path(cfg.out_dir), distributed.is_main()

@@ -6,6 +6,8 @@ seeds, the direction that is better marked by an arrow, and the best method in e
 
 from __future__ import annotations
 
+import csv as csvlib
+import io
 from fnmatch import fnmatchcase
 from pathlib import Path
 
@@ -43,8 +45,9 @@ def read_leaderboard(path: str | Path) -> pd.DataFrame:
     if not csv.is_file():
         raise FileNotFoundError(f"{path}: expected a run folder with leaderboard.csv, or a leaderboard CSV")
     try:
-        check_shape(csv)
-        frame = pd.read_csv(csv, dtype={"seed": "Int64"})
+        text = csv.read_text(encoding="utf-8")
+        check_shape(text)
+        frame = pd.read_csv(io.StringIO(text), dtype={"seed": "Int64"})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"{csv}: not a readable leaderboard CSV ({reason})") from None
@@ -58,12 +61,9 @@ def read_leaderboard(path: str | Path) -> pd.DataFrame:
 LEADERBOARD_KEYS = ("method", "seed")   # what names a row: tables group by the first, check matches on both
 
 
-def check_shape(csv: Path) -> None:
-    """Every line has the header's number of fields and the file ends with a line end: pandas would fill a line
-    cut short (a full disk, an interrupted copy) with NaN and average it in silently."""
-    import csv as csvlib
-    import io
-    text = csv.read_text(encoding="utf-8")
+def check_shape(text: str) -> None:
+    """Every row of a CSV's `text` has the header's number of fields and the text ends with a line end: pandas
+    would fill a line cut short (a full disk, an interrupted copy) with NaN and average it in silently."""
     rows = [row for row in csvlib.reader(io.StringIO(text, newline="")) if row]   # quoted line ends stay in a field
     if not rows:
         return

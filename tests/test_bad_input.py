@@ -19,7 +19,8 @@ import pytest
 import harness.results
 from harness.cli import EXIT_ENVIRONMENT, main
 from test_lume import write_official
-from test_model_sources import _truncate, copy, edit_json, models  # noqa: F401 -- `models`: the tiny saved models
+from test_model_sources import _empty, _missing, _remote_code, _truncated, _unknown_model_type, copy
+from test_model_sources import models  # noqa: F401 -- the tiny saved models, a fixture
 from test_tofu_data import write_official_tofu
 
 SMOKE = ["--preset", "tofu-mini-smoke"]
@@ -204,40 +205,14 @@ def test_a_bad_retain_eval_is_named_before_any_model_loads(tmp_path, capsys, mod
     assert f"--retain-eval {path}: {message}" in one_line(capsys) and not out.exists()
 
 
-def _model_missing(models, tmp):  # noqa: F811
-    return tmp / "nowhere", "no such folder"
-
-
-def _model_empty(models, tmp):  # noqa: F811
-    (tmp / "empty").mkdir()
-    return tmp / "empty", "no config.json: not a Hugging Face model folder"
-
-
-def _model_truncated(models, tmp):  # noqa: F811
-    folder = copy(models, "llama", tmp / "cut")
-    _truncate(folder / "model.safetensors")
-    return folder, "model.safetensors is truncated or corrupt"
-
-
-def _model_needs_remote_code(models, tmp):  # noqa: F811
-    folder = copy(models, "llama", tmp / "remote")
-    edit_json(folder / "config.json", auto_map={"AutoModelForCausalLM": "modeling_x.X"})
-    return folder, "needs --trust-remote-code"
-
-
-def _model_unknown_architecture(models, tmp):  # noqa: F811
-    folder = copy(models, "llama", tmp / "unknown")
-    edit_json(folder / "config.json", model_type="florble")
-    return folder, "unknown architecture: model_type 'florble' is not known to transformers"
-
-
-MODELS = [_model_missing, _model_empty, _model_truncated, _model_needs_remote_code, _model_unknown_architecture]
+# the model check's own cases (tests/test_model_sources.py), one of each kind, now through the command line
+MODELS = [_missing, _empty, _truncated, _remote_code, _unknown_model_type]
 
 
 @pytest.mark.parametrize("make", MODELS, ids=[m.__name__.strip("_") for m in MODELS])
 @pytest.mark.parametrize("command", ["run", "eval"])
 def test_a_bad_model_folder_is_named_and_nothing_is_written(tmp_path, capfd, models, make, command):  # noqa: F811
-    folder, message = make(models, tmp_path)
+    folder, words = make(models, tmp_path)
     out = tmp_path / "run"
     flags = ["--model", str(models / "llama"), "--retain-model", str(folder)] if command == "run" else \
         ["--model", str(folder)]
@@ -246,7 +221,9 @@ def test_a_bad_model_folder_is_named_and_nothing_is_written(tmp_path, capfd, mod
                  "forget_split=forget01", "--out", str(out)]) == 2
     err = capfd.readouterr().err.strip().splitlines()    # capfd: a library's own warning line would show too
     flag = "--retain-model" if command == "run" else "--model"
-    assert len(err) == 1 and err[0].startswith(f"harness: error: {flag} {folder}: ") and message in err[0], err
+    assert len(err) == 1 and err[0].startswith(f"harness: error: {flag} {folder}: "), err
+    for expected in words:
+        assert expected in err[0], err
     assert not out.exists()
 
 
