@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from harness.data.collate import device_of
+from harness.data.collate import device_of, pad
 from harness.progress import progress
 
 
@@ -13,14 +13,12 @@ def generate(model, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int,
              desc: str = "generate") -> list[str]:
     """Greedy continuations of already-tokenized prompts, decoded without special tokens."""
     model.eval()
-    pad, device = tokenizer.pad_token_id, device_of(model)
+    pad_id, device = tokenizer.pad_token_id, device_of(model)
     outputs = []
     for start in progress(range(0, len(prompt_ids), batch_size), desc=desc, leave=False):
         chunk = prompt_ids[start:start + batch_size]
-        width = max(len(p) for p in chunk)
-        ids = torch.tensor([[pad] * (width - len(p)) + p for p in chunk], device=device)
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk], device=device)
+        ids, mask = pad(chunk, pad_id, side="left", device=device)
         out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
-                             pad_token_id=pad, eos_token_id=tokenizer.eos_token_id)
-        outputs += tokenizer.batch_decode(out[:, width:].cpu(), skip_special_tokens=True)
+                             pad_token_id=pad_id, eos_token_id=tokenizer.eos_token_id)
+        outputs += tokenizer.batch_decode(out[:, ids.shape[1]:].cpu(), skip_special_tokens=True)
     return [o.strip() for o in outputs]

@@ -1,35 +1,41 @@
 """lm-eval in-process on the live (unlearned) model: `HFLM(pretrained=model, tokenizer=tokenizer)`.
 
-Three offline tasks are built from the embedded world, their YAMLs written at run time with absolute data paths
-(lm-eval resolves relative `data_files` against the working directory):
-- `embedded_world_facts_mc`: multiple choice over the world facts, the true answer among its perturbed ones;
-- `embedded_real_authors_loglik`: the log-likelihood (perplexity, and whether greedy) of the real authors'
-  answers;
-- `embedded_arithmetic_mc`: multiple choice over sums no model was trained on, the true sum among its nearest
-  wrong ones (`harness.data.lume.sums`): lume-mini's target learns to add from the other sums, so this is
-  its MMLU stand-in, which memorised facts cannot saturate.
-Any lm-eval task name (`mmlu`, `arc_easy`, ...) can be named too; one that cannot be loaded offline is an
-error naming it. Results become columns `lmeval_<task>_<metric>`.
+Any lm-eval task name (`mmlu`, `arc_easy`, ...) can be named; one that cannot be loaded offline is an error
+naming it. A benchmark may also offer offline tasks built from its own data (`OfflineTask`: tofu-mini's world
+facts, LUME's held-out sums), whose data and YAMLs the bridge writes at run time with absolute paths (lm-eval
+resolves relative `data_files` against the working directory). Results become columns
+`lmeval_<task>_<metric>`.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import random
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
-from harness.data.lume import LumeWorldConfig, sums
-from harness.data.world import WorldConfig, generate_world
 from harness.files import write_atomically
 from harness.metrics import Metric
 
 # lm-eval's metrics (accuracy and the like) are better higher, perplexities lower (harness/metrics.py)
-METRICS = [Metric("lmeval_*", "higher", "lm-eval metric"), Metric("lmeval_*perplexity", "lower", "lm-eval perplexity")]
-EMBEDDED_TASKS = ("embedded_world_facts_mc", "embedded_real_authors_loglik", "embedded_arithmetic_mc")
-MC_TASKS = ("embedded_world_facts_mc", "embedded_arithmetic_mc")
-PROMPT = "Question: {{question}}\nAnswer:"   # the embedded models' `qa` template; choices follow after a space
+METRICS = [Metric("lmeval_*", "higher", "lm-eval metric"), Metric("lmeval_*perplexity", "lower", "lm-eval perplexity"),
+           Metric("lmeval_seconds", "lower", "lm-eval's time (s)", cost=True)]
+PROMPT = "Question: {{question}}\nAnswer:"   # the offline tasks' prompt: the `qa` template; choices follow a space
+
+
+@dataclass(frozen=True)
+class OfflineTask:
+    """An lm-eval task a benchmark builds from its data: `multiple_choice` rows hold question, choices and
+    label; `loglikelihood` rows a question and its answer. `rows` is called only when the run asks for it."""
+
+    name: str
+    kind: str
+    description: str
+    rows: Callable[[], list[dict]]
+
+
 MC_YAML = """task: {task}
 dataset_path: json
 dataset_kwargs:
@@ -49,8 +55,8 @@ metric_list:
     higher_is_better: true
 """
 YAML = {
-    **{task: MC_YAML.replace("{task}", task) for task in MC_TASKS},
-    "embedded_real_authors_loglik": """task: embedded_real_authors_loglik
+    "multiple_choice": MC_YAML,
+    "loglikelihood": """task: {task}
 dataset_path: json
 dataset_kwargs:
   data_files:
@@ -70,12 +76,12 @@ metric_list:
 }
 
 
-def check_template(tasks: list[str], template: str) -> None:
-    """The embedded tasks prompt as the embedded models learned (`Question: q\nAnswer:`); a chat or Llama-2
+def check_template(tasks: list[str], offline: list[str], template: str) -> None:
+    """The offline tasks prompt as the embedded models learned (`Question: q\nAnswer:`); a chat or Llama-2
     template cannot be applied to them, so asking for both is an error rather than a silent mismatch."""
-    embedded = [t for t in tasks if t in EMBEDDED_TASKS]
-    if embedded and template not in ("qa", "raw"):
-        raise ValueError(f"--lm-eval-tasks {','.join(embedded)}: built from the embedded world with the prompt "
+    asked = [t for t in tasks if t in offline]
+    if asked and template not in ("qa", "raw"):
+        raise ValueError(f"--lm-eval-tasks {','.join(asked)}: built from the benchmark's data with the prompt "
                          f"'Question: q\\nAnswer:', they cannot follow --template {template}; drop them, or use "
                          f"--template qa")
 
@@ -83,18 +89,18 @@ def check_template(tasks: list[str], template: str) -> None:
 TASK_LINE = re.compile(r"^(?:task|group|tag):\s*(\S.*)$")
 
 
-def check_tasks(tasks: list[str], cache_dir=None) -> None:
+def check_tasks(tasks: list[str], offline: list[str], cache_dir=None) -> None:
     """Every task name is the bridge's or lm-eval's, known without loading any data: first from a scan of the
     `task:`/`group:`/`tag:` lines of lm-eval's own YAMLs (a third of a second), and only for a name that scan
     misses (a task defined by an include or a group's list), from lm-eval's full index, which takes seconds
     to build and is kept in the harness cache for the installed lm-eval version."""
-    unknown = [t for t in tasks if t not in EMBEDDED_TASKS and t not in _scanned_names()]
+    unknown = [t for t in tasks if t not in offline and t not in _scanned_names()]
     if unknown:
         index = _full_index(cache_dir)
         unknown = [t for t in unknown if t not in index]
     if unknown:
         raise ValueError(f"--lm-eval-tasks {unknown[0]}: not an lm-eval task of lm-eval {_lm_eval_version()} (the "
-                         f"embedded ones are {', '.join(EMBEDDED_TASKS)}; `lm-eval ls tasks` lists the others)")
+                         f"benchmark's own are {', '.join(offline) or 'none'}; `lm-eval ls tasks` lists the others)")
 
 
 def _lm_eval_version() -> str:
@@ -135,41 +141,16 @@ def _full_index(cache_dir) -> set[str]:
     return set(names)
 
 
-def describe(task: str, world_cfg: WorldConfig, lume_cfg: LumeWorldConfig) -> str:
-    """What an embedded task's data and prompt are, for the run's log."""
-    data = {"embedded_world_facts_mc": "world facts as multiple choice among their perturbed answers, from the "
-                                       f"embedded world (seed {world_cfg.seed})",
-            "embedded_real_authors_loglik": f"the real authors' answers, from the embedded world (seed "
-                                            f"{world_cfg.seed})",
-            "embedded_arithmetic_mc": f"held-out sums below {lume_cfg.sum_operands} as multiple choice (only "
-                                      "lume-mini's target learns to add)"}[task]
-    return f"lm-eval {task}: {data}, prompt {PROMPT!r}"
-
-
-def _mc_rows(world: dict, seed: int) -> list[dict]:
-    """World facts as multiple choice: the answer shuffled in among its perturbed answers (seeded)."""
-    rng, rows = random.Random(seed), []
-    for row in world["world_facts"]:
-        choices = [row["answer"], *row["perturbed_answer"]]
-        rng.shuffle(choices)
-        rows.append({"question": row["question"], "choices": choices, "label": choices.index(row["answer"])})
-    return rows
-
-
-def write_embedded_tasks(folder: Path, world_cfg: WorldConfig, lume_cfg: LumeWorldConfig = LumeWorldConfig()) -> Path:
-    """The embedded tasks' data (JSON lines) and YAMLs under `folder`, with absolute paths; returns it."""
+def write_tasks(folder: Path, tasks: list[OfflineTask]) -> Path:
+    """The offline tasks' data (JSON lines) and YAMLs under `folder`, with absolute paths; returns it."""
     folder = Path(folder).resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    world = generate_world(world_cfg)
-    data = {"embedded_world_facts_mc": _mc_rows(world, world_cfg.seed),
-            "embedded_real_authors_loglik": [{"question": r["question"], "answer": r["answer"]}
-                                             for r in world["real_authors"]],
-            "embedded_arithmetic_mc": sums(lume_cfg)[1]}
-    for task, rows in data.items():
-        path = folder / f"{task}.jsonl"
-        write_atomically(path, "".join(json.dumps(r) + "\n" for r in rows))
-        yaml = YAML[task].replace("{data}", json.dumps(str(path))).replace("{prompt}", PROMPT.replace("\n", "\\n"))
-        write_atomically(folder / f"{task}.yaml", yaml)
+    for task in tasks:
+        path = folder / f"{task.name}.jsonl"
+        write_atomically(path, "".join(json.dumps(r) + "\n" for r in task.rows()))
+        yaml = YAML[task.kind].replace("{task}", task.name).replace("{data}", json.dumps(str(path))).replace(
+            "{prompt}", PROMPT.replace("\n", "\\n"))
+        write_atomically(folder / f"{task.name}.yaml", yaml)
     return folder
 
 
@@ -187,7 +168,8 @@ def _columns(results: dict) -> dict[str, float]:
 _MANAGERS: dict = {}
 
 
-def run_tasks(model, tokenizer, tasks: list[str], tasks_dir: Path, batch_size: int = 16) -> dict[str, float]:
+def run_tasks(model, tokenizer, tasks: list[str], tasks_dir: Path, offline: list[str],
+              batch_size: int = 16) -> dict[str, float]:
     """Run `tasks` with lm-eval on the live model; the model is put back in the mode it was in."""
     import lm_eval
     from lm_eval.models.huggingface import HFLM
@@ -204,8 +186,8 @@ def run_tasks(model, tokenizer, tasks: list[str], tasks_dir: Path, batch_size: i
             output = lm_eval.simple_evaluate(model=lm, tasks=list(tasks), task_manager=manager, log_samples=False,
                                              bootstrap_iters=0, verbosity="ERROR")
         except Exception as err:  # noqa: BLE001 -- datasets/hub raise many kinds when a task cannot load
-            if any(t not in EMBEDDED_TASKS for t in tasks):
-                raise ValueError(f"--lm-eval-tasks {','.join(t for t in tasks if t not in EMBEDDED_TASKS)}: could "
+            if any(t not in offline for t in tasks):
+                raise ValueError(f"--lm-eval-tasks {','.join(t for t in tasks if t not in offline)}: could "
                                  f"not be loaded ({type(err).__name__}: {str(err)[:200]}); offline, only tasks whose "
                                  f"data is in the local datasets cache run") from None
             raise

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from evaluators.base import EvalResult
 from harness.files import write_atomically
-from harness.results import config_hash
+from harness.hashing import config_hash
 
 OPEN_UNLEARNING_ATTACKS = {"loss": "mia_loss", "zlib": "mia_zlib", "min_k": "mia_min_k",
                            "min_k_pp": "mia_min_k_plus_plus"}   # our attack -> open-unlearning's TOFU_EVAL.json key

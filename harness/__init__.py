@@ -16,6 +16,7 @@ A bad setting raises `harness.SettingError` naming it; a run whose cells diverge
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Mapping, NamedTuple
 
@@ -24,7 +25,10 @@ from harness.rules import SettingError
 if TYPE_CHECKING:
     import pandas as pd
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("unlearning-harness")   # pyproject.toml's, the one place it is written
+except PackageNotFoundError:   # a source tree on sys.path, not installed
+    __version__ = "unknown"
 __all__ = ["Result", "SettingError", "evaluate", "prepare", "run", "sweep", "table"]
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import errno
 import os
 import signal
 import sys
@@ -11,30 +10,20 @@ import threading
 from pathlib import Path
 
 from harness import presets
-from harness.data.tofu import TEMPLATES
+from harness.files import EXIT_ENVIRONMENT, environment_fault
+from harness.data.templates import TEMPLATES
 from harness.registry import benchmarks, methods
 from harness.results import CellsFailed
 from harness.rules import SettingError
 
 RUN_EPILOG = """\
---set keys (repeatable):
+--set keys (repeatable), for --benchmark {benchmark} (--benchmark NAME --help lists another's):
   forget_split=forget01|forget05|forget10   which authors to forget (default forget10)
-  world.KEY=V     embedded world sizes: seed, n_authors, n_countries, n_real_authors, n_perturbed,
-                  retain_eval_authors
-  train.KEY=V     embedded model recipe: vocab_size, hidden_size, intermediate_size, num_layers, num_heads,
-                  lr, batch_size, base_epochs, target_epochs, warmup_ratio, loss_on_question, seed
-  eval.KEY=V      evaluation: max_new_tokens, batch_size, template, min_k
-  lume.KEY=V      embedded LUME world (lume-mini): seed, forget_docs, retain_docs, nonmember_docs, epochs
-  compute.KEY=V   device, dtype (as --device, --dtype), gradient_checkpointing=true|false (less memory, more
-                  time, the same figures)
-  save.KEY=V      models=true|false (as --save-models): keep each cell's unlearned model in OUT/models/<cell>/
-  METHOD.KEY=V    a method's hyperparameter, e.g. fo-graddiff.lr=3e-4 (lr, epochs, batch_size, grad_accum,
-                  gamma, weight_decay, max_grad_norm, warmup_ratio, and the method's own options:
-                  so-graddiff has rho, beta1, beta2, hessian=gnb|squared-grad, hessian_every; simu has
-                  those plus m, t, mask=dual|forget-only, attribution=exact|fast, objective=prob|logprob,
-                  retain_attribution_rows, reuse_attribution, attribution_chunk, loss=graddiff|npo, beta
-                  (NPO's); simu-npo is simu with loss=npo; npo has beta; simnpo has beta, delta (margin),
-                  forget_weight; grad-ascent has none and ignores gamma)
+{sections}
+  METHOD.KEY=V    a method's hyperparameter, e.g. fo-graddiff.lr=3e-4; every method takes
+{shared}
+                  and its own:
+{methods}
 
 Real TOFU: harness run --benchmark tofu --data DIR_OR_HUB_NAME --model PATH [--retain-model PATH |
   --retain-eval FILE] --methods simu,so-graddiff.
@@ -72,8 +61,58 @@ interrupted.
 """
 
 
-def run_epilog() -> str:
-    return RUN_EPILOG.format(presets=presets.listing())
+WIDTH = 118
+
+
+def _wrapped(head: str, text: str, indent: int = 18) -> str:
+    """`head` padded to `indent`, then `text` wrapped under it."""
+    import textwrap
+    return textwrap.fill(text, WIDTH, initial_indent=f"  {head}".ljust(indent) if head else " " * indent,
+                         subsequent_indent=" " * indent)
+
+
+def _keys(settings, names: list[str]) -> str:
+    """Each key with its choices (a `one_of` rule's), comma-separated."""
+    shown = []
+    for name in names:
+        rule = settings.RULES.get(name) if hasattr(settings, "RULES") else settings.rules().get(name)
+        choices = rule.expected.removeprefix("one of ").replace(", ", "|") if rule and rule.expected.startswith(
+            "one of ") else ""
+        shown.append(f"{name}={choices}" if choices else name)
+    return ", ".join(shown)
+
+
+def sections_help(benchmark: str) -> str:
+    """One entry per section the benchmark's runs take: its keys (and choices) and the first line of its
+    dataclass's docstring, generated from the declarations (harness/config.py, `Benchmark.sections`)."""
+    import dataclasses
+
+    from harness.config import sections_of
+    lines = []
+    for name, kind in sections_of(benchmark).items():
+        what = " ".join((kind.__doc__ or "").split()).split(". ")[0].rstrip(".")
+        fields = [f.name for f in dataclasses.fields(kind)]
+        lines.append(_wrapped(f"{name}.KEY=V", f"{what}: {_keys(kind, fields)}"))
+    return "\n".join(lines)
+
+
+def methods_help() -> tuple[str, str]:
+    """The keys every method takes, and each registered method's own, from its settings dataclass (imports the
+    methods, and torch with them: only when --help is asked for)."""
+    from methods.settings import MethodConfig
+    own = []
+    for name in methods.names():
+        settings = methods[name].settings
+        own.append(_wrapped(f"  {name}:", _keys(settings, settings.options()) or "none", 20))
+    return _wrapped("", _keys(MethodConfig, MethodConfig.shared())), "\n".join(own)
+
+
+def run_epilog(benchmark: str | None = None) -> str:
+    from harness.config import RunConfig
+    benchmark = benchmark or RunConfig.benchmark
+    shared, own = methods_help()
+    return RUN_EPILOG.format(benchmark=benchmark, sections=sections_help(benchmark), shared=shared, methods=own,
+                             presets=presets.listing())
 
 
 def _csv(kind):
@@ -87,7 +126,7 @@ def _csv(kind):
 
 def _add_common_arguments(parser: argparse.ArgumentParser, default_out: str) -> None:
     """The flags every command that scores models shares (`run`, `sweep`, `eval`, `noise`)."""
-    parser.add_argument("--benchmark", default=None, choices=benchmarks.names(),
+    parser.add_argument("--benchmark", default=None, choices=benchmarks.names(), action=_Benchmark,
                         help="benchmark to run: tofu-mini, the embedded TOFU-style world (default); lume-mini, the "
                         "embedded LUME-style documents; tofu / lume, the official files with --data and --model; "
                         "or a plugin's")
@@ -160,10 +199,33 @@ def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line like every other bad input (the usage is in --help)."""
+    """argparse, but a usage error is one line like every other bad input (the usage is in --help), and an
+    epilog may be made only when the help is shown (`epilog_for`: called with the `--benchmark` given, it
+    reads the methods' and benchmarks' declarations)."""
+
+    epilog_for = None
+    benchmark = None
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def format_help(self) -> str:
+        if self.epilog_for is not None:
+            self.epilog = self.epilog_for(self.benchmark)
+        return super().format_help()
+
+
+def _lazy_epilog(parser: Parser) -> Parser:
+    parser.epilog_for = run_epilog
+    return parser
+
+
+class _Benchmark(argparse.Action):
+    """`--benchmark NAME`, remembered by the parser so that `--help` after it lists that benchmark's sections."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        parser.benchmark = value
+        setattr(namespace, self.dest, value)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -174,7 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run benchmark x methods x seeds and write results and leaderboard.csv",
                          description="Unlearn a fresh copy of the target model with each method and seed, evaluate "
                          "it, and write one result per cell plus OUT/leaderboard.csv.",
-                         epilog=run_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    _lazy_epilog(run)
     _add_run_arguments(run)
     run.add_argument("--dry-run", action="store_true",
                      help="print each method's memory per process in GiB (weights, gradients, master weights, "
@@ -186,7 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "in `variant` and each swept value in a column named like its key (`simu.t`). SIMU "
                            "reuses stage-1 scores across points that share them (reuse_attribution=true; it changes "
                            "time, not results); --set simu.reuse_attribution=false turns that off.",
-                           epilog=run_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    _lazy_epilog(sweep)
     sweep.add_argument("--grid", action="append", required=True, metavar="METHOD.KEY=V1,V2,...",
                        help="one axis of the grid, e.g. simu.t=0.1,0.3,0.5 (repeatable; keys as for --set)")
     _add_run_arguments(sweep, sweep=True)
@@ -232,7 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "false alarms of a check whose tolerances were derived without one kernel set. Each run "
                            "has its own model cache, CACHE_DIR/cache-<kernel set> (CACHE_DIR defaults to OUT). "
                            "Rerunning resumes. Copy tolerances.json beside a reference as NAME.tolerances.json.",
-                           epilog=run_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    _lazy_epilog(noise)
     noise.add_argument("--capabilities", type=_csv(str), default=None,
                        help="comma-separated kernel sets (default: those this CPU has, of default,avx2,avx512)")
     noise.add_argument("--reference-capability", default=None,
@@ -320,12 +385,12 @@ def run_plot(args) -> int:
 
 
 def run_check(args) -> int:
-    from harness.regression import compare, read_tolerances, tolerances_path
-    from harness.results import environment_differences, environment_path, read_environments
+    from harness.regression import check as regression_check, read_tolerances, tolerances_path
+    from harness.environment import environment_differences, environment_path, read_environments
     from harness.tables import read_leaderboard
     run_frame, reference = read_leaderboard(args.run), read_leaderboard(args.against)
     tolerances = read_tolerances(args.against)
-    check = compare(run_frame, reference, tolerances, _tolerances(args.tolerance))
+    check = regression_check(run_frame, reference, tolerances, _tolerances(args.tolerance))
     if tolerances is None:
         print(f"note: no {tolerances_path(args.against).name} beside the reference; default tolerances")
     run_env, reference_env = (_row_environments(read_environments(environment_path(p)), frame)
@@ -366,9 +431,9 @@ def run_noise(args, argv: list[str]) -> int:
         raise ValueError(f"--reference-capability {reference}: not among --capabilities {','.join(capabilities)}")
     if args.jobs is not None and args.jobs < 1:
         raise ValueError(f"--jobs {args.jobs}: expected 1 or more")
-    from harness.config import check_method_settings
+    from harness.config import RunConfig, check_method_settings
     check_method_settings(config_from_args(args))   # the run's own flags fail here, before any run starts
-    out = Path(args.out or f"runs/noise-{args.benchmark or args.preset or 'tofu-mini'}")
+    out = Path(args.out or f"runs/noise-{args.benchmark or args.preset or RunConfig.benchmark}")
     jobs = args.jobs or max(1, min(len(capabilities), os.cpu_count() or 1))
     run_all(_without_flags(argv, NOISE_ONLY_FLAGS), out, Path(args.cache_dir or out), capabilities, jobs)
     print(f"tolerances: {summarise(out, capabilities, reference)}")
@@ -447,17 +512,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"leaderboard: {path}")
     _print_summary(path)
     return 0
-
-
-EXIT_ENVIRONMENT = 74   # sysexits.h's EX_IOERR: the machine failed the run (a full disk, access lost), not its input
-FULL = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS)   # never the input's fault
-DENIED = (errno.EACCES, errno.EPERM)   # the input's when a given path is unreadable; the machine's once checked
-
-
-def environment_fault(err: OSError, checked: bool) -> bool:
-    """Whether an OS error is the machine's: a full or failing disk at any time, access refused after every
-    input was checked (bad input is exit 2, this is EXIT_ENVIRONMENT)."""
-    return err.errno in FULL or (checked and err.errno in DENIED)
 
 
 def dry_run(cfg) -> int:

@@ -22,7 +22,7 @@ from scipy.stats import hmean
 
 from harness.files import write_atomically
 from harness.metrics import metrics
-from harness.results import REFERENCE_ROWS, is_model, swept_columns
+from harness.rows import is_model, method_cells, swept_columns
 from harness.tables import read_leaderboard
 
 ROLES = ("forget", "retain", "utility")
@@ -42,13 +42,6 @@ def selection_score(row: pd.Series, columns: dict[str, str]) -> float:
     """One cell's score: hmean(forgotten, retain, utility); any of them at 0 gives 0."""
     parts = [metrics.gain(columns["forget"], row[columns["forget"]]), row[columns["retain"]], row[columns["utility"]]]
     return 0.0 if min(parts) <= 0 else float(hmean(parts))
-
-
-def method_cells(frame: pd.DataFrame) -> pd.DataFrame:
-    """The methods' rows (no references), with `variant` ('' outside a sweep) naming their grid point."""
-    cells = frame[~frame["method"].isin(REFERENCE_ROWS)].copy()
-    cells["variant"] = cells["variant"].fillna("") if "variant" in cells else ""
-    return cells
 
 
 def grid_points(frame: pd.DataFrame) -> pd.DataFrame:

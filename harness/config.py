@@ -16,56 +16,18 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Mapping
+from typing import ClassVar, Iterable, Mapping
 
 from evaluators.base import EvalConfig
 from harness import presets, rules
-from harness.data.lume import LumeWorldConfig
-from harness.data.tofu import TEMPLATES, retain_split_for
-from harness.data.world import WorldConfig
+from harness.data.tofu import retain_split_for
 from harness.registry import benchmarks, methods
 from harness.rules import SettingError
+from methods.settings import MethodConfig
 
-if TYPE_CHECKING:
-    from methods.base import MethodConfig
-
-SECTIONS = ("world", "train", "eval", "lume", "compute", "save")   # `--set SECTION.KEY=V`
-SIZES = ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads", "batch_size", "base_epochs",
-         "target_epochs", "max_new_tokens", "forget_docs", "retain_docs", "nonmember_docs", "epochs")
-SECTION_RULES = {   # what a section's value may be (harness/rules.py); the world's pools against n_perturbed: check()
-    "world": {"seed": rules.at_least(0), "n_authors": rules.at_least(2), "n_countries": rules.at_least(2),
-              "n_real_authors": rules.at_least(2), "n_perturbed": rules.at_least(1),
-              "retain_eval_authors": rules.at_least(1)},
-    "train": {"lr": rules.POSITIVE, "warmup_ratio": rules.FRACTION, "seed": rules.at_least(0)} | {
-        k: rules.at_least(1) for k in SIZES},
-    "eval": {"min_k": rules.SHARE, "template": rules.one_of(*TEMPLATES)} | {k: rules.at_least(1) for k in SIZES},
-    "lume": {k: rules.at_least(1) for k in SIZES} | {"seed": rules.at_least(0), "sum_operands": rules.at_least(2),
-                                                     "sum_probe": rules.SHARE},
-    "compute": {"device": rules.DEVICE, "dtype": rules.one_of("float32", "bfloat16", "float16")},
-    "save": {}}
 COMMANDS = ("run", "sweep", "eval")
 RESERVED_NAMES = ("target", "retain")    # the reference rows' names
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]*")
-
-
-@dataclass(frozen=True)
-class EmbeddedModelConfig:
-    """Architecture and training recipe of the embedded model (`--set train.KEY=V`; harness/embedded.py trains
-    it; here so that checking a run's settings imports no torch). Hidden size 128 memorised the world faster
-    on 2 CPU cores than DESIGN.md's 256 (100% forget/retain em_contains after 40 epochs, against 53% after 30)."""
-
-    vocab_size: int = 2048
-    hidden_size: int = 128
-    intermediate_size: int = 512
-    num_layers: int = 4
-    num_heads: int = 4
-    lr: float = 3e-3
-    batch_size: int = 16
-    base_epochs: int = 80
-    target_epochs: int = 40
-    warmup_ratio: float = 0.05
-    loss_on_question: bool = True
-    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -73,6 +35,8 @@ class ComputeConfig:
     """Where and how a run computes (`--device`, `--dtype`, `--set compute.gradient_checkpointing=true`). The
     embedded models are always trained in float32 on the CPU and cached; this is what unlearning and
     evaluation use. Gradient checkpointing trades time for memory and changes no figure."""
+
+    RULES: ClassVar[dict] = {"device": rules.DEVICE, "dtype": rules.one_of("float32", "bfloat16", "float16")}
 
     device: str = "auto"
     dtype: str = "float32"
@@ -85,14 +49,21 @@ class SaveConfig:
     model as a Hugging Face folder, `OUT/models/<cell>/`. Off by default (a 7B cell is 13 GB); it changes no
     figure, so it is in no hash."""
 
+    RULES: ClassVar[dict] = {}
+
     models: bool = False
+
+
+CORE_SECTIONS = {"eval": EvalConfig, "compute": ComputeConfig, "save": SaveConfig}   # every run's; a benchmark
+#                adds its own (`Benchmark.sections`), all set as `--set SECTION.KEY=V` or a preset's [SECTION]
 
 
 @dataclass
 class RunConfig:
-    """Everything one run needs. Sections `world`, `train`, `eval`, `lume`, `compute` and `save` take `--set
-    section.key=v`; a method's hyperparameters take `--set METHOD.key=v` (e.g. `fo-graddiff.lr=3e-4`). Build
-    one with `build` (every value checked); constructing it directly skips the checks, not the defaults."""
+    """Everything one run needs. Sections (`eval`, `compute`, `save`, and the benchmark's own, such as
+    tofu-mini's `world` and `train`) take `--set SECTION.KEY=V`; a method's hyperparameters take `--set
+    METHOD.KEY=V` (e.g. `fo-graddiff.lr=3e-4`). Build one with `build` (every value checked); constructing it
+    directly skips the checks, not the defaults."""
 
     benchmark: str = "tofu-mini"
     methods: list[str] = field(default_factory=lambda: ["fo-graddiff"])
@@ -109,10 +80,8 @@ class RunConfig:
     wait: bool = False                 # wait for another process holding the run folder instead of stopping
     preset_file: str | None = None     # the preset applied, if any (its errors name it)
     preset_overrides: dict[str, dict] = field(default_factory=dict)   # a preset's METHOD.key values, under --set
-    world: WorldConfig = field(default_factory=WorldConfig)
-    train: EmbeddedModelConfig = field(default_factory=EmbeddedModelConfig)
+    sections: dict = field(default_factory=dict)        # the benchmark's sections that were set: name -> dataclass
     eval_settings: dict = field(default_factory=dict)   # EvalConfig values set by a preset, a flag or --set
-    lume: LumeWorldConfig = field(default_factory=LumeWorldConfig)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
     save: SaveConfig = field(default_factory=SaveConfig)
     model_shape: str | None = None     # a preset's config.json of the target's architecture, for --dry-run offline
@@ -128,6 +97,18 @@ class RunConfig:
         new tokens), then what was set. Derived, so a run defined in Python gets the CLI's defaults."""
         return EvalConfig(**benchmarks[self.benchmark].eval_defaults | self.eval_settings)
 
+    def section(self, name: str):
+        """A section's settings: the core ones (`eval`, `compute`, `save`), or one the benchmark declares, as set
+        (a preset, `--set`) or at its defaults."""
+        if name == "eval":
+            return self.eval
+        if name in CORE_SECTIONS:
+            return getattr(self, name)
+        declared = benchmarks[self.benchmark].sections
+        if name not in declared:
+            raise KeyError(f"--benchmark {self.benchmark} has no section '{name}'")
+        return self.sections.get(name) or declared[name]()
+
     @property
     def sweep(self) -> bool:
         return bool(self.grid)
@@ -142,10 +123,10 @@ class RunConfig:
         return list(self.names) or [default_name(m) for m in self.models]
 
     def overrides_for(self, method: str) -> dict:
-        """The method's hyperparameter overrides: a sweep's defaults (SIMU reuses stage-1 scores across grid
-        points: the same results, less time), then the preset's, then `--set METHOD.key=v`."""
-        sweep = {"reuse_attribution": "true"} if self.sweep and "reuse_attribution" in methods[method].defaults.get(
-            "options", {}) else {}
+        """The method's hyperparameter overrides: in a sweep, the values its settings declare for sweeps (SIMU
+        reuses stage-1 scores across grid points: the same results, less time), then the preset's, then `--set
+        METHOD.key=v`."""
+        sweep = methods[method].settings.sweep_defaults() if self.sweep else {}
         return sweep | self.preset_overrides.get(method, {}) | self.method_overrides.get(method, {})
 
 
@@ -178,37 +159,41 @@ def coerce(value: str, like, key: str, via: str = "set"):
 
 
 def method_config(name: str, overrides: dict | None = None) -> MethodConfig:
-    """The method's `MethodConfig`: field defaults, then the method's `defaults`, then `overrides`."""
-    from methods.base import MethodConfig   # with the method's class, which imports torch: only when asked
-    cls = methods[name]
-    values = {f.name: getattr(MethodConfig(), f.name) for f in dataclasses.fields(MethodConfig)}
-    values["options"] = dict(cls.defaults.get("options", {}))
-    values.update({k: v for k, v in cls.defaults.items() if k != "options"})
+    """The method's settings (its `settings` dataclass): their defaults, then `overrides`, each typed like its
+    default and checked by its rule."""
+    settings = methods[name].settings   # the method's class, which imports torch: only when asked
+    values = {}
     for key, raw in (overrides or {}).items():
-        if key in values and key != "options":
-            values[key] = coerce(raw, values[key], f"{name}.{key}") if isinstance(raw, str) else raw
-        elif key in values["options"]:
-            like = values["options"][key]
-            values["options"][key] = coerce(raw, like, f"{name}.{key}") if isinstance(raw, str) else raw
-        else:
-            known = sorted([k for k in values if k != "options"] + list(values["options"]))
-            raise SettingError(f"{name}.{key}", None, f"unknown hyperparameter; {name} has: {', '.join(known)}")
-    rules.check(cls.rules, {k: v for k, v in values.items() if k != "options"} | values["options"], name)
-    return MethodConfig(**values)
+        if key not in settings.keys():
+            raise SettingError(f"{name}.{key}", None, f"unknown hyperparameter; {name} has: "
+                               f"{', '.join(sorted(settings.keys()))}")
+        like = getattr(settings, key, None)
+        values[key] = coerce(raw, like, f"{name}.{key}") if isinstance(raw, str) else raw
+    cfg = settings(**values)
+    rules.check(settings.rules(), dataclasses.asdict(cfg), name)
+    return cfg
+
+
+def sections_of(benchmark: str) -> dict[str, type]:
+    """The sections a run of `benchmark` takes: the core ones and the benchmark's own, name -> dataclass."""
+    return CORE_SECTIONS | benchmarks[benchmark].sections
 
 
 def _set_section(cfg: RunConfig, head: str, rest: str, value: str, key: str) -> None:
     """One `--set SECTION.KEY=V`, typed like the section's default and checked by its rules."""
-    section = EvalConfig() if head == "eval" else getattr(cfg, head)
+    kind = sections_of(cfg.benchmark)[head]
+    section = kind() if head == "eval" else cfg.section(head)
     names = [f.name for f in dataclasses.fields(section)]
     if rest not in names:
         raise SettingError(key, None, f"unknown key; {head} has: {', '.join(names)}")
     typed = coerce(value, getattr(section, rest), key)
-    rules.check(SECTION_RULES[head], {rest: typed}, head)
+    rules.check(kind.RULES, {rest: typed}, head)
     if head == "eval":
         cfg.eval_settings[rest] = typed
-    else:
+    elif head in CORE_SECTIONS:
         setattr(cfg, head, dataclasses.replace(section, **{rest: typed}))
+    else:
+        cfg.sections[head] = dataclasses.replace(section, **{rest: typed})
 
 
 def set_value(cfg: RunConfig, key: str, value, check_methods: bool = True) -> None:
@@ -221,7 +206,7 @@ def set_value(cfg: RunConfig, key: str, value, check_methods: bool = True) -> No
         if check_methods:
             method_config(head, {rest: value})  # validates now rather than mid-run
         cfg.method_overrides.setdefault(head, {})[rest] = value
-    elif head in SECTIONS and rest:
+    elif head in sections_of(cfg.benchmark) and rest:
         _set_section(cfg, head, rest, value, key)
     elif key == "forget_split":
         try:
@@ -230,8 +215,9 @@ def set_value(cfg: RunConfig, key: str, value, check_methods: bool = True) -> No
             raise SettingError(key, value, "expected forget01, forget05 or forget10") from None
         cfg.forget_split = value
     else:
-        raise SettingError(key, None, f"unknown key; expected forget_split, {', '.join(s + '.*' for s in SECTIONS)} "
-                           f"or METHOD.* with METHOD one of {', '.join(methods.names())}")
+        sections = ", ".join(f"{s}.*" for s in sections_of(cfg.benchmark))
+        raise SettingError(key, None, f"unknown key; expected forget_split, {sections} (the sections of --benchmark "
+                           f"{cfg.benchmark}) or METHOD.* with METHOD one of {', '.join(methods.names())}")
 
 
 def apply_override(cfg: RunConfig, assignment: str) -> None:
@@ -277,25 +263,32 @@ def _check_axis(key: str, points: list[str]) -> None:
             raise SettingError(err.setting, err.value, err.problem, "grid") from None
 
 
-def apply_preset(cfg: RunConfig, name: str, check_methods: bool = True) -> None:
+def apply_preset(cfg: RunConfig, name: str, check_methods: bool = True, benchmark: str | None = None) -> None:
     """Fill `cfg` from a preset file (harness/presets/NAME.toml, or a path), every value validated now (its
     methods' hyperparameters later without `check_methods`); flags and `--set` given on the command line are
-    applied after it."""
+    applied after it. `benchmark` (the `--benchmark` flag) wins over the preset's, so its sections are read as
+    that benchmark's."""
     preset = presets.load(name)
     where = presets.path_of(name)
     cfg.preset_file = str(where)
     try:
         if "benchmark" in preset and preset["benchmark"] not in benchmarks:
             raise SettingError("benchmark", preset["benchmark"], f"unknown; registered: {', '.join(benchmarks.names())}")
-        for key in ("benchmark", "data", "model", "retain_model"):
+        cfg.benchmark = benchmark or preset.get("benchmark", cfg.benchmark)
+        for key in ("data", "model", "retain_model"):
             if key in preset:
                 setattr(cfg, key, preset[key])
         if "model_shape" in preset:
             cfg.model_shape = str(where.parent / preset["model_shape"])
         if "forget_split" in preset:
             set_value(cfg, "forget_split", preset["forget_split"])
-        for section in SECTIONS:
-            for key, value in preset.get(section, {}).items():
+        for section, values in preset.items():
+            if section in presets.STRINGS or section == "methods":
+                continue
+            if section not in sections_of(cfg.benchmark):
+                raise SettingError(f"[{section}]", None, f"not a section of --benchmark {cfg.benchmark} (it has "
+                                   f"{', '.join(sections_of(cfg.benchmark))})")
+            for key, value in values.items():
                 set_value(cfg, f"{section}.{key}", value)
         for method, values in preset.get("methods", {}).items():
             if method not in methods:
@@ -352,8 +345,10 @@ def build(command: str = "run", *, preset: str | None = None, benchmark: str | N
     if seeds is not None:
         cfg.seeds = _seeds(seeds)
     methods = None if methods is None else _names(methods, "methods")   # before a preset's methods import torch
+    if benchmark is not None and benchmark not in benchmarks:
+        raise SettingError("benchmark", benchmark, f"unknown; registered: {', '.join(benchmarks.names())}", "flag")
     if preset:
-        apply_preset(cfg, preset, check_methods)
+        apply_preset(cfg, preset, check_methods, benchmark)
     given = {"benchmark": benchmark, "data": data, "model": model, "retain_model": retain_model,
              "retain_eval": retain_eval, "trust_remote_code": trust_remote_code, "allow_pickle": allow_pickle,
              "wait": wait}

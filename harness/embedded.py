@@ -11,20 +11,24 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, get_cosine_schedule_with_warmup
 
 from harness.checkpoints import save_model
-from harness.config import EmbeddedModelConfig, cache_root
+from harness.config import cache_root
 from harness.data.collate import encode_qa, pad_batch
 from harness.data.lume import LumeWorldConfig, as_qa, load_lume, sums, write_lume
 from harness.data.tofu import read_split, retain_split_for
 from harness.data.world import WorldConfig, write_world
 from harness.models import load_model, seed_everything
 from harness.progress import note, progress
-from harness.results import config_hash
+from harness.hashing import config_hash
+
+if TYPE_CHECKING:   # the recipe is tofu-mini's `train` section, which imports this module only to prepare
+    from harness.benchmarks.tofu_mini import EmbeddedModelConfig
 
 RECIPE_VERSION = 1  # bump when the world generator or the training recipe changes, to invalidate caches
 SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}

@@ -6,15 +6,19 @@ import dataclasses
 import functools
 import itertools
 import re
+import time
 from pathlib import Path
 
-from harness import distributed
+from evaluators import lm_eval_bridge
+from evaluators.base import EvalResult
+from harness import distributed, hashing, rows
 from harness.benchmarks.base import Benchmark, Prepared
 from harness.config import RunConfig, method_config
+from harness.environment import record_environment
 from harness.metrics import metrics
 from harness.models import load_model
-from harness.registry import methods
-from harness.results import config_hash, read_row, record_environment
+from harness.progress import note
+from harness.results import read_row
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,19 +57,9 @@ def cell_config(cfg: RunConfig, cell: Cell):
     return dataclasses.replace(method_config(cell.method, overrides), template=cfg.eval.template)
 
 
-def tracked(method: str, mcfg) -> dict:
-    """The cell's method config as its hash covers it: without the options that change no figure, nor the
-    options added later while they keep the value that behaves as before (`UnlearningMethod.added`)."""
-    values, cls = dataclasses.asdict(mcfg), methods[method]
-    values["options"] = {k: v for k, v in values["options"].items()
-                         if k not in cls.untracked and not (k in cls.added and cls.added[k] == v)}
-    return values
-
-
 def swept_values(mcfg, point) -> dict:
     """The grid point's values as leaderboard columns named like the grid key (`simu.t`), typed."""
-    return {key: mcfg.options.get(key.split(".", 1)[1], getattr(mcfg, key.split(".", 1)[1], None))
-            for key, _ in point}
+    return {key: getattr(mcfg, key.split(".", 1)[1]) for key, _ in point}
 
 
 @dataclasses.dataclass
@@ -82,6 +76,7 @@ class Context:
     reference: object = None
     target_digest: str | None = None   # the target's weights digest: every cell loads the same target, so hashed once
     digests: dict = dataclasses.field(default_factory=dict)   # harness eval: the digests of names already in OUT
+    lm_eval_dir: Path | None = None    # the offline lm-eval tasks' files, when the run asks for some
 
     @functools.cached_property
     def environment(self) -> str:
@@ -97,7 +92,7 @@ class Context:
     @property
     def benchmark_identity(self) -> str:
         """The benchmark's data and models as a hash (a saved model's card records the one it was unlearned on)."""
-        return config_hash(self.prepared.identity, self.cfg.forget_split)
+        return hashing.config_hash(self.prepared.identity, self.cfg.forget_split)
 
     @property
     def reference_hash(self) -> str | None:
@@ -110,18 +105,43 @@ class Context:
                 "world_size": distributed.world_size()}
 
     def cell_hash(self, *parts, target: bool = True) -> str:
-        """What was asked (data, models, evaluation, lm-eval tasks, how it computes, then the row's own parts),
-        never a measured value, so the same command has the same hash on every machine. The target model's
-        identity is left out of the rows that do not depend on it (the retain row, `harness eval`'s rows), so
-        they resume whether or not the command named a target. One float32 process on the CPU adds nothing, so
-        hashes made before devices existed stay valid."""
-        tasks = self.bench.lm_eval_tasks(self.cfg)
-        compute = {k: v for k, v in self.compute.items() if v != {"device": "cpu", "dtype": "float32",
-                                                                  "world_size": 1}[k]}
-        of_target = [self.prepared.target_identity] if target and self.prepared.target_identity else []
-        return config_hash(self.prepared.identity, *of_target, self.cfg.forget_split,
-                           dataclasses.asdict(self.cfg.eval), *([tasks] if tasks else []),
-                           *([compute] if compute else []), *parts)
+        """The row's hash (harness/hashing.py); the target model's identity is left out of the rows that do not
+        depend on it (the retain row, `harness eval`'s), so they resume whether or not the command named one."""
+        return hashing.cell_hash(self.prepared.identity, self.prepared.target_identity if target else None,
+                                 self.cfg.forget_split, dataclasses.asdict(self.cfg.eval), self.lm_eval_tasks,
+                                 self.compute, *parts)
+
+    @functools.cached_property
+    def lm_eval_tasks(self) -> list[str]:
+        return self.bench.lm_eval_tasks(self.cfg)
+
+    @functools.cached_property
+    def offline_tasks(self) -> list[str]:
+        return [task.name for task in self.bench.offline_tasks(self.cfg)]
+
+    def write_offline_tasks(self, folder: Path) -> None:
+        """The benchmark's offline lm-eval tasks that the run asks for, written as files lm-eval reads."""
+        asked = [task for task in self.bench.offline_tasks(self.cfg) if task.name in self.lm_eval_tasks]
+        if self.lm_eval_tasks:
+            self.lm_eval_dir = lm_eval_bridge.write_tasks(folder, asked)
+        for task in asked:
+            note(f"lm-eval {task.name}: {task.description}, prompt {lm_eval_bridge.PROMPT!r}")
+
+    def score(self, model, tokenizer) -> tuple[EvalResult, float]:
+        """Everything a row reports about a model, and the seconds it took: the benchmark's figures, those
+        against the retain reference, the lm-eval tasks (timed as `lmeval_seconds`), then the benchmark's
+        figures computed from all the others."""
+        start = time.perf_counter()
+        result = self.bench.evaluate(model, tokenizer, self.prepared, self.cfg)
+        if self.reference is not None:
+            result.metrics |= self.bench.reference_metrics(result, self.reference)
+        if self.lm_eval_tasks:
+            bridge_start = time.perf_counter()
+            result.metrics |= lm_eval_bridge.run_tasks(model, tokenizer, self.lm_eval_tasks, self.lm_eval_dir,
+                                                       self.offline_tasks, self.cfg.eval.batch_size)
+            result.metrics["lmeval_seconds"] = time.perf_counter() - bridge_start
+        result.metrics |= self.bench.final_metrics(result.metrics)
+        return result, time.perf_counter() - start
 
     def load(self, model_dir):
         """A fresh copy of a model and its tokenizer on the run's device and dtype, as its flags allow loading
@@ -140,7 +160,7 @@ class Context:
 
     def row(self, method: str, kind: str, seed, cell_hash: str, model: str | None = None) -> dict:
         """The identity columns every row starts with (`model`: the evaluated model, default the target)."""
-        return {"benchmark": self.bench.name, "method": method, "kind": kind, "seed": seed,
-                "model": model or self.prepared.model_name, "forget_split": self.prepared.forget_split,
-                "template": self.cfg.eval.template, "config_hash": cell_hash, "retain_reference": self.reference_hash,
-                "environment": self.environment} | self.compute
+        return rows.identity(benchmark=self.bench.name, method=method, kind=kind, seed=seed,
+                             model=model or self.prepared.model_name, forget_split=self.prepared.forget_split,
+                             template=self.cfg.eval.template, config_hash=cell_hash,
+                             retain_reference=self.reference_hash, environment=self.environment, compute=self.compute)

@@ -2,11 +2,13 @@
 (no weights are loaded and nothing is written), per method, for the run's dtype and number of processes.
 
 What is counted, per process (data parallel: every process holds all of it):
-- weights: every parameter in the run's dtype, twice for a method with a frozen reference copy (NPO);
+- weights: every parameter in the run's dtype, once per copy the method holds (`model_copies`: NPO's frozen
+  reference makes two);
 - gradients: the trainable parameters' in float32 (a bf16 gradient becomes a float32 master gradient, one
   parameter at a time, so float32 is the peak either way);
 - master weights: float32 copies of the trainable parameters when the model is not float32 (methods/precision.py);
-- optimizer states: two float32 tensors per trainable parameter (AdamW's moments, Sophia's momentum and Hessian);
+- optimizer states: float32 tensors per trainable parameter, as many as the method declares
+  (`optimizer_states`: two for AdamW's moments and Sophia's momentum and Hessian);
 - activations: one micro-batch of forget and one of retain rows, `SEQUENCE` tokens each, kept for backward
   (Korthikanti et al. 2022: (34h + 5as) bytes per token and layer in 16 bits, scaled to the dtype; with
   gradient checkpointing, each layer's input plus one layer's full set);
@@ -23,7 +25,6 @@ import torch
 
 from harness import distributed
 from harness.models import DTYPES
-from methods.attribution import CACHE_BUDGET
 
 SEQUENCE = 512   # tokens per row for the activation estimate: open-unlearning's TOFU max_length
 GIB = 2**30
@@ -32,6 +33,7 @@ GIB = 2**30
 @dataclass
 class Plan:
     method: str
+    setup: tuple[float, str] | None   # what the method's setup needs beyond the weights (bytes, what for)
     trainable: int
     weights: float
     gradients: float
@@ -92,8 +94,9 @@ def plan(cfg, bench) -> tuple[str, int, list[Plan]]:
         trainable = sum(p.numel() for p in method.trainable_parameters(model))
         tokens = 2 * mcfg.batch_size * SEQUENCE
         weights = method.model_copies() * n_params * DTYPES[dtype].itemsize / GIB
-        plans.append(Plan(name, trainable, weights, trainable * 4 / GIB,
-                          trainable * 4 / GIB if dtype != "float32" else 0.0, trainable * 8 / GIB,
+        plans.append(Plan(name, method.setup_memory(), trainable, weights, trainable * 4 / GIB,
+                          trainable * 4 / GIB if dtype != "float32" else 0.0,
+                          method.optimizer_states * trainable * 4 / GIB,
                           activations_gib(config, tokens, dtype, cfg.compute.gradient_checkpointing),
                           tokens * config.vocab_size * (DTYPES[dtype].itemsize + 8) / GIB))
     return source, n_params, plans
@@ -117,9 +120,10 @@ def print_plan(cfg, bench, device: str) -> None:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))))
+    setups = "".join(f", and {p.method}'s {p.setup[1]} needs the weights plus at most {p.setup[0] / GIB:.0f} GiB"
+                     for p in plans if p.setup)
     print(f"per process; activations for 2 x batch_size rows of {SEQUENCE} tokens (forget and retain); "
-          f"evaluation is not counted, and SIMU's attribution (before training) needs the weights plus at most "
-          f"{CACHE_BUDGET / GIB:.0f} GiB")
+          f"evaluation is not counted{setups}")
     if world > 1:
         print(f"data parallel: each of the {world} processes holds all of the above (nothing is sharded)")
     if device.startswith("cuda"):

@@ -4,11 +4,13 @@ A `Metric` says which way is better, how tables and plots show it, and how `harn
 Declarations are lists of `Metric`s named by the entry-point group `harness.metrics` (the built-ins in
 `pyproject.toml`: `evaluators/tofu.py`, `evaluators/lume.py`, ...), so a module that declares metrics must
 import without torch: `harness table` and `harness check` read them on any machine. A column nobody declared
-is a diagnostic (a method's own figure, e.g. SIMU's neuron counts): shown, never bold, never checked.
+is a diagnostic like a declared one (`better="none"`, e.g. SIMU's neuron counts): shown, never bold, never
+checked, and noted by `harness check` (`metrics.declared` tells the two apart).
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from importlib.metadata import entry_points
@@ -48,6 +50,18 @@ class Metric:
     def arrow(self) -> str:
         return ARROWS[self.better]
 
+    def badness(self, values):
+        """`values` (a number or a Series, on the scale they are compared on) mapped so that larger is worse:
+        -v where higher is better, v where lower is, |v - 0.5| for half (chance), |v| for zero, 0 for a
+        diagnostic. Tables bold the smallest; `harness check` fails a rise of more than the tolerance."""
+        return {"higher": lambda v: -v, "lower": lambda v: v, "half": lambda v: abs(v - 0.5),
+                "zero": abs, "none": lambda v: 0 * v}[self.better](values)
+
+    def gain(self, values):
+        """A 0-to-1 metric (or Series) turned so that higher is better: `1 - v` where lower is better, as LUME's
+        aggregate takes its forget values; `v` otherwise."""
+        return 1 - values if self.better == "lower" else values
+
     @property
     def checked(self) -> bool:
         """Whether `harness check` compares it: it has a better direction and is not an effort figure."""
@@ -77,6 +91,17 @@ class MetricRegistry:
                 raise ValueError(f"metric '{metric.name}' is already declared differently")
             self._metrics[metric.name] = metric
 
+    @contextmanager
+    def temporarily(self, *declared: Metric):
+        """`declared` registered inside the block only (a test's toy metrics), then the registry as it was."""
+        self._load()
+        before = dict(self._metrics)
+        self.register(*declared)
+        try:
+            yield
+        finally:
+            self._metrics = before
+
     def _load(self) -> None:
         if not self._loaded:
             self._loaded = True
@@ -87,18 +112,26 @@ class MetricRegistry:
         self._load()
         return list(self._metrics.values())
 
-    def get(self, column: str) -> Metric:
-        """The column's declaration; an undeclared column is a diagnostic (`better="none"`)."""
+    def _find(self, column: str) -> Metric | None:
+        """The column's declaration: its exact name first, then the longest pattern that matches; None if none."""
         self._load()
         if column in self._metrics:
             return self._metrics[column]
         patterns = [m for name, m in self._metrics.items() if "*" in name and fnmatchcase(column, name)]
-        return max(patterns, key=lambda m: len(m.name), default=Metric(column, better="none"))
+        return max(patterns, key=lambda m: len(m.name), default=None)
+
+    def get(self, column: str) -> Metric:
+        """The column's declaration; an undeclared column is a diagnostic (`better="none"`)."""
+        return self._find(column) or Metric(column, better="none")
+
+    def declared(self, column: str) -> bool:
+        """Whether a declaration (its exact name or a pattern) covers the column: a declared diagnostic is,
+        a column nobody declared is not, though `get` gives both `better="none"`."""
+        return self._find(column) is not None
 
     def gain(self, column: str, values):
-        """A 0-to-1 metric (or Series) turned so that higher is better: `1 - v` where lower is better, as LUME's
-        aggregate takes its forget values; `v` otherwise."""
-        return 1 - values if self.get(column).better == "lower" else values
+        """`Metric.gain` of the column's declaration: a 0-to-1 metric turned so that higher is better."""
+        return self.get(column).gain(values)
 
     def role(self, columns, role: str) -> str | None:
         """The first declared column for a trade-off `role` (forget, retain, utility, privacy) among `columns`:
@@ -115,9 +148,3 @@ class MetricRegistry:
 
 metrics = MetricRegistry()
 
-# The runner's own columns (written by every row): effort, lower is better, never regression-checked.
-COST = [Metric("wall_seconds", "lower", "wall time (s)", default=True, cost=True),
-        Metric("*_seconds", "lower", "time (s)", cost=True),
-        Metric("steps", "lower", "optimizer steps", cost=True),
-        Metric("trainable_params", "lower", "trainable parameters", cost=True),
-        Metric("peak_memory_gib", "lower", "peak memory (GiB): CUDA allocated, or the process's RSS", cost=True)]

@@ -7,13 +7,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from evaluators import lm_eval_bridge
 from harness import distributed
 from harness.checkpoints import read_card
 from harness.grid import Context
 from harness.models import peak_memory_gib, reset_peak_memory, weights_digest
 from harness.progress import note, warn
 from harness.results import cell_done, read_row, write_cell
+from harness.rows import effort
 from harness.rules import SettingError
 
 
@@ -25,15 +25,14 @@ def evaluate_reference_model(ctx: Context, which: str, model_dir) -> dict | None
         return None
     reset_peak_memory(ctx.device)
     model, tokenizer = ctx.load(model_dir)
-    result, seconds = ctx.bench.score(model, tokenizer, ctx.prepared, ctx.cfg, ctx.reference)
+    result, seconds = ctx.score(model, tokenizer)
     if which == "retain":   # the retain model is the reference, and is scored against itself too
         ctx.reference = ctx.bench.reference_from(result, ctx.cfg.retain_model or "embedded retain model")
         result.metrics |= ctx.bench.reference_metrics(result, ctx.reference)
         ctx.reference.save(ctx.results_dir.parent / "reference" / "retain.json")
-    row = ctx.row(which, "reference", None, cell_hash) | {
-        "weights_digest": weights_digest(model), "steps": 0, "trainable_params": 0, "unlearn_seconds": 0.0,
-        "eval_seconds": seconds, "wall_seconds": seconds, "peak_memory_gib": peak_memory_gib(ctx.device)} | \
-        result.metrics
+    row = ctx.row(which, "reference", None, cell_hash) | effort(
+        weights_digest=weights_digest(model), steps=0, trainable_params=0, unlearn_seconds=0.0,
+        eval_seconds=seconds, wall_seconds=seconds, peak_memory_gib=peak_memory_gib(ctx.device)) | result.metrics
     write_cell(ctx.results_dir, which, row, result.items)
     note(f"{which}: evaluated in {seconds:.1f} s")
     return result.metrics
@@ -64,12 +63,8 @@ def set_retain_reference(ctx: Context) -> None:
 
 
 def evaluate_reference_models(ctx: Context, out_dir: Path) -> None:
-    """The lm-eval tasks' files, the retain reference and the target's row (rank 0)."""
-    if tasks := ctx.bench.lm_eval_tasks(ctx.cfg):
-        ctx.prepared.lm_eval_dir = lm_eval_bridge.write_embedded_tasks(out_dir / "lm_eval_tasks", ctx.cfg.world,
-                                                                          ctx.cfg.lume)
-        for task in set(tasks) & set(lm_eval_bridge.EMBEDDED_TASKS):
-            note(lm_eval_bridge.describe(task, ctx.cfg.world, ctx.cfg.lume))
+    """The offline lm-eval tasks' files, the retain reference and the target's row (rank 0)."""
+    ctx.write_offline_tasks(out_dir / "lm_eval_tasks")
     set_retain_reference(ctx)
     if ctx.prepared.target_dir is None:
         return
@@ -125,10 +120,10 @@ def evaluate_model(ctx: Context, name: str, source: str) -> None:
     model, tokenizer = ctx.load(source)
     digest = weights_digest(model)
     warn_if_other_benchmark(ctx, name, source)
-    result, seconds = ctx.bench.score(model, tokenizer, ctx.prepared, ctx.cfg, ctx.reference)
-    row = ctx.row(name, "model", None, cell_hash, model=str(source)) | {
-        "weights_digest": digest, "eval_seconds": seconds, "wall_seconds": time.perf_counter() - start,
-        "peak_memory_gib": peak_memory_gib(ctx.device)} | result.metrics
+    result, seconds = ctx.score(model, tokenizer)
+    row = ctx.row(name, "model", None, cell_hash, model=str(source)) | effort(
+        weights_digest=digest, eval_seconds=seconds, wall_seconds=time.perf_counter() - start,
+        peak_memory_gib=peak_memory_gib(ctx.device)) | result.metrics
     write_cell(ctx.results_dir, file, row, result.items)
     note(f"{name}: evaluated in {seconds:.1f} s")
 

@@ -4,26 +4,33 @@ spread, from which `harness check` takes its tolerances.
 Each kernel set is PyTorch's documented `ATEN_CPU_CAPABILITY` switch (default = scalar code, avx2, avx512).
 Every run trains its own embedded models (its own cache), because the training is where rounding differences
 grow: that is the noise a user on another CPU sees. Runs go side by side, with the cores split between them.
+The statistics (the noise table, the tolerances, the false alarms and missed faults they give) are here too;
+`harness.regression` is the check they feed. Nothing here imports torch: the runs are child processes.
 """
 
 from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from harness.cli import EXIT_ENVIRONMENT
-from harness.files import write_atomically
+import pandas as pd
+
+from harness.files import EXIT_ENVIRONMENT, write_atomically
+from harness.metrics import metrics
 from harness.progress import note
-from harness.regression import detection, derive_tolerances, item_counts, leave_one_out, noise_table
-from harness.results import ENVIRONMENT_FILE, REFERENCE_ROWS, read_environments
-from harness.tables import read_leaderboard
+from harness.regression import Check, check, checked_columns, on_scale
+from harness.environment import ENVIRONMENT_FILE, read_environments
+from harness.rows import REFERENCE_ROWS
+from harness.tables import read_leaderboard, row_labels
 
 CAPABILITIES = ("default", "avx2", "avx512")   # x86 kernel sets, from the slowest to the widest vectors
+SIGMAS = 3.0   # a tolerance covers 3 standard deviations of the measured noise, on the metric's scale
 
 
 def native_capabilities() -> list[str]:
@@ -81,6 +88,97 @@ def _check_kernels_ran(out: Path, capabilities: list[str]) -> None:
                                f"this CPU cannot run {capability} (it can: {', '.join(native_capabilities())})")
 
 
+# --- the statistics: tolerances from the measured noise, and what they let through --------------------------
+
+def item_counts(run_dir: Path) -> dict[str, int]:
+    """Items per evaluated split, read from the target row's per-item file."""
+    path = run_dir / "results" / "target.items.jsonl"
+    counts: dict[str, int] = {}
+    for line in path.read_text().splitlines():
+        split = json.loads(line)["split"]
+        counts[split] = counts.get(split, 0) + 1
+    return counts
+
+
+def one_item(column: str, counts: dict[str, int], boards: list[pd.DataFrame]) -> float:
+    """How far one item of the split a metric is computed on can move it (its declaration says how): the
+    floor under every tolerance."""
+    return metrics.get(column).one_item(column, counts, boards)
+
+
+def noise_table(boards: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Long table of every (row label, seed, metric) across environments: one column per environment, then
+    the spread (max - min) on the metric's scale."""
+    first = next(iter(boards.values()))
+    columns = checked_columns(first, first)
+    records = []
+    for env, board in boards.items():
+        labels, seeds = row_labels(board), board["seed"].astype("string").fillna("")
+        for column in columns:
+            for label, seed, value in zip(labels, seeds, board[column]):
+                records.append({"method": label, "seed": seed, "metric": column, "environment": env,
+                                "value": on_scale(column, value) if pd.notna(value) else value})
+    wide = pd.DataFrame(records).set_index(["method", "seed", "metric", "environment"])["value"]
+    wide = wide.unstack(sort=False)[list(boards)].astype(float)
+    wide["spread"] = wide.max(axis=1) - wide.min(axis=1)
+    return wide.reset_index()
+
+
+def derive_tolerances(boards: dict[str, pd.DataFrame], counts: dict[str, int], sigmas: float = SIGMAS) -> dict:
+    """Per metric: the noise's pooled standard deviation across environments (each method x seed a group),
+    its largest spread, the one-item floor, and the tolerance max(sigmas x sigma, spread, one item)."""
+    table = noise_table(boards)
+    envs = list(boards)
+    derived = {}
+    for column, rows in table.groupby("metric", sort=False):
+        values = rows[envs]
+        n = values.notna().sum(axis=1)
+        squares = values.sub(values.mean(axis=1), axis=0).pow(2).sum(axis=1)
+        dof = (n - 1).clip(lower=0).sum()
+        sigma = float(math.sqrt(squares.sum() / dof)) if dof else 0.0
+        spread = float(rows["spread"].max(skipna=True)) if rows["spread"].notna().any() else 0.0
+        floor = one_item(column, counts, list(boards.values()))
+        derived[column] = {"tolerance": max(sigmas * sigma, spread, floor), "sigma": sigma, "spread": spread,
+                           "one_item": floor, "scale": metrics.get(column).scale}
+    return {"environments": envs, "items": counts, "rule": f"max({sigmas:g} sigma, largest spread, one item)",
+            "metrics": derived}
+
+
+def stopped_unlearning(board: pd.DataFrame, method: str) -> pd.DataFrame:
+    """The fault a regression gate exists for: `method`'s rows carrying the target's figures, as if it had
+    changed nothing (method diagnostics kept)."""
+    faulty = board.copy()
+    target = board[board["method"] == "target"].iloc[0]
+    rows = faulty["method"] == method
+    for column in checked_columns(board, board):
+        faulty.loc[rows, column] = target[column]
+    return faulty
+
+
+def detection(boards: dict[str, pd.DataFrame], reference: str, tolerances: dict[str, float]) -> dict[str, list]:
+    """Per kernel set, the methods whose stopping is missed: that kernel set's run with the method replaced
+    by the target, checked against the reference kernel set's run, passes."""
+    out = {}
+    for env, board in boards.items():
+        methods = [m for m in dict.fromkeys(board["method"]) if m not in REFERENCE_ROWS]
+        out[env] = [m for m in methods if not check(stopped_unlearning(board, m), boards[reference],
+                                                    tolerances).regressions]
+    return out
+
+
+def leave_one_out(boards: dict[str, pd.DataFrame], counts: dict[str, int], reference: str) -> dict[str, Check]:
+    """False alarms measured on held-out data: for each environment other than `reference`, the tolerances
+    derived without it, and its run checked against the reference environment's."""
+    out = {}
+    for held_out in boards:
+        if held_out == reference:
+            continue
+        rest = {env: b for env, b in boards.items() if env != held_out}
+        tolerances = {c: m["tolerance"] for c, m in derive_tolerances(rest, counts)["metrics"].items()}
+        out[held_out] = check(boards[held_out], boards[reference], tolerances)
+    return out
+
+
 def summarise(out: Path, capabilities: list[str], reference: str) -> Path:
     """Write OUT/noise.csv (every value under every kernel set) and OUT/tolerances.json (per metric: sigma,
     spread, one-item floor, tolerance, and leave-one-kernel-set-out false alarms); print the tolerances."""
@@ -90,8 +188,8 @@ def summarise(out: Path, capabilities: list[str], reference: str) -> Path:
     checks = leave_one_out(boards, counts, reference)
     tolerances["false_alarms"] = {
         "rule": f"tolerances derived without the held-out kernel set, its run checked against {reference}'s",
-        **{env: {"regressions": check.regressions, "cells": check.cells, "metrics": check.metrics}
-           for env, check in checks.items()}}
+        **{env: {"regressions": found.regressions, "cells": found.cells, "metrics": found.metrics}
+           for env, found in checks.items()}}
     missed = detection(boards, reference, {c: m["tolerance"] for c, m in tolerances["metrics"].items()})
     methods = sum(len(set(b["method"]) - set(REFERENCE_ROWS)) for b in boards.values())
     tolerances["detection"] = {
@@ -104,8 +202,8 @@ def summarise(out: Path, capabilities: list[str], reference: str) -> Path:
     for column, m in tolerances["metrics"].items():
         print(f"{column:34} {m['scale']:6} {m['sigma']:9.4f} {m['spread']:9.4f} {m['one_item']:9.4f} "
               f"{m['tolerance']:9.4f}")
-    for env, check in checks.items():
-        print(f"held out {env}: {len(check.regressions)} false alarm(s) in {check.cells} cells x {check.metrics} "
+    for env, found in checks.items():
+        print(f"held out {env}: {len(found.regressions)} false alarm(s) in {found.cells} cells x {found.metrics} "
               f"metrics against {reference}")
     caught = methods - sum(len(m) for m in missed.values())
     print(f"a method replaced by the target (stopped unlearning): caught {caught} of {methods}")

@@ -3,15 +3,15 @@
 - `tradeoff.png`: forget em_contains against retain em_contains and model utility (on LUME: forget against
   retain knowledge, and MMLU or its stand-in), one small point per
   method and seed, a large one for the method's mean (± std bars), and the target and retain references;
-- `simu_neurons.png`: SIMU's critical neurons per layer, from `artifacts/<cell>/masks.json`;
-- `sweep_<key>.png` (sweeps only): each metric against one swept value, one line per setting of the others.
+- `sweep_<key>.png` (sweeps only): each metric against one swept value, one line per setting of the others;
+- each `harness.plots` entry point's figures: a method's own, drawn from its files (SIMU's neurons per layer:
+  methods/simu_report.py), called as `plot(run_dir, row_order, out_dir) -> paths`.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import re
+import io
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import matplotlib
@@ -20,9 +20,12 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from harness.files import write_atomically  # noqa: E402
 from harness.metrics import metrics  # noqa: E402
-from harness.results import REFERENCE_ROWS, swept_columns  # noqa: E402
+from harness.rows import REFERENCE_ROWS, method_cells, swept_columns  # noqa: E402
 from harness.tables import read_leaderboard, row_labels  # noqa: E402
+
+GROUP = "harness.plots"   # entry points: a method's (or plugin's) own figures
 
 TRADEOFF_Y = ("retain", "utility")                      # plotted against the forget-side metric
 SWEEP_ROLES = ("forget", "retain", "utility", "privacy")
@@ -33,12 +36,12 @@ def _role(frame: pd.DataFrame, role: str) -> str | None:
     return metrics.role(frame.columns, role)
 
 
-def _save(fig, path: Path) -> Path:
+def save(fig, path: Path) -> Path:
     """Write the PNG atomically (no half-written file if interrupted) and close the figure."""
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=150, bbox_inches="tight")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=150, bbox_inches="tight")
     plt.close(fig)
-    os.replace(tmp, path)
+    write_atomically(path, buffer.getvalue())
     return path
 
 
@@ -48,7 +51,7 @@ def _finish(fig, axes, title: str, path: Path) -> Path:
     fig.legend(handles, names, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def _references(ax, frame: pd.DataFrame, labels: pd.Series, x: str, y: str) -> None:
@@ -98,52 +101,6 @@ def _title(frame: pd.DataFrame, marker_note: bool = True) -> str:
     return f"{bench}, {seeds} seed{'s' if seeds != 1 else ''}{note}"
 
 
-def _group(run_dir: Path, cell: str) -> str:
-    """The cell's table label (`simu`, or `simu t=0.1,m=5` in a sweep), read from its result row."""
-    result = run_dir / "results" / f"{cell}.json"
-    if not result.exists():
-        return re.sub(r"-seed\d+$", "", cell)
-    row = json.loads(result.read_text())
-    return f"{row['method']} {row['variant']}" if row.get("variant") else row["method"]
-
-
-def read_masks(run_dir: Path) -> pd.DataFrame:
-    """One row per (cell, layer) from `artifacts/<cell>/masks.json`, grouped by method and grid point."""
-    rows = []
-    for path in sorted(run_dir.glob("artifacts/*/masks.json")):
-        summary = json.loads(path.read_text())
-        group = _group(run_dir, path.parent.name)
-        for layer, (critical, total) in enumerate(zip(summary["per_layer_critical"], summary["neurons_per_layer"])):
-            rows.append({"cell": path.parent.name, "group": group, "layer": layer, "critical": critical,
-                         "total": total})
-    return pd.DataFrame(rows)
-
-
-def plot_critical_neurons(masks: pd.DataFrame, path: Path, order: list[str] = ()) -> Path:
-    """Grouped bars: per layer, the mean number of critical neurons of each SIMU setting (± std over seeds),
-    the settings in `order` (the leaderboard's) first."""
-    stats = masks.groupby(["group", "layer"], sort=False)["critical"].agg(["mean", "std", "count"]).reset_index()
-    present = list(dict.fromkeys(stats["group"]))
-    groups = [g for g in order if g in present] + [g for g in present if g not in order]
-    layers = sorted(stats["layer"].unique())
-    width = 0.8 / len(groups)
-    fig, ax = plt.subplots(figsize=(max(5.5, 1.1 * len(layers) * max(1, len(groups) / 3)), 4.2))
-    colours = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")
-    for i, group in enumerate(groups):
-        g = stats[stats["group"] == group]
-        ax.bar(g["layer"] + (i - (len(groups) - 1) / 2) * width, g["mean"], width, yerr=g["std"].fillna(0),
-               capsize=2, color=colours(i % colours.N), label=f"{group} (n={int(g['count'].max())})")
-    total = int(masks["total"].max())
-    ax.set_xticks(layers, [str(layer) for layer in layers])
-    ax.set_xlabel("layer")
-    ax.set_ylabel(f"critical neurons (of {total} per layer)")
-    ax.set_title("SIMU: critical MLP neurons per layer (mean ± std over seeds)")
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
-    fig.tight_layout()
-    return _save(fig, path)
-
-
 def plot_sweep(frame: pd.DataFrame, key: str, path: Path) -> Path:
     """Each metric against the swept value `key`, one line per setting of the other swept values (mean ± std
     over seeds); the target and retain references as dashed lines."""
@@ -176,7 +133,6 @@ def plot_sweep(frame: pd.DataFrame, key: str, path: Path) -> Path:
 def plot_matched(frame: pd.DataFrame, columns: dict[str, str], levels, path: Path) -> Path:
     """Each method's curve over its grid (mean ± std over seeds per point, in grid order) in the forget/retain
     and forget/utility planes, the references, and the matched forget levels as dotted lines."""
-    from harness.compare import method_cells
     labels, cells = frame["method"], method_cells(frame)
     methods = list(dict.fromkeys(cells["method"]))
     colours = plt.get_cmap("tab10" if len(methods) <= 10 else "tab20")
@@ -211,9 +167,9 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
     out = Path(out) if out else run_dir / "plots"
     out.mkdir(parents=True, exist_ok=True)
     paths = [plot_tradeoff(frame, out / "tradeoff.png")]
-    masks = read_masks(run_dir)
-    if len(masks):
-        paths.append(plot_critical_neurons(masks, out / "simu_neurons.png", list(dict.fromkeys(row_labels(frame)))))
+    order = list(dict.fromkeys(row_labels(frame)))
+    for entry in entry_points(group=GROUP):
+        paths += entry.load()(run_dir, order, out)
     for key in swept_columns(frame):
         paths.append(plot_sweep(frame, key, out / f"sweep_{key}.png"))
     return paths

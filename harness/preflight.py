@@ -11,18 +11,18 @@ from pathlib import Path
 
 from evaluators import lm_eval_bridge
 from harness.config import RunConfig, check_method_settings, validate
-from harness.data.tofu import check_template
+from harness.data.templates import check_template
 from harness.registry import benchmarks
-from harness.results import check_writable
+from harness.files import check_writable
 
 
 def check(cfg: RunConfig, command: str = "run") -> None:
     validate(cfg, command)
     bench = benchmarks[cfg.benchmark]()
     check_template(cfg.eval.template)
-    tasks = bench.lm_eval_tasks(cfg)
-    lm_eval_bridge.check_template(tasks, cfg.eval.template)
-    lm_eval_bridge.check_tasks(tasks, cfg.cache_dir)
+    tasks, offline = bench.lm_eval_tasks(cfg), [task.name for task in bench.offline_tasks(cfg)]
+    lm_eval_bridge.check_template(tasks, offline, cfg.eval.template)
+    lm_eval_bridge.check_tasks(tasks, offline, cfg.cache_dir)
     check_device(cfg.compute.device)
     check_models(cfg.models, cfg, ["--model"] * len(cfg.models))
     bench.check(cfg)   # the data before the target and retain models, as a user reads the command

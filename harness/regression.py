@@ -17,10 +17,8 @@ from pathlib import Path
 import pandas as pd
 
 from harness.metrics import metrics
-from harness.results import IDENTITY_COLUMNS, REFERENCE_ROWS, swept_columns
-from harness.tables import badness, row_labels
-
-SIGMAS = 3.0   # a tolerance covers 3 standard deviations of the measured noise, on the metric's scale
+from harness.rows import IDENTITY_COLUMNS, swept_columns
+from harness.tables import row_labels
 
 
 def on_scale(column: str, values):
@@ -33,10 +31,27 @@ def on_scale(column: str, values):
 
 def checked_columns(run: pd.DataFrame, reference: pd.DataFrame) -> list[str]:
     """Numeric metric columns both leaderboards have that are declared with a better direction: not identity
-    columns (timings among them), swept hyperparameters or diagnostics (undeclared, like SIMU's)."""
+    columns (timings among them), swept hyperparameters or diagnostics (declared so, like SIMU's, or declared
+    by no metric at all)."""
+    return [c for c in _metric_columns(reference) if c in run.columns and metrics.get(c).checked]
+
+
+def _metric_columns(reference: pd.DataFrame) -> list[str]:
+    """The reference's numeric columns that are not identity columns or swept hyperparameters."""
     skip = set(IDENTITY_COLUMNS) | set(swept_columns(reference))
-    return [c for c in reference.columns if c in run.columns and c not in skip
-            and metrics.get(c).checked and pd.api.types.is_numeric_dtype(reference[c])]
+    return [c for c in reference.columns if c not in skip and pd.api.types.is_numeric_dtype(reference[c])]
+
+
+def column_notes(run: pd.DataFrame, reference: pd.DataFrame) -> list[str]:
+    """What would leave a column out of the check without a word: a figure of the reference declared by no
+    metric (a renamed column, a plugin's undeclared one), and a checked column of the reference the run lacks."""
+    notes = []
+    for column in _metric_columns(reference):
+        if not metrics.declared(column):
+            notes.append(f"{column}: declared by no metric, so not checked")
+        elif metrics.get(column).checked and column not in run.columns:
+            notes.append(f"{column}: in the reference, missing from the run")
+    return notes
 
 
 def tolerances_path(reference: str | Path) -> Path:
@@ -66,7 +81,8 @@ def _cells(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 @dataclass
 class Check:
-    """What `harness check` found: regressions (each fails the check) and notes (absent seeds, methods)."""
+    """What `harness check` found: regressions (each fails the check) and notes (absent seeds, methods and
+    columns, undeclared columns)."""
 
     regressions: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -74,39 +90,40 @@ class Check:
     metrics: int = 0
 
 
-def compare(run: pd.DataFrame, reference: pd.DataFrame, tolerances: dict[str, float] | None = None,
-            overrides: dict[str, float] | None = None) -> Check:
+def check(run: pd.DataFrame, reference: pd.DataFrame, tolerances: dict[str, float] | None = None,
+          overrides: dict[str, float] | None = None) -> Check:
     """Per method (and grid point), the run's mean over the seeds it shares with the reference against the
     reference's mean over the same seeds, each metric on its scale, failing when it got worse by more than
-    its tolerance. Seeds or methods the run lacks are noted, not failed; a run sharing no cell is an error."""
+    its tolerance. Seeds, methods or columns the run lacks, and the reference's columns no metric declares,
+    are noted, not failed; a run sharing no cell is an error."""
     overrides, tolerances = overrides or {}, tolerances or {}
     unknown = sorted(set(overrides) - set(reference.columns))
     if unknown:
         raise ValueError(f"--tolerance {unknown[0]}: not a column of the reference leaderboard")
     columns = checked_columns(run, reference)
-    run_cells, check = _cells(run), Check(metrics=len(columns))
+    run_cells, found = _cells(run), Check(notes=column_notes(run, reference), metrics=len(columns))
     for label, ref_rows in _cells(reference).items():
         if label not in run_cells:
-            check.notes.append(f"{label}: absent from the run, not checked")
+            found.notes.append(f"{label}: absent from the run, not checked")
             continue
         seeds = [s for s in ref_rows.index if s in set(run_cells[label].index)]
         absent = [s for s in ref_rows.index if s not in seeds]
         if not seeds:
-            check.notes.append(f"{label}: none of the reference's seeds ({', '.join(absent)}) is in the run")
+            found.notes.append(f"{label}: none of the reference's seeds ({', '.join(absent)}) is in the run")
             continue
         if absent:
-            check.notes.append(f"{label}: seed {', '.join(absent)} of the reference absent from the run; checked "
+            found.notes.append(f"{label}: seed {', '.join(absent)} of the reference absent from the run; checked "
                                f"on seed {', '.join(seeds)}")
-        check.cells += len(seeds)
+        found.cells += len(seeds)
         name = label if seeds == [""] else f"{label} (seed {', '.join(seeds)})"
         for column in columns:
             tol = overrides.get(column, tolerances.get(column, metrics.get(column).tolerance))
             line = _regression(name, column, ref_rows.loc[seeds, column], run_cells[label].loc[seeds, column], tol)
             if line:
-                check.regressions.append(line)
-    if not check.cells:
+                found.regressions.append(line)
+    if not found.cells:
         raise ValueError("the run shares no method and seed with the reference leaderboard")
-    return check
+    return found
 
 
 def _regression(name: str, column: str, was: pd.Series, now: pd.Series, tol: float) -> str | None:
@@ -116,102 +133,11 @@ def _regression(name: str, column: str, was: pd.Series, now: pd.Series, tol: flo
     if was.isna().all():
         return None
     was_mean, now_mean = was.mean(), now.mean()
+    metric = metrics.get(column)
     worse = math.inf if now.isna().any() else \
-        badness(column, on_scale(column, now_mean)) - badness(column, on_scale(column, was_mean))
+        metric.badness(on_scale(column, now_mean)) - metric.badness(on_scale(column, was_mean))
     if worse <= tol:
         return None
-    unit = " in log10" if metrics.get(column).scale == "log10" else ""
-    return (f"{name}: {column} {was_mean:.4g} -> {now_mean:.4g} ({metrics.get(column).arrow} is better; "
+    unit = " in log10" if metric.scale == "log10" else ""
+    return (f"{name}: {column} {was_mean:.4g} -> {now_mean:.4g} ({metric.arrow} is better; "
             f"tolerance {tol:.3g}{unit})")
-
-
-# --- tolerances from a measured noise floor ------------------------------------------------------------------
-
-def item_counts(run_dir: Path) -> dict[str, int]:
-    """Items per evaluated split, read from the target row's per-item file."""
-    path = run_dir / "results" / "target.items.jsonl"
-    counts: dict[str, int] = {}
-    for line in path.read_text().splitlines():
-        split = json.loads(line)["split"]
-        counts[split] = counts.get(split, 0) + 1
-    return counts
-
-
-def one_item(column: str, counts: dict[str, int], boards: list[pd.DataFrame]) -> float:
-    """How far one item of the split a metric is computed on can move it (its declaration says how): the
-    floor under every tolerance."""
-    return metrics.get(column).one_item(column, counts, boards)
-
-
-def noise_table(boards: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Long table of every (row label, seed, metric) across environments: one column per environment, then
-    the spread (max - min) on the metric's scale."""
-    first = next(iter(boards.values()))
-    columns = checked_columns(first, first)
-    records = []
-    for env, board in boards.items():
-        labels, seeds = row_labels(board), board["seed"].astype("string").fillna("")
-        for column in columns:
-            for label, seed, value in zip(labels, seeds, board[column]):
-                records.append({"method": label, "seed": seed, "metric": column, "environment": env,
-                                "value": on_scale(column, value) if pd.notna(value) else value})
-    wide = pd.DataFrame(records).set_index(["method", "seed", "metric", "environment"])["value"]
-    wide = wide.unstack(sort=False)[list(boards)].astype(float)
-    wide["spread"] = wide.max(axis=1) - wide.min(axis=1)
-    return wide.reset_index()
-
-
-def derive_tolerances(boards: dict[str, pd.DataFrame], counts: dict[str, int], sigmas: float = SIGMAS) -> dict:
-    """Per metric: the noise's pooled standard deviation across environments (each method x seed a group),
-    its largest spread, the one-item floor, and the tolerance max(sigmas x sigma, spread, one item)."""
-    table = noise_table(boards)
-    envs = list(boards)
-    derived = {}
-    for column, rows in table.groupby("metric", sort=False):
-        values = rows[envs]
-        n = values.notna().sum(axis=1)
-        squares = values.sub(values.mean(axis=1), axis=0).pow(2).sum(axis=1)
-        dof = (n - 1).clip(lower=0).sum()
-        sigma = float(math.sqrt(squares.sum() / dof)) if dof else 0.0
-        spread = float(rows["spread"].max(skipna=True)) if rows["spread"].notna().any() else 0.0
-        floor = one_item(column, counts, list(boards.values()))
-        derived[column] = {"tolerance": max(sigmas * sigma, spread, floor), "sigma": sigma, "spread": spread,
-                           "one_item": floor, "scale": metrics.get(column).scale}
-    return {"environments": envs, "items": counts, "rule": f"max({sigmas:g} sigma, largest spread, one item)",
-            "metrics": derived}
-
-
-def stopped_unlearning(board: pd.DataFrame, method: str) -> pd.DataFrame:
-    """The fault a regression gate exists for: `method`'s rows carrying the target's figures, as if it had
-    changed nothing (method diagnostics kept)."""
-    faulty = board.copy()
-    target = board[board["method"] == "target"].iloc[0]
-    rows = faulty["method"] == method
-    for column in checked_columns(board, board):
-        faulty.loc[rows, column] = target[column]
-    return faulty
-
-
-def detection(boards: dict[str, pd.DataFrame], reference: str, tolerances: dict[str, float]) -> dict[str, list]:
-    """Per kernel set, the methods whose stopping is missed: that kernel set's run with the method replaced
-    by the target, checked against the reference kernel set's run, passes."""
-    out = {}
-    for env, board in boards.items():
-        methods = [m for m in dict.fromkeys(board["method"]) if m not in REFERENCE_ROWS]
-        out[env] = [m for m in methods if not compare(stopped_unlearning(board, m), boards[reference],
-                                                      tolerances).regressions]
-    return out
-
-
-def leave_one_out(boards: dict[str, pd.DataFrame], counts: dict[str, int], reference: str) -> dict[str, Check]:
-    """False alarms measured on held-out data: for each environment other than `reference`, the tolerances
-    derived without it, and its run checked against the reference environment's."""
-    out = {}
-    for held_out in boards:
-        if held_out == reference:
-            continue
-        rest = {env: b for env, b in boards.items() if env != held_out}
-        tolerances = {c: m["tolerance"] for c, m in derive_tolerances(rest, counts)["metrics"].items()}
-        out[held_out] = compare(boards[held_out], boards[reference], tolerances)
-    return out
-

@@ -18,12 +18,15 @@ from pathlib import Path
 from harness import distributed
 from harness.checkpoints import discard_stale, is_saved, keep_cell
 from harness.config import RunConfig
-from harness.grid import Cell, Context, cell_config, cells, swept_values, tracked
+from harness.grid import Cell, Context, cell_config, cells, swept_values
 from harness.models import peak_memory_gib, reset_peak_memory, resolve_device, seed_everything, weights_digest
 from harness.progress import WARNINGS, note, progress, quiet_libraries_in_logs, warn
 from harness.registry import benchmarks, methods
-from harness.results import CellsFailed, cell_done, environment, locked, write_artifacts, write_cell, \
-    write_leaderboard
+from harness.environment import environment
+from harness.files import locked
+from harness.leaderboard import write_leaderboard
+from harness.results import CellsFailed, cell_done, write_artifacts, write_cell
+from harness.rows import effort
 from harness.model_rows import check_names_free, evaluate_model, evaluate_reference_models
 from methods.base import Diverged
 
@@ -39,7 +42,7 @@ def run_method(ctx: Context, cell: Cell) -> bool:
     (and with `save.models`, keep the model). False when the cell was already done (rank 0 decides for all
     ranks); a done cell whose model is asked for but was not saved runs again to save it."""
     mcfg = cell_config(ctx.cfg, cell)
-    cell_hash = ctx.cell_hash(cell.method, tracked(cell.method, mcfg))
+    cell_hash = ctx.cell_hash(cell.method, mcfg.hashed())
     main = distributed.is_main()
     done = main and cell_done(ctx.results_dir, cell.name, cell_hash, ctx.reference_hash)
     if done and ctx.cfg.save.models and not is_saved(model_folder(ctx, cell), cell_hash):
@@ -58,22 +61,22 @@ def run_method(ctx: Context, cell: Cell) -> bool:
     report = methods[cell.method](mcfg).unlearn(model, tokenizer, ctx.prepared.forget, ctx.prepared.retain)
     if not main:
         return True
-    result, eval_seconds = ctx.bench.score(model, tokenizer, ctx.prepared, ctx.cfg, ctx.reference)
+    result, eval_seconds = ctx.score(model, tokenizer)
     digest = weights_digest(model)
     unchanged = digest == ctx.target_digest or ctx.same_as_target(result.metrics)
     if unchanged:
         warn(f"{cell.name}: the unlearned model is the target's (no weight or no metric moved); its row says "
              f"unchanged=True")
     sweep = {"variant": cell.variant} | swept_values(mcfg, cell.point) if cell.point else {}
-    row = ctx.row(cell.method, "method", cell.seed, cell_hash) | sweep | {
-        "weights_digest": digest, "per_device_batch": mcfg.batch_size, "effective_batch": mcfg.batch_size *
-        mcfg.grad_accum * distributed.world_size(), "unchanged": unchanged, "steps": report.steps,
-        "trainable_params": report.trainable_params, "unlearn_seconds": report.unlearn_seconds,
-        "eval_seconds": eval_seconds, "wall_seconds": time.perf_counter() - start,
-        "peak_memory_gib": peak_memory_gib(ctx.device)} | result.metrics | report.extra
+    row = ctx.row(cell.method, "method", cell.seed, cell_hash) | sweep | effort(
+        weights_digest=digest, per_device_batch=mcfg.batch_size, effective_batch=mcfg.batch_size *
+        mcfg.grad_accum * distributed.world_size(), unchanged=unchanged, steps=report.steps,
+        trainable_params=report.trainable_params, unlearn_seconds=report.unlearn_seconds,
+        eval_seconds=eval_seconds, wall_seconds=time.perf_counter() - start,
+        peak_memory_gib=peak_memory_gib(ctx.device)) | result.metrics | report.extra
     write_artifacts(ctx.results_dir.parent / "artifacts" / cell.name, report.artifacts)
     if ctx.cfg.save.models:
-        keep_cell(model_folder(ctx, cell), model, tokenizer, row, tracked(cell.method, mcfg),
+        keep_cell(model_folder(ctx, cell), model, tokenizer, row, mcfg.hashed(),
                   {"cell": cell.name, "benchmark_identity": ctx.benchmark_identity})
     write_cell(ctx.results_dir, cell.name, row, result.items)
     return True

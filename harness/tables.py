@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.metrics import metrics
-from harness.results import IDENTITY_COLUMNS, REFERENCE_ROWS
+from harness.rows import IDENTITY_COLUMNS, LEADERBOARD_KEYS, REFERENCE_ROWS
 
 def direction(column: str) -> str:
     """Which way a metric is better, as its declaration says (harness/metrics.py): higher, lower, half (an MIA
@@ -22,19 +22,14 @@ def direction(column: str) -> str:
     return metrics.get(column).better
 
 
-def badness(column: str, values):
-    """`values` (a number or a Series) mapped so that lower is better, for picking the best."""
-    kind = direction(column)
-    return {"higher": -values, "lower": values, "half": abs(values - 0.5), "zero": abs(values),
-            "none": 0 * values}[kind]
-
-
 def best_methods(means: pd.DataFrame, column: str) -> set[str]:
-    """The methods (not references) whose mean is best in `column`, ties as displayed included."""
+    """The methods (not references) whose mean is best in `column` (least `Metric.badness`), ties as displayed
+    included."""
     methods = [m for m in means.index if m not in REFERENCE_ROWS]
-    if not methods or direction(column) == "none":
+    metric = metrics.get(column)
+    if not methods or metric.better == "none":
         return set()
-    scores = badness(column, means.loc[methods, column].round(3))
+    scores = metric.badness(means.loc[methods, column].round(3))
     return set(scores[scores == scores.min()].index)
 
 
@@ -58,7 +53,6 @@ def read_leaderboard(path: str | Path) -> pd.DataFrame:
     return frame
 
 
-LEADERBOARD_KEYS = ("method", "seed")   # what names a row: tables group by the first, check matches on both
 
 
 def check_shape(text: str) -> None:

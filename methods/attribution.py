@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from harness import distributed
-from harness.data.collate import IGNORE, device_of, encode_qa
+from harness.data.collate import IGNORE, device_of, encode_qa, pad
 from harness.progress import progress
 
 CACHE_BUDGET = 4 * 2**30   # bytes of prefix keys and values one exact-attribution pass may copy
@@ -102,17 +102,12 @@ def _samples(tokenizer, rows: list[dict], mode: str, template: str) -> list[tupl
 def _batch(samples, m: int, pad_id: int, device):
     """Each sample repeated m times (one per scaling step), right-padded, with the targets of each position,
     on the model's device."""
-    width = max(len(ids) for ids, _ in samples)
-    rows = len(samples) * m
-    ids = torch.full((rows, width), pad_id, dtype=torch.long)
-    mask = torch.zeros((rows, width), dtype=torch.long)
-    positions = torch.zeros((rows, width), dtype=torch.bool)
+    repeated = [sample for sample in samples for _ in range(m)]
+    ids, mask = pad([sample_ids for sample_ids, _ in repeated], pad_id)
+    positions = torch.zeros(ids.shape, dtype=torch.bool)
+    for r, (_, pos) in enumerate(repeated):
+        positions[r, pos] = True
     alphas = torch.arange(1, m + 1, dtype=torch.float32).repeat(len(samples)) / m
-    for s, (sample_ids, pos) in enumerate(samples):
-        for r in range(s * m, (s + 1) * m):
-            ids[r, :len(sample_ids)] = torch.tensor(sample_ids)
-            mask[r, :len(sample_ids)] = 1
-            positions[r, pos] = True
     targets = torch.roll(ids, -1, dims=1)
     return tuple(t.to(device) for t in (ids, mask, positions, targets, alphas))
 
@@ -229,12 +224,7 @@ def _groups(examples, per_pass: int):
 def _prefix_states(model, group, pad_id: int, device):
     """One right-padded teacher-forced pass over a group of QAs: the token ids, every layer's keys and values,
     and every layer's input hidden states, at every position."""
-    width = max(len(ids) for ids, _ in group)
-    ids = torch.full((len(group), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(group), width), dtype=torch.long)
-    for row, (qa_ids, _) in enumerate(group):
-        ids[row, :len(qa_ids)], mask[row, :len(qa_ids)] = torch.tensor(qa_ids), 1
-    ids, mask = ids.to(device), mask.to(device)
+    ids, mask = pad([qa_ids for qa_ids, _ in group], pad_id, device=device)
     out = model.base_model(input_ids=ids, attention_mask=mask, use_cache=True, output_hidden_states=True)
     return ids, [(layer.keys, layer.values) for layer in out.cache.layers], out.hidden_states
 
@@ -314,10 +304,3 @@ def simu_masks(forget_critical: list[torch.Tensor], retain_critical: list[torch.
     if kind == "forget-only":
         return [f & ~r for f, r in zip(forget_critical, retain_critical)]
     raise ValueError(f"simu.mask={kind!r}: expected dual or forget-only")
-
-
-def jaccard(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
-    """|a ∩ b| / |a ∪ b| over all layers' critical neurons."""
-    inter = sum(int((x & y).sum()) for x, y in zip(a, b))
-    union = sum(int((x | y).sum()) for x, y in zip(a, b))
-    return inter / union if union else 1.0

@@ -4,33 +4,18 @@ from __future__ import annotations
 
 import math
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 
 from harness import distributed
 from harness.data.collate import device_of, encode_qa, pad_batch
 from harness.progress import progress
-from harness.rules import FRACTION, NON_NEGATIVE, POSITIVE, at_least
 from methods.losses import graddiff_loss
 from methods.precision import MasterWeights
-
-
-@dataclass
-class MethodConfig:
-    """Hyperparameters shared by the GradDiff methods (REFERENCES.md, the SOUL recipe), plus free `options`
-    for method-specific knobs. A method's `defaults` override these field defaults."""
-
-    lr: float = 1e-4
-    epochs: int = 5
-    batch_size: int = 4
-    grad_accum: int = 1
-    gamma: float = 1.0
-    weight_decay: float = 0.1
-    max_grad_norm: float = 1.0
-    warmup_ratio: float = 0.1
-    template: str = "qa"
-    options: dict = field(default_factory=dict)
+from methods.settings import MethodConfig
 
 
 class Diverged(RuntimeError):
@@ -44,8 +29,6 @@ class UnlearnReport:
     steps: int
     unlearn_seconds: float
     trainable_params: int
-    final_forget_nll: float
-    final_retain_nll: float
     extra: dict = field(default_factory=dict)       # scalar columns for the leaderboard row
     artifacts: dict = field(default_factory=dict)   # files saved beside the cell: "x.pt" (torch), "x.json"
 
@@ -64,19 +47,17 @@ def linear_schedule(optimizer, total_steps: int, warmup_ratio: float) -> torch.o
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-class UnlearningMethod:
-    """Subclasses pick the optimizer, and may override the hooks the loop calls, in order: `setup` (once, before
-    training: a frozen reference model, a parameter mask), `trainable_parameters`, `make_optimizer`, then per
-    step `loss` and `optimizer_step`, and `finish` (once, after training: report extra columns and files)."""
+class UnlearningMethod(ABC):
+    """Subclasses pick the optimizer (`make_optimizer`, required), declare their settings (`settings`, a
+    `MethodConfig` subclass: methods/settings.py), and may override the hooks the loop calls, in order:
+    `setup` (once, before training: a frozen reference model, a parameter mask), `trainable_parameters`,
+    `make_optimizer`, then per step `loss` and `optimizer_step`, and `finish` (once, after training: report
+    extra columns and files)."""
 
     name: str = "base"     # set by the registry to the name the method is registered under
-    defaults: dict = {}
-    rules = {"lr": POSITIVE, "epochs": at_least(1), "batch_size": at_least(1), "grad_accum": at_least(1),
-             "gamma": NON_NEGATIVE, "weight_decay": NON_NEGATIVE, "max_grad_norm": NON_NEGATIVE,
-             "warmup_ratio": FRACTION}   # what each setting may be (harness/rules.py), checked before any run
-    untracked: tuple[str, ...] = ()   # options that change time or memory, never a figure: not in the cell's hash
-    added: dict = {}   # options added after references were made: left out of the hash at these values, which
-    #                   behave as before they existed, so those references' hashes stay valid
+    settings: ClassVar[type[MethodConfig]] = MethodConfig
+    optimizer_states: ClassVar[int] = 2   # float32 tensors per trainable parameter (AdamW's moments, Sophia's
+    #                                       momentum and Hessian), for the memory plan of `--dry-run`
 
     def __init__(self, cfg: MethodConfig):
         self.cfg = cfg
@@ -94,8 +75,14 @@ class UnlearningMethod:
         """Parameters the method updates; every other parameter is frozen. Default: all of them."""
         return list(model.parameters())
 
+    def setup_memory(self) -> tuple[float, str] | None:
+        """Memory the method's `setup` needs beyond the weights, in bytes, and what for (SIMU's attribution),
+        for the memory plan; None when it needs none."""
+        return None
+
+    @abstractmethod
     def make_optimizer(self, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
-        raise NotImplementedError
+        """The optimizer over `params` (float32 masters of the trainable parameters)."""
 
     def loss(self, model, forget_batch, retain_batch):
         """One micro-batch's loss, and its forget and retain parts for logging (floats or 0-d tensors). The
@@ -150,8 +137,7 @@ class UnlearningMethod:
         if not all(bool(torch.isfinite(p).all()) for p in params):
             raise self.diverged("a parameter became non-finite", steps, total_steps)
         model.eval()
-        report = UnlearnReport(steps=steps, unlearn_seconds=0.0, trainable_params=sum(p.numel() for p in params),
-                               final_forget_nll=float(forget_nll), final_retain_nll=float(retain_nll))
+        report = UnlearnReport(steps=steps, unlearn_seconds=0.0, trainable_params=sum(p.numel() for p in params))
         self.finish(model, report)
         report.unlearn_seconds = time.perf_counter() - start
         return report

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from methods.base import UnlearningMethod
+from methods.settings import MethodConfig
+
+
+@dataclass(frozen=True)
+class FOGradDiffConfig(MethodConfig):
+    """`lr` chosen by the README's selection rule."""
+
+    gamma: float = 0.3
+    lr: float = 1e-4
 
 
 class FOGradDiff(UnlearningMethod):
-    """All parameters trainable; AdamW with weight decay. `lr` chosen by the README's selection rule."""
+    """All parameters trainable; AdamW with weight decay."""
 
-    defaults = {"gamma": 0.3, "lr": 1e-4}
+    settings = FOGradDiffConfig
 
     def make_optimizer(self, params):
         return torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)

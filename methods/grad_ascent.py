@@ -7,7 +7,7 @@ from methods.losses import grad_ascent_loss
 
 
 class GradAscent(FOGradDiff):
-    """FO-GradDiff's optimizer and schedule on `-L_forget` alone (`gamma` is unused)."""
+    """FO-GradDiff's optimizer, schedule and settings on `-L_forget` alone (`gamma` is unused)."""
 
     def loss(self, model, forget_batch, retain_batch):
         return grad_ascent_loss(model, forget_batch)

@@ -4,12 +4,14 @@ copy of the model before unlearning, plus the retain NLL, as open-unlearning's N
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import torch
 
 from harness.rules import POSITIVE
-from methods.fo_graddiff import FOGradDiff
+from methods.fo_graddiff import FOGradDiff, FOGradDiffConfig
 from methods.losses import npo_loss
+from methods.settings import setting
 
 
 def frozen_copy(model) -> torch.nn.Module:
@@ -19,11 +21,17 @@ def frozen_copy(model) -> torch.nn.Module:
     return reference
 
 
-class NPO(FOGradDiff):
+@dataclass(frozen=True)
+class NPOConfig(FOGradDiffConfig):
     """open-unlearning's NPO.yaml: beta 0.1, forget and retain weights 1 (`gamma` is the retain weight)."""
 
-    defaults = {"gamma": 1.0, "lr": 1e-3, "options": {"beta": 0.1}}
-    rules = FOGradDiff.rules | {"beta": POSITIVE}
+    gamma: float = 1.0
+    lr: float = 1e-3
+    beta: float = setting(0.1, POSITIVE, "NPO's inverse temperature")
+
+
+class NPO(FOGradDiff):
+    settings = NPOConfig
 
     def model_copies(self) -> int:
         return 2
@@ -32,4 +40,4 @@ class NPO(FOGradDiff):
         self.reference = frozen_copy(model)
 
     def loss(self, model, forget_batch, retain_batch):
-        return npo_loss(model, self.reference, forget_batch, retain_batch, self.cfg.options["beta"], self.cfg.gamma)
+        return npo_loss(model, self.reference, forget_batch, retain_batch, self.cfg.beta, self.cfg.gamma)

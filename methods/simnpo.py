@@ -3,18 +3,28 @@ by the answer's length and shifted by a margin; AdamW, plus the retain NLL, as o
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from harness.rules import NON_NEGATIVE, POSITIVE
-from methods.fo_graddiff import FOGradDiff
+from methods.fo_graddiff import FOGradDiff, FOGradDiffConfig
 from methods.losses import simnpo_loss
+from methods.settings import setting
+
+
+@dataclass(frozen=True)
+class SimNPOConfig(FOGradDiffConfig):
+    """open-unlearning's SimNPO.yaml: beta 4.5, delta 0 (margin), forget weight 0.125, retain weight 1."""
+
+    gamma: float = 1.0
+    lr: float = 5.6234e-4
+    beta: float = setting(4.5, POSITIVE, "inverse temperature")
+    delta: float = setting(0.0, NON_NEGATIVE, "the margin")
+    forget_weight: float = setting(0.125, POSITIVE, "the forget loss's weight")
 
 
 class SimNPO(FOGradDiff):
-    """open-unlearning's SimNPO.yaml: beta 4.5, delta 0 (margin), forget weight 0.125, retain weight 1."""
-
-    defaults = {"gamma": 1.0, "lr": 5.6234e-4, "options": {"beta": 4.5, "delta": 0.0, "forget_weight": 0.125}}
-    rules = FOGradDiff.rules | {"beta": POSITIVE, "delta": NON_NEGATIVE, "forget_weight": POSITIVE}
+    settings = SimNPOConfig
 
     def loss(self, model, forget_batch, retain_batch):
-        o = self.cfg.options
-        return simnpo_loss(model, forget_batch, retain_batch, o["beta"], o["delta"], o["forget_weight"],
-                           self.cfg.gamma)
+        c = self.cfg
+        return simnpo_loss(model, forget_batch, retain_batch, c.beta, c.delta, c.forget_weight, c.gamma)

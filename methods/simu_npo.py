@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
-from methods.simu import SIMU
+from dataclasses import dataclass
+
+from methods.settings import setting
+from methods.simu import LOSSES, SIMU, SIMUConfig
+from harness.rules import POSITIVE
+
+
+@dataclass(frozen=True)
+class SIMUNPOConfig(SIMUConfig):
+    """`simu` with `loss=npo` and NPO's weights (beta 0.1, retain weight 1); the rest is SIMU's recipe. New
+    with this method, so every setting is in its hash (no legacy values)."""
+
+    gamma: float = 1.0
+    lr: float = 5.6234e-4
+    loss: str = setting("npo", LOSSES, "the unlearning loss", legacy=None)
+    beta: float = setting(0.1, POSITIVE, "NPO's inverse temperature", legacy=None)
 
 
 class SIMUNPO(SIMU):
-    """`simu` with `loss=npo` and NPO's weights (beta 0.1, retain weight 1); the rest is SIMU's recipe."""
-
-    defaults = {**SIMU.defaults, "gamma": 1.0, "lr": 5.6234e-4, "options": {**SIMU.defaults["options"], "loss": "npo"}}
-    added = {}   # new with this method: every option is in its hash
+    settings = SIMUNPOConfig

@@ -2,27 +2,42 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from harness import distributed
 from harness.data.collate import IGNORE
 from harness.rules import FRACTION, POSITIVE, at_least, one_of
 from methods.base import UnlearningMethod
+from methods.settings import MethodConfig, setting
 from methods.sophia import SophiaG, gnb_hessian_update
 
 
-class SOGradDiff(UnlearningMethod):
+@dataclass(frozen=True)
+class SOGradDiffConfig(MethodConfig):
     """SOUL's SO recipe: Sophia with betas (0.9, 0.95), rho 0.04, gamma 2; `lr` from the README's rule."""
 
-    defaults = {"gamma": 2.0, "lr": 1.7783e-4,
-                "options": {"rho": 0.04, "beta1": 0.9, "beta2": 0.95, "hessian": "gnb", "hessian_every": 10}}
-    rules = UnlearningMethod.rules | {"rho": POSITIVE, "beta1": FRACTION, "beta2": FRACTION,
-                                      "hessian": one_of("gnb", "squared-grad"), "hessian_every": at_least(1)}
+    gamma: float = 2.0
+    lr: float = 1.7783e-4
+    rho: float = setting(0.04, POSITIVE, "Sophia's clipping threshold")
+    beta1: float = setting(0.9, FRACTION, "momentum decay")
+    beta2: float = setting(0.95, FRACTION, "Hessian EMA decay")
+    hessian: str = setting("gnb", one_of("gnb", "squared-grad"), "the Hessian estimate")
+    hessian_every: int = setting(10, at_least(1), "steps between Hessian refreshes")
 
-    def make_optimizer(self, params, masks=None):
-        o = self.cfg.options
-        return SophiaG(params, lr=self.cfg.lr, betas=(o["beta1"], o["beta2"]), rho=o["rho"],
-                       weight_decay=self.cfg.weight_decay, hessian=o["hessian"], masks=masks)
+
+class SOGradDiff(UnlearningMethod):
+    settings = SOGradDiffConfig
+
+    def optimizer_masks(self) -> dict | None:
+        """Per-parameter update masks for Sophia (SIMU's neurons); None: every element moves."""
+        return None
+
+    def make_optimizer(self, params):
+        c = self.cfg
+        return SophiaG(params, lr=c.lr, betas=(c.beta1, c.beta2), rho=c.rho, weight_decay=c.weight_decay,
+                       hessian=c.hessian, masks=self.optimizer_masks())
 
     def optimizer_step(self, model, optimizer, params, batches) -> None:
         """Sophia step scaled by the step's supervised tokens (`bs`: those of every micro-batch it accumulated,
@@ -37,5 +52,5 @@ class SOGradDiff(UnlearningMethod):
         self.weights.write_back()
         optimizer.zero_grad(set_to_none=True)
         steps = int(optimizer.state[params[0]]["step"])
-        if optimizer.hessian == "gnb" and steps % self.cfg.options["hessian_every"] == 0:
+        if optimizer.hessian == "gnb" and steps % self.cfg.hessian_every == 0:
             gnb_hessian_update(model, optimizer, [b for pair in batches for b in pair], self.weights.gather_grads)

@@ -20,7 +20,7 @@ import pandas as pd
 
 import harness
 from harness.metrics import metrics
-from harness.results import IDENTITY_COLUMNS
+from harness.rows import IDENTITY_COLUMNS
 
 
 def one_round(out: Path, target: str, cache_dir: str | None) -> dict:

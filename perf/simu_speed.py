@@ -95,7 +95,7 @@ def report(where: str, timings: dict, epoch: float) -> None:
 
 def tofu_mini(args) -> None:
     cfg = RunConfig(cache_dir=args.cache_dir)
-    bench = prepare_embedded(cfg.world, cfg.train, cfg.forget_split, cfg.cache_dir)
+    bench = prepare_embedded(cfg.section("world"), cfg.section("train"), cfg.forget_split, cfg.cache_dir)
     splits = load_splits(bench.world_dir, cfg.forget_split)
     model, tokenizer = load_model(bench.target_dir)
     timings = old_and_new(model, tokenizer, splits.forget)
@@ -109,7 +109,7 @@ def tofu_mini(args) -> None:
 
 def lume_mini(args) -> None:
     cfg = RunConfig(benchmark="lume-mini", cache_dir=args.cache_dir)
-    lume = prepare_embedded_lume(cfg.world, cfg.lume, cfg.train, cfg.cache_dir)
+    lume = prepare_embedded_lume(cfg.section("world"), cfg.section("lume"), cfg.section("train"), cfg.cache_dir)
     splits = load_lume(lume.data_dir)
     forget, retain = as_qa(splits.forget), as_qa(splits.retain)
     model, tokenizer = load_model(lume.target_dir)
@@ -148,7 +148,7 @@ def main() -> None:
         lume_mini(args)
     if not args.skip_random:
         cfg = RunConfig(cache_dir=args.cache_dir)
-        bench = prepare_embedded(cfg.world, cfg.train, cfg.forget_split, cfg.cache_dir)
+        bench = prepare_embedded(cfg.section("world"), cfg.section("train"), cfg.forget_split, cfg.cache_dir)
         _, tokenizer = load_model(bench.target_dir)
         random_smollm2(tokenizer, load_splits(bench.world_dir, cfg.forget_split).forget[:4])
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import harness.files
 import harness.results
 from harness.cli import EXIT_ENVIRONMENT, main
 from test_lume import write_official
@@ -44,7 +45,9 @@ NONSENSE = [
     (["--set", "world.n_perturbed=0"], "--set world.n_perturbed=0: expected an integer >= 1"),
     (["--set", "world.n_perturbed=30"], "world.n_countries=6: expected more than world.n_perturbed=30"),
     (["--set", "world.seed=-3"], "--set world.seed=-3: expected an integer >= 0"),
-    (["--set", "lume.seed=-3"], "--set lume.seed=-3: expected an integer >= 0"),
+    (["--benchmark", "lume-mini", "--set", "lume.seed=-3"], "--set lume.seed=-3: expected an integer >= 0"),
+    (["--set", "lume.seed=3"], "--set lume.seed: unknown key; expected forget_split, eval.*, compute.*, save.*, "
+                               "world.*, train.* (the sections of --benchmark tofu-mini)"),
     (["--set", "train.seed=-1"], "--set train.seed=-1: expected an integer >= 0"),
     (["--retain-eval", "/nowhere/TOFU_EVAL.json"], "--retain-eval /nowhere/TOFU_EVAL.json: no such file"),
     (["--lm-eval-tasks", "no_such_task"], "--lm-eval-tasks no_such_task: not an lm-eval task of lm-eval"),
@@ -69,15 +72,15 @@ def test_lm_evals_task_index_is_built_once_and_kept(task_index_cache, monkeypatc
     from evaluators.lm_eval_bridge import _scanned_names, check_tasks
     included = "AraDiCE_ArabicMMLU_language_egy"    # defined by an include: not on any `task:` line
     assert included not in _scanned_names() and "arc_easy" in _scanned_names()
-    check_tasks([included], task_index_cache)
+    check_tasks([included], [], task_index_cache)
     assert len(list(task_index_cache.glob("lm_eval-*-tasks.json"))) == 1
 
     def no_index(*args, **kwargs):
         raise AssertionError("lm-eval's index built again")
     monkeypatch.setattr("lm_eval.tasks.TaskManager", no_index)
-    check_tasks(["arc_easy", included], task_index_cache)
+    check_tasks(["arc_easy", included], [], task_index_cache)
     with pytest.raises(ValueError, match="--lm-eval-tasks no_such_task: not an lm-eval task"):
-        check_tasks(["no_such_task"], task_index_cache)
+        check_tasks(["no_such_task"], [], task_index_cache)
 
 
 def test_method_settings_are_checked_last_and_named_as_given(tmp_path, capsys):
@@ -308,7 +311,7 @@ def test_the_retain_reference_is_written_atomically(tmp_path, monkeypatch):
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(harness.results.os, "replace", full)
+    monkeypatch.setattr(harness.files.os, "replace", full)
     with pytest.raises(OSError) as info:
         RetainReference([0.7], {"loss": 0.6}, "y").save(path)
     assert info.value.filename == str(path) and info.value.errno == errno.ENOSPC
@@ -323,7 +326,7 @@ def test_a_method_artifact_is_written_atomically_and_a_full_disk_names_it(tmp_pa
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(harness.results.os, "replace", full)
+    monkeypatch.setattr(harness.files.os, "replace", full)
     with pytest.raises(OSError) as info:
         harness.results.write_artifacts(folder, {"masks.pt": {"w": torch.zeros(3)}})
     assert (info.value.errno, info.value.filename) == (errno.ENOSPC, str(folder / "masks.pt"))
@@ -337,7 +340,7 @@ def test_a_full_disk_names_the_path_exits_74_and_the_run_resumes(tmp_path, micro
                                                                   monkeypatch):
     out = copy_run(micro_run, tmp_path)
     (out / "results" / "simu-seed1.json").unlink()
-    real_fdopen = harness.results.os.fdopen
+    real_fdopen = harness.files.os.fdopen
 
     class FullDisk:
         def __init__(self, handle):
@@ -351,14 +354,14 @@ def test_a_full_disk_names_the_path_exits_74_and_the_run_resumes(tmp_path, micro
 
         def write(self, text):
             raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(harness.results.os, "fdopen", lambda fd, *a, **k: FullDisk(real_fdopen(fd, *a, **k)))
+    monkeypatch.setattr(harness.files.os, "fdopen", lambda fd, *a, **k: FullDisk(real_fdopen(fd, *a, **k)))
     capsys.readouterr()
     assert rerun(out, micro_cache)[0] == EXIT_ENVIRONMENT == 74
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert line.startswith(f"harness: error: {out}/") and ": No space left on device (a fault of the machine" in line
     assert Path(line.split()[2].rstrip(":")).parent.is_dir() and "run the same command again to resume" in line
     assert not list(out.rglob("*.tmp")) and not (out / "results" / "simu-seed1.json").exists()
-    monkeypatch.setattr(harness.results.os, "fdopen", real_fdopen)
+    monkeypatch.setattr(harness.files.os, "fdopen", real_fdopen)
     code, err = rerun(out, micro_cache, in_process=False)
     assert code == 0, err
     pd.testing.assert_frame_equal(figures(out), figures(micro_run / "run"), check_exact=False, atol=1e-6)

@@ -11,8 +11,8 @@ import pytest
 from scipy.stats import ks_2samp
 
 from harness.cli import _without_flags, main
-from harness.regression import (compare, derive_tolerances, leave_one_out, one_item, read_tolerances,
-                                stopped_unlearning)
+from harness.noise import derive_tolerances, leave_one_out, one_item, stopped_unlearning
+from harness.regression import check, read_tolerances
 from harness.tables import read_leaderboard
 
 LEADERBOARDS = Path(__file__).resolve().parents[1] / "leaderboards"
@@ -40,18 +40,18 @@ def test_check_compares_seed_means_and_fails_only_the_worse_direction(board, tmp
 
 def test_absent_seeds_and_methods_are_noted_not_failed(board):
     run = board[(board["method"] != "b") & (board["seed"].fillna(0) == 0)]
-    check = compare(run, board)
-    assert check.regressions == [] and check.cells == 3
-    assert check.notes == ["a: seed 1 of the reference absent from the run; checked on seed 0",
+    found = check(run, board)
+    assert found.regressions == [] and found.cells == 3
+    assert found.notes == ["a: seed 1 of the reference absent from the run; checked on seed 0",
                            "b: absent from the run, not checked"]
     worse = run.copy()
     worse.loc[2, "forget_em_contains"] = 0.3           # seed 0 alone: 0.2 -> 0.3
-    assert compare(worse, board).regressions == [
+    assert check(worse, board).regressions == [
         "a (seed 0): forget_em_contains 0.2 -> 0.3 (↓ is better; tolerance 0.05)"]
     with pytest.raises(ValueError, match="shares no method and seed"):
-        compare(board[board["method"] == "nobody"], board)
+        check(board[board["method"] == "nobody"], board)
     with pytest.raises(ValueError, match="--tolerance nope: not a column"):
-        compare(board, board, overrides={"nope": 0.1})
+        check(board, board, overrides={"nope": 0.1})
 
 
 def test_a_tolerance_file_beside_the_reference_sets_the_tolerances(board, tmp_path, capsys):
@@ -70,11 +70,38 @@ def test_a_tolerance_file_beside_the_reference_sets_the_tolerances(board, tmp_pa
     assert "ref.tolerances.json: expected a tolerance file written by `harness noise`" in capsys.readouterr().err
 
 
+
+def test_a_column_no_metric_declares_is_noted_not_dropped_silently(board, tmp_path, capsys):
+    # utility_score: a figure nobody declared (as a renamed column would be); simu_critical_neurons: a declared
+    # diagnostic, unchecked on purpose; a swept hyperparameter and the identity columns are no figures
+    reference = board.assign(utility_score=0.5, simu_critical_neurons=3, **{"simu.t": 0.1})
+    found = check(reference, reference)
+    assert found.notes == ["utility_score: declared by no metric, so not checked"] and found.metrics == 4
+    assert found.regressions == []
+    reference.to_csv(tmp_path / "ref.csv", index=False)
+    assert main(["check", str(tmp_path / "ref.csv"), "--against", str(tmp_path / "ref.csv")]) == 0
+    assert "note: utility_score: declared by no metric, so not checked" in capsys.readouterr().out.splitlines()
+
+
+def test_a_checked_column_the_run_lacks_is_noted(board):
+    reference = board.assign(simu_critical_neurons=3)
+    run = reference.drop(columns=["retain_em_contains", "simu_critical_neurons", "wall_seconds"])
+    found = check(run, reference)      # a diagnostic or a timing the run lacks is no loss to the check
+    assert found.notes == ["retain_em_contains: in the reference, missing from the run"]
+    assert found.metrics == 3 and found.regressions == []
+    assert check(reference, run).notes == []     # a column the reference lacks is not the run's to answer for
+
+
+def test_the_committed_references_have_no_undeclared_or_unchecked_column():
+    for path in sorted(LEADERBOARDS.glob("*.csv")):
+        reference = read_leaderboard(path)
+        assert check(reference, reference, read_tolerances(path)).notes == [], path.name
+
 @pytest.mark.parametrize("now, fails", [(0.0025, True), (0.02, False), (0.5, False)])
 def test_forget_quality_is_compared_in_decades(now, fails):
     ref = pd.DataFrame({"method": ["a"], "seed": pd.array([0], "Int64"), "forget_quality": [0.087]})
     run = ref.assign(forget_quality=[now])
-    lines = compare(run, ref).regressions           # default: 1 decade
+    lines = check(run, ref).regressions           # default: 1 decade
     assert bool(lines) == fails
     if fails:
         assert lines == ["a (seed 0): forget_quality 0.087 -> 0.0025 (↑ is better; tolerance 1 in log10)"]
@@ -182,7 +209,7 @@ def _smoke():
 def test_committed_smoke_reference_has_measured_tolerances_and_its_environment():
     reference, tolerances = _smoke()
     assert tolerances and set(tolerances) <= set(reference.columns)
-    assert compare(reference, reference, tolerances).regressions == []
+    assert check(reference, reference, tolerances).regressions == []
     environments = json.loads((LEADERBOARDS / "tofu-mini-smoke.environment.json").read_text())
     assert set(reference["environment"]) == set(environments)
 
@@ -193,7 +220,7 @@ def test_a_method_that_stopped_unlearning_fails_the_check(method):
     reference, tolerances = _smoke()
     run = stopped_unlearning(reference, method)
     assert (run.loc[run["method"] == method, "forget_em_contains"] == 1.0).all()
-    lines = compare(run, reference, tolerances).regressions
+    lines = check(run, reference, tolerances).regressions
     assert lines and all(line.startswith(f"{method} (seed 0, 1, 2): ") for line in lines)
     assert any(": forget_em_contains " in line for line in lines), lines
 

@@ -14,7 +14,7 @@ def test_set_routes_sections_and_methods():
     for assignment in ("world.n_authors=12", "train.hidden_size=64", "eval.max_new_tokens=16",
                        "fo-graddiff.lr=1e-3", "forget_split=forget05"):
         apply_override(cfg, assignment)
-    assert cfg.world.n_authors == 12 and cfg.train.hidden_size == 64 and cfg.eval.max_new_tokens == 16
+    assert cfg.section("world").n_authors == 12 and cfg.section("train").hidden_size == 64 and cfg.eval.max_new_tokens == 16
     assert cfg.forget_split == "forget05"
     assert method_config("fo-graddiff", cfg.method_overrides["fo-graddiff"]).lr == 1e-3
 
@@ -78,9 +78,9 @@ def test_a_preset_file_of_your_own(tmp_path):
                     '[world]\nn_authors = 12\n[methods.simu]\nt = 0.5\nmask = "forget-only"\n')
     cfg = RunConfig()
     apply_preset(cfg, str(path))
-    assert cfg.forget_split == "forget05" and cfg.world.n_authors == 12
+    assert cfg.forget_split == "forget05" and cfg.section("world").n_authors == 12
     simu = method_config("simu", cfg.overrides_for("simu"))
-    assert simu.options["t"] == 0.5 and simu.options["mask"] == "forget-only"
+    assert simu.t == 0.5 and simu.mask == "forget-only"
 
 
 @pytest.mark.parametrize("text, message", [

@@ -14,8 +14,8 @@ import torch
 
 from evaluators import mia
 from harness.cli import main
-from harness.regression import compare, read_tolerances
-from harness.results import PACKAGES
+from harness.regression import check, read_tolerances
+from harness.environment import PACKAGES
 from harness.tables import read_leaderboard
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -119,7 +119,7 @@ def test_a_log_gets_plain_lines_not_cursor_control(micro_run):
 
 def _fault_run(tmp_path, micro_run, method_names: str) -> list[str]:
     assert harness_run(tmp_path / "run", micro_run / "cache", methods=method_names) == 0
-    return compare(read_leaderboard(tmp_path / "run"), read_leaderboard(SMOKE), read_tolerances(SMOKE)).regressions
+    return check(read_leaderboard(tmp_path / "run"), read_leaderboard(SMOKE), read_tolerances(SMOKE)).regressions
 
 
 def inject(monkeypatch, fault: str) -> None:

@@ -22,7 +22,7 @@ import harness
 from harness.checkpoints import read_card
 from harness.cli import main
 from harness.metrics import metrics
-from harness.results import IDENTITY_COLUMNS
+from harness.rows import IDENTITY_COLUMNS
 
 SMOKE = ["--preset", "tofu-mini-smoke"]
 CELLS = ["fo-graddiff-seed0", "so-graddiff-seed0", "simu-seed0"]

@@ -1,7 +1,8 @@
 import torch
 
 from evaluators.generation import generate
-from harness.embedded import EmbeddedModelConfig, build_model, train_tokenizer
+from harness.benchmarks.tofu_mini import EmbeddedModelConfig
+from harness.embedded import build_model, train_tokenizer
 
 TEXTS = ["Question: Where was Kaai born?\nAnswer: Kaai was born in Maibri.", "The capital of Quilzimia is Grisel."] * 4
 

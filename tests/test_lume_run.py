@@ -12,6 +12,7 @@ from harness.cli import main
 from harness.config import RunConfig, apply_override, apply_preset
 from harness.embedded import build_model, prepare_embedded_lume
 from harness.models import load_model
+from harness.registry import benchmarks
 from harness.tables import render
 
 from conftest import SMALL_LUME  # noqa: E402  (shared with the session's lume_run)
@@ -60,22 +61,24 @@ def test_lume_table_defaults_to_lume_columns(lume_run):
 @pytest.fixture(scope="module")
 def micro_lume(micro_cache):
     """The run's configuration and the micro LUME target (trained here if no run came first)."""
-    cfg = RunConfig()
-    apply_preset(cfg, "tofu-mini-smoke")
+    cfg = RunConfig(benchmark="lume-mini")
+    apply_preset(cfg, "tofu-mini-smoke", benchmark="lume-mini")
     for assignment in SMALL_LUME:
         apply_override(cfg, assignment)
-    return cfg, prepare_embedded_lume(cfg.world, cfg.lume, cfg.train, micro_cache)
+    return cfg, prepare_embedded_lume(cfg.section("world"), cfg.section("lume"), cfg.section("train"), micro_cache)
 
 
 def test_bridge_scores_a_trained_model_above_a_random_one_and_restores_its_mode(micro_lume, tmp_path):
     cfg, embedded = micro_lume
-    tasks_dir = lm_eval_bridge.write_embedded_tasks(tmp_path / "tasks", cfg.world, cfg.lume)
+    tasks = benchmarks["lume-mini"]().offline_tasks(cfg)
+    names = [task.name for task in tasks]
+    tasks_dir = lm_eval_bridge.write_tasks(tmp_path / "tasks", tasks)
     model, tokenizer = load_model(embedded.target_dir)
     model.train()
-    trained = lm_eval_bridge.run_tasks(model, tokenizer, list(lm_eval_bridge.EMBEDDED_TASKS), tasks_dir)
+    trained = lm_eval_bridge.run_tasks(model, tokenizer, names, tasks_dir, names)
     assert model.training                                                # put back as it was
-    random_model = build_model(cfg.train, tokenizer).eval()
-    untrained = lm_eval_bridge.run_tasks(random_model, tokenizer, list(lm_eval_bridge.EMBEDDED_TASKS), tasks_dir)
+    random_model = build_model(cfg.section("train"), tokenizer).eval()
+    untrained = lm_eval_bridge.run_tasks(random_model, tokenizer, names, tasks_dir, names)
     assert not random_model.training
     assert trained["lmeval_embedded_world_facts_mc_acc"] > untrained["lmeval_embedded_world_facts_mc_acc"] + 0.3
     assert (trained["lmeval_embedded_real_authors_loglik_perplexity"]
@@ -84,14 +87,16 @@ def test_bridge_scores_a_trained_model_above_a_random_one_and_restores_its_mode(
 
 def test_bridge_errors_name_the_task(micro_lume, tmp_path, task_index_cache):
     cfg, embedded = micro_lume
-    tasks_dir = lm_eval_bridge.write_embedded_tasks(tmp_path / "tasks", cfg.world)
+    tasks = benchmarks["tofu-mini"]().offline_tasks(cfg)
+    names = [task.name for task in tasks]
+    tasks_dir = lm_eval_bridge.write_tasks(tmp_path / "tasks", tasks)
     yaml = (tasks_dir / "embedded_world_facts_mc.yaml").read_text()
     assert str(tasks_dir / "embedded_world_facts_mc.jsonl") in yaml      # absolute data path
     model, tokenizer = load_model(embedded.target_dir)
     with pytest.raises(ValueError, match="--lm-eval-tasks no_such_task: not an lm-eval task"):   # the pre-flight's
-        lm_eval_bridge.check_tasks(["embedded_world_facts_mc", "arc_easy", "no_such_task"], task_index_cache)
+        lm_eval_bridge.check_tasks(["embedded_world_facts_mc", "arc_easy", "no_such_task"], names, task_index_cache)
     with pytest.raises(ValueError, match="--lm-eval-tasks arc_easy: could not be loaded"):   # offline, no data
-        lm_eval_bridge.run_tasks(model, tokenizer, ["arc_easy"], tasks_dir)
+        lm_eval_bridge.run_tasks(model, tokenizer, ["arc_easy"], tasks_dir, names)
 
 
 def test_lume_flags_are_checked(tmp_path, capsys):

@@ -3,13 +3,15 @@
 import math
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 import torch
 
 from evaluators import mia, text
 from evaluators.scoring import score_answers
 from evaluators.tofu import answer_prob, normalised_prob
-from harness.data import tofu
+from harness.data import templates
+from harness.metrics import Metric, metrics
 
 
 # --- text metrics -------------------------------------------------------------------------------------------
@@ -75,7 +77,7 @@ class DigitTokenizer:
 
 @pytest.fixture
 def raw_template(monkeypatch):
-    monkeypatch.setitem(tofu.TEMPLATES, "raw", ("{q}", "{a}"))
+    monkeypatch.setitem(templates.TEMPLATES, "raw", ("{q}", "{a}"))
     return "raw"
 
 
@@ -99,3 +101,25 @@ def test_score_answers_ignores_padding(raw_template):
              for p in pairs]
     assert together == alone
     assert together[1]["em_token"] == 1.0  # 6, 7, 8 and then EOS (= 9 = 8 + 1) are all the predicted tokens
+
+
+# --- which way is better: one place, on Metric -------------------------------------------------------------
+
+def test_badness_is_larger_when_worse_in_every_direction():
+    values = pd.Series([0.1, 0.5, 0.8])
+    assert Metric("x", "higher").badness(values).tolist() == [-0.1, -0.5, -0.8]
+    assert Metric("x", "lower").badness(values).tolist() == [0.1, 0.5, 0.8]
+    assert Metric("x", "half").badness(values).tolist() == pytest.approx([0.4, 0.0, 0.3])   # chance is best
+    assert Metric("x", "zero").badness(-20.0) == 20.0 and Metric("x", "zero").badness(5.0) == 5.0
+    assert Metric("x", "none").badness(values).tolist() == [0.0, 0.0, 0.0]   # a diagnostic: never bold
+
+
+def test_gain_turns_lower_is_better_around_and_the_registry_delegates():
+    assert Metric("x", "lower").gain(0.25) == 0.75 and Metric("x", "higher").gain(0.25) == 0.25
+    assert metrics.gain("forget_em_contains", 0.25) == 0.75 and metrics.gain("retain_em_contains", 0.25) == 0.25
+
+
+def test_declared_tells_a_declared_diagnostic_from_a_column_nobody_declared():
+    assert metrics.declared("forget_quality") and metrics.declared("privleak_zlib")   # exact, then a pattern
+    assert metrics.declared("simu_critical_neurons") and metrics.get("simu_critical_neurons").better == "none"
+    assert not metrics.declared("utility_score") and metrics.get("utility_score").better == "none"

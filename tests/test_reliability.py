@@ -17,14 +17,15 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-import harness.results
+import harness.files
 import methods.base
 from harness.cli import main
 from harness.config import method_config
 from harness.data.world import WorldConfig, generate_world
-from harness.embedded import EmbeddedModelConfig, build_model, train_tokenizer
+from harness.benchmarks.tofu_mini import EmbeddedModelConfig
+from harness.embedded import build_model, train_tokenizer
 from harness.models import load_model, weights_digest
-from harness.results import locked, uninterrupted, write_atomically
+from harness.files import locked, uninterrupted, write_atomically
 from methods.base import linear_schedule
 from methods.fo_graddiff import FOGradDiff
 from test_tofu_data import write_official_tofu
@@ -145,11 +146,11 @@ def test_a_run_killed_between_temp_write_and_rename_resumes_to_the_same_csv(tmp_
         if str(dst).endswith("so-graddiff-seed0.json"):
             raise KeyboardInterrupt   # as if the process died after writing the temp file
         real_replace(src, dst)
-    monkeypatch.setattr(harness.results.os, "replace", crash_on_third_cell)
+    monkeypatch.setattr(harness.files.os, "replace", crash_on_third_cell)
     assert run(tmp_path / "cut", micro_cache) == 130
     results = tmp_path / "cut" / "results"
     assert not list(results.glob(".*.tmp")) and not (results / "so-graddiff-seed0.json").exists()
-    monkeypatch.setattr(harness.results.os, "replace", real_replace)
+    monkeypatch.setattr(harness.files.os, "replace", real_replace)
     assert run(tmp_path / "cut", micro_cache) == 0
     whole, cut = (metric_columns(pd.read_csv(tmp_path / name / "leaderboard.csv")) for name in ("whole", "cut"))
     pd.testing.assert_frame_equal(whole, cut)

@@ -11,9 +11,11 @@ from transformers import PreTrainedTokenizerFast
 from harness.cli import build_parser, config_from_args, main
 from harness.config import method_config
 from harness.data.collate import encode_qa
-from harness.data.tofu import load_splits, prompt_text, write_official
+from harness.data.templates import prompt_text
+from harness.data.tofu import load_splits, write_official
 from harness.data.world import WorldConfig, generate_world
-from harness.embedded import EmbeddedModelConfig, build_model, train_tokenizer
+from harness.benchmarks.tofu_mini import EmbeddedModelConfig
+from harness.embedded import build_model, train_tokenizer
 from harness.models import ensure_pad_token
 
 SMALL = WorldConfig(n_authors=12, n_countries=6, n_real_authors=6, retain_eval_authors=3, n_perturbed=3)
@@ -93,13 +95,13 @@ def test_presets_resolve_to_complete_configurations():
     assert cfg.model and cfg.retain_model
     fo, so, simu = (method_config(m, cfg.overrides_for(m)) for m in ("fo-graddiff", "so-graddiff", "simu"))
     assert (fo.lr, fo.gamma, fo.weight_decay, fo.epochs, fo.batch_size, fo.grad_accum) == (5e-6, 0.3, 0.1, 5, 1, 4)
-    assert (so.lr, so.gamma, so.options["beta1"], so.options["beta2"], so.options["rho"]) == (
+    assert (so.lr, so.gamma, so.beta1, so.beta2, so.rho) == (
         5e-6, 2.0, 0.9, 0.95, 0.04)
-    assert (simu.lr, simu.gamma, simu.options["m"], simu.options["t"]) == (5e-6, 2.0, 5, 0.3)
+    assert (simu.lr, simu.gamma, simu.m, simu.t) == (5e-6, 2.0, 5, 0.3)
     olmo = parse("--preset", "tofu-olmo-1b", "--model", "/models/olmo-1b-tofu", "--set", "simu.t=0.5",
                  "--methods", "simu")
     assert olmo.model == "/models/olmo-1b-tofu" and olmo.eval.template == "qa"
-    assert method_config("simu", olmo.overrides_for("simu")).options["t"] == 0.5     # --set wins over the preset
+    assert method_config("simu", olmo.overrides_for("simu")).t == 0.5     # --set wins over the preset
     assert method_config("simu", olmo.overrides_for("simu")).lr == 5e-6
 
 

@@ -1,75 +1,86 @@
 """The Benchmark interface: prepare data and models, evaluate a model, and say what the run needs to know.
 
-The runner calls only what is here, so a benchmark is one module with one subclass (see tofu_mini.py).
+The runner calls only what is here, so a benchmark is one module with one subclass (see tofu_mini.py): its
+settings (`sections`: dataclasses the configuration layer learns from here, so presets, `--set` and `--help`
+take them), its evaluation defaults, its lm-eval task files, its target model's config, its data and figures.
 """
 
 from __future__ import annotations
 
-import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
-from evaluators import lm_eval_bridge
 from evaluators.base import EvalResult
 from harness.progress import warn
 
 TARGET_MIN_SCORE = 0.9   # below this on a `memorised` column, the target has little to unlearn
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Prepared:
     """A benchmark's resolved data and models. `forget` and `retain` are the rows the methods train on,
-    `splits` what `evaluate` reads; `identity` is what every row's hash covers and `target_identity` what the
-    target's row and the methods' rows add (a real target model's path; an embedded target is covered by its
-    recipe in `identity`). Neither ever holds a measured value."""
+    `splits` what `evaluate` reads; `identity` is what every row's hash covers (`Benchmark.identity`) and
+    `target_identity` what the target's row and the methods' rows add (a real target model's path; an embedded
+    target is covered by its recipe in `identity`). Neither ever holds a measured value."""
 
     splits: object
     forget: list[dict]
     retain: list[dict]
-    forget_split: str
-    target_dir: Path | str | None     # the target model; None when `harness eval` scores models without one
-    retain_dir: Path | str | None     # a retain model to evaluate as the reference, if there is one
-    model_name: str
     identity: dict
-    lm_eval_dir: Path | None = None   # the bridge's task YAMLs, written by the runner when tasks are asked for
+    model_name: str                          # the target's name in the leaderboard's `model` column
+    forget_split: str = ""                   # the rows' `forget_split` column (TOFU's forget01/05/10)
+    target_dir: Path | str | None = None     # the target model; None when `harness eval` scores models without one
+    retain_dir: Path | str | None = None     # a retain model to evaluate as the reference, if there is one
     target_identity: dict | None = None
 
 
-class Benchmark:
-    """Subclasses implement `check`, `prepare` and `evaluate`; the rest has defaults."""
+class Benchmark(ABC):
+    """Subclasses implement `prepare` and `evaluate` (and `check`, to refuse bad input early); the rest has
+    defaults."""
 
     name: str = "base"
-    eval_defaults: dict = {}       # EvalConfig values this benchmark uses unless the command sets them
-    retain_reference: bool = False  # scored against a retain model (then the reference hooks below apply)
-    memorised: tuple[str, ...] = ()  # target columns near 1 when there is something to unlearn
+    sections: ClassVar[dict[str, type]] = {}   # its own settings, `--set SECTION.KEY=V` and a preset's [SECTION]:
+    #   name -> a frozen dataclass whose `RULES` say what each value may be (tofu-mini: world, train)
+    eval_defaults: ClassVar[dict] = {}       # EvalConfig values this benchmark uses unless the command sets them
+    retain_reference: ClassVar[bool] = False  # scored against a retain model (then the reference hooks apply)
+    memorised: ClassVar[tuple[str, ...]] = ()  # target columns near 1 when there is something to unlearn
 
     def check(self, cfg) -> None:
         """What can be checked before anything loads or is written (harness/preflight.py): the paths the
         benchmark takes and its data files' schema, each wrong one as an error of one line. Import nothing heavy
         at module level, so that this stays fast."""
 
+    @abstractmethod
+    def identity(self, cfg) -> dict:
+        """What every row's hash covers about the benchmark's data and models, from the configuration alone
+        (never a measured value): its data's path or its generator's settings, a given retain model."""
+
+    @abstractmethod
     def prepare(self, cfg) -> Prepared:
         """The data and models, `check` having passed (the embedded benchmarks train and cache theirs here)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def evaluate(self, model, tokenizer, prepared: Prepared, cfg) -> EvalResult:
         """The benchmark's own figures of `model` (and the per-item records they come from)."""
-        raise NotImplementedError
 
     def lm_eval_tasks(self, cfg) -> list[str]:
         """The lm-eval tasks every model is also scored on: `--lm-eval-tasks`, unless the benchmark adds some."""
         return list(cfg.lm_eval_tasks)
+
+    def offline_tasks(self, cfg) -> list:
+        """lm-eval tasks this benchmark builds from its own data (`lm_eval_bridge.OfflineTask`s, their rows made
+        only when the run asks for them), which run with no download; none by default."""
+        return []
 
     def final_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
         """Figures computed from all the others, lm-eval's included (LUME's final score)."""
         return {}
 
     def model_config(self, cfg):
-        """The target model's transformers config, read without its weights (`--dry-run`): `--model`'s, or,
-        for an embedded benchmark (which takes no --model), the embedded model's."""
-        if not cfg.model:
-            from harness.embedded import llama_config
-            return llama_config(cfg.train, cfg.train.vocab_size)
+        """The target model's transformers config, read without its weights (`--dry-run`): `--model`'s (a
+        benchmark that brings its own model says what it is)."""
         from transformers import AutoConfig
         return AutoConfig.from_pretrained(cfg.model, trust_remote_code=cfg.trust_remote_code)
 
@@ -91,22 +102,6 @@ class Benchmark:
             if target_metrics.get(column, 1.0) < TARGET_MIN_SCORE:
                 warn(f"the target model scores only {target_metrics[column]:.0%} on {column}; below "
                      f"{TARGET_MIN_SCORE:.0%} there is little to unlearn")
-
-    def score(self, model, tokenizer, prepared: Prepared, cfg, reference=None) -> tuple[EvalResult, float]:
-        """Everything a row reports about a model, and the seconds it took: `evaluate`, the reference
-        metrics, the lm-eval tasks (timed as `lmeval_seconds`), then `final_metrics`."""
-        start = time.perf_counter()
-        result = self.evaluate(model, tokenizer, prepared, cfg)
-        if reference is not None:
-            result.metrics |= self.reference_metrics(result, reference)
-        tasks = self.lm_eval_tasks(cfg)
-        if tasks:
-            bridge_start = time.perf_counter()
-            result.metrics |= lm_eval_bridge.run_tasks(model, tokenizer, tasks, prepared.lm_eval_dir,
-                                                       cfg.eval.batch_size)
-            result.metrics["lmeval_seconds"] = time.perf_counter() - bridge_start
-        result.metrics |= self.final_metrics(result.metrics)
-        return result, time.perf_counter() - start
 
 
 def no_real_paths(cfg) -> None:

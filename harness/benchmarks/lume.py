@@ -6,13 +6,23 @@ The evaluators (torch) are imported where they are used, so checking a run (`che
 from __future__ import annotations
 
 from evaluators.base import EvalResult
+from evaluators.lm_eval_bridge import OfflineTask
 from harness.benchmarks.base import Benchmark, Prepared, model_name, need_real_paths, target_identity
-from harness.data.lume import as_qa, load_lume
+from harness.data.lume import LumeWorldConfig, as_qa, load_lume, sums
 
-MMLU_SUBSTITUTE = "embedded_arithmetic_mc"   # the final score without MMLU: the bridge's held-out sums
+MMLU_SUBSTITUTE = "embedded_arithmetic_mc"   # the final score without MMLU: held-out sums (`arithmetic_task`)
+
+
+def arithmetic_task(cfg: LumeWorldConfig) -> OfflineTask:
+    """Multiple choice over sums no model was trained on, the true sum among its nearest wrong ones
+    (`harness.data.lume.sums`): lume-mini's target learns to add from the other sums, so this is its MMLU
+    stand-in, which memorised facts cannot saturate."""
+    return OfflineTask(MMLU_SUBSTITUTE, "multiple_choice", f"held-out sums below {cfg.sum_operands} as multiple "
+                       f"choice (only lume-mini's target learns to add)", lambda: sums(cfg)[1])
 
 
 class Lume(Benchmark):
+    sections = {"lume": LumeWorldConfig}   # the held-out sums' sizes (and lume-mini's documents)
     eval_defaults = {"template": "raw", "max_new_tokens": 256}
     memorised = ("lume_forget_knowledge", "lume_forget_regurgitation", "lume_retain_knowledge",
                  "lume_retain_regurgitation")
@@ -22,8 +32,11 @@ class Lume(Benchmark):
         need_real_paths(cfg, "a folder of the official LUME files")
         load_lume(cfg.data)
 
+    def identity(self, cfg) -> dict:
+        return {"data": str(cfg.data)}
+
     def prepare(self, cfg) -> Prepared:
-        return self.prepared(load_lume(cfg.data), cfg.model, model_name(cfg.model), {"data": str(cfg.data)},
+        return self.prepared(load_lume(cfg.data), cfg.model, model_name(cfg.model), self.identity(cfg),
                              target_identity(cfg))
 
     def no_retain_reference(self, cfg) -> None:
@@ -33,8 +46,8 @@ class Lume(Benchmark):
 
     @staticmethod
     def prepared(splits, target, name: str, identity: dict, of_target: dict | None = None) -> Prepared:
-        return Prepared(splits, as_qa(splits.forget), as_qa(splits.retain), "forget", target, None, name, identity,
-                        target_identity=of_target)
+        return Prepared(splits=splits, forget=as_qa(splits.forget), retain=as_qa(splits.retain), identity=identity,
+                        model_name=name, forget_split="forget", target_dir=target, target_identity=of_target)
 
     def evaluate(self, model, tokenizer, prepared: Prepared, cfg) -> EvalResult:
         """Every LUME figure but the final score: greedy generations of the forget and retain rows, and the
@@ -54,6 +67,9 @@ class Lume(Benchmark):
         for side, docs in documents.items():
             items += [{"split": side, "id": d["id"], "avg_nll": v} for d, v in zip(docs, nll[side])]
         return EvalResult(metrics, items)
+
+    def offline_tasks(self, cfg) -> list[OfflineTask]:
+        return [arithmetic_task(cfg.section("lume"))]
 
     def lm_eval_tasks(self, cfg) -> list[str]:
         """`--lm-eval-tasks`, plus, without MMLU, the named substitute the final score uses."""

@@ -8,7 +8,8 @@ from __future__ import annotations
 from evaluators.base import EvalResult
 from evaluators.reference import RetainReference
 from harness.benchmarks.base import Benchmark, Prepared, model_name, need_real_paths, target_identity
-from harness.data.tofu import load_splits, prompt_ids, prompt_text
+from harness.data.templates import prompt_ids, prompt_text
+from harness.data.tofu import load_splits
 
 
 class Tofu(Benchmark):
@@ -26,11 +27,14 @@ class Tofu(Benchmark):
         if cfg.retain_eval:
             RetainReference.load(cfg.retain_eval)
 
+    def identity(self, cfg) -> dict:
+        return {"data": str(cfg.data), "retain_model": cfg.retain_model}
+
     def prepare(self, cfg) -> Prepared:
-        identity = {"data": str(cfg.data), "retain_model": cfg.retain_model}
         splits = load_splits(cfg.data, cfg.forget_split)
-        return Prepared(splits, splits.forget, splits.retain, cfg.forget_split, cfg.model, cfg.retain_model,
-                        model_name(cfg.model), identity, target_identity=target_identity(cfg))
+        return Prepared(splits=splits, forget=splits.forget, retain=splits.retain, identity=self.identity(cfg),
+                        model_name=model_name(cfg.model), forget_split=cfg.forget_split, target_dir=cfg.model,
+                        retain_dir=cfg.retain_model, target_identity=target_identity(cfg))
 
     def evaluate(self, model, tokenizer, prepared: Prepared, cfg) -> EvalResult:
         """Every TOFU figure that needs no retain model."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from harness.data.tofu import format_answer, prompt_ids
+from harness.data.templates import format_answer, prompt_ids
 
 IGNORE = -100
 
@@ -25,22 +25,24 @@ def device_of(model) -> torch.device:
     return next(model.parameters(), torch.empty(0)).device
 
 
+def pad(sequences: list[list[int]], pad_value: int, side: str = "right",
+        device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token sequences padded on `side` to one width (the only padder, so every batch is padded alike): the
+    (rows, width) long tensor filled with `pad_value`, and its 0/1 long attention mask, on `device`."""
+    if side not in ("right", "left"):
+        raise ValueError(f"pad side {side!r}: expected right or left")
+    width = max(len(s) for s in sequences)
+    values = torch.full((len(sequences), width), pad_value, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        cols = slice(0, len(seq)) if side == "right" else slice(width - len(seq), width)
+        values[row, cols], mask[row, cols] = torch.tensor(seq, dtype=torch.long), 1
+    return values.to(device), mask.to(device)
+
+
 def pad_batch(examples: list[dict], pad_id: int, device=None) -> dict[str, torch.Tensor]:
-    """Right-pad `input_ids` / `labels` and build the attention mask, on `device` (the model's)."""
-    width = max(len(e["input_ids"]) for e in examples)
-    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
-    mask = torch.zeros((len(examples), width), dtype=torch.long)
-    for i, e in enumerate(examples):
-        n = len(e["input_ids"])
-        ids[i, :n] = torch.tensor(e["input_ids"])
-        labels[i, :n] = torch.tensor(e["labels"])
-        mask[i, :n] = 1
-    return {"input_ids": ids.to(device), "labels": labels.to(device), "attention_mask": mask.to(device)}
-
-
-def qa_batches(tokenizer, rows: list[dict], batch_size: int, template: str = "qa", answer_key: str = "answer"):
-    """Yield padded batches of `rows`, in order."""
-    encoded = [encode_qa(tokenizer, r["question"], r[answer_key], template) for r in rows]
-    for start in range(0, len(encoded), batch_size):
-        yield pad_batch(encoded[start:start + batch_size], tokenizer.pad_token_id)
+    """Right-pad `input_ids` (with `pad_id`) and `labels` (with IGNORE) and build the attention mask, on
+    `device` (the model's)."""
+    ids, mask = pad([e["input_ids"] for e in examples], pad_id, device=device)
+    labels, _ = pad([e["labels"] for e in examples], IGNORE, device=device)
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask}

@@ -14,8 +14,10 @@ import random
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
-from harness.data.tofu import _read_file
+from harness import rules
+from harness.data.records import read_records
 from harness.data.world import JOBS, NOUNS, _name
 from harness.files import write_atomically
 from harness.rules import shown
@@ -39,6 +41,9 @@ FEATS = ["discovering a new element", "climbing the Pale Needle", "founding the 
 class LumeWorldConfig:
     """Sizes of the embedded LUME world: per task, `forget_docs` + `retain_docs` trained documents and
     `nonmember_docs` never trained on (the MIA non-members)."""
+
+    RULES: ClassVar[dict] = {k: rules.at_least(1) for k in ("forget_docs", "retain_docs", "nonmember_docs", "epochs")} | {
+        "seed": rules.at_least(0), "sum_operands": rules.at_least(2), "sum_probe": rules.SHARE}
 
     seed: int = 0
     forget_docs: int = 3
@@ -193,7 +198,7 @@ def load_lume(folder: str | Path) -> LumeSplits:
         if not files:
             raise FileNotFoundError(f"{folder}: no {stem} file (looked for {stem}.jsonl, {stem}.parquet or "
                                     f"{stem}_*.parquet, also under data/ and mia_data/)")
-        parts[stem] = [row for f in files for row in _check(_read_file(f), str(f), fields, split)]
+        parts[stem] = [row for f in files for row in _check(read_records(f), str(f), fields, split)]
         if not parts[stem]:
             raise ValueError(f"{', '.join(map(str, files))}: no rows; expected at least one {stem} row")
     return LumeSplits(parts["forget"], parts["retain"], parts["member"], parts["nonmember"])

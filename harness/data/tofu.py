@@ -1,4 +1,4 @@
-"""TOFU schema: split loading (local folder of official files, or hub name) and prompt templates.
+"""TOFU schema: split loading (a local folder of official files, or a hub name).
 
 Rows follow the official TOFU files (locuslab/TOFU): `question`, `answer`, and for the perturbed splits
 `paraphrased_question`, `paraphrased_answer` and a `perturbed_answer` list. A local folder holds one file per
@@ -12,15 +12,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.rules import shown
+from harness.data.records import read_records
 
-TEMPLATES = {
-    "qa": ("Question: {q}\nAnswer:", " {a}"),      # base models (and the embedded model)
-    "llama2": ("[INST] {q} [/INST]", " {a}"),      # TOFU's Llama-2 chat format
-    "chat": None,                                  # the tokenizer's own chat template
-    "raw": ("{q}", "{a}"),                         # LUME: the input as the prompt, the output appended as is
-}
-EVAL_SPLITS = ("forget", "retain", "real_authors", "world_facts")
 QA_FIELDS = ("question", "answer")
 # What each evaluation split needs beyond QA_FIELDS: the truth ratio compares the paraphrased answer (forget,
 # retain) or the answer itself (real authors, world facts) against the perturbed answers.
@@ -38,32 +31,6 @@ class TofuSplits:
     retain: list[dict]
     eval: dict[str, list[dict]]      # forget, retain, real_authors, world_facts, holdout
     forget_split: str
-
-
-def check_template(template: str) -> None:
-    if template not in TEMPLATES:
-        raise ValueError(f"template '{template}': expected one of {', '.join(TEMPLATES)}")
-
-
-def prompt_text(tokenizer, question: str, template: str = "qa") -> str:
-    """The prompt as text; `chat` renders the tokenizer's chat template with a generation prompt."""
-    check_template(template)
-    if template != "chat":
-        return TEMPLATES[template][0].format(q=question)
-    if not getattr(tokenizer, "chat_template", None):
-        raise ValueError(f"template 'chat': tokenizer {type(tokenizer).__name__} has no chat_template; "
-                         f"use --template qa or llama2")
-    return tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
-                                         add_generation_prompt=True)
-
-
-def prompt_ids(tokenizer, question: str, template: str = "qa") -> list[int]:
-    """Prompt token ids. A chat template writes its own BOS, so no special tokens are added to it."""
-    return tokenizer(prompt_text(tokenizer, question, template), add_special_tokens=template != "chat")["input_ids"]
-
-
-def format_answer(answer: str, template: str = "qa") -> str:
-    return answer if template == "chat" else TEMPLATES[template][1].format(a=answer)
 
 
 def _check_rows(rows: list[dict], where: str, fields: tuple[str, ...]) -> list[dict]:
@@ -84,32 +51,12 @@ def _check_rows(rows: list[dict], where: str, fields: tuple[str, ...]) -> list[d
     return rows
 
 
-def _read_file(path: Path) -> list[dict]:
-    """A data file's rows; one that cannot be read as its kind is named with what is wrong."""
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-        try:
-            return pq.read_table(path).to_pylist()
-        except (ValueError, OSError) as err:   # pyarrow's ArrowInvalid and ArrowIOError are these
-            raise ValueError(f"{path}: not a readable parquet file ({shown(str(err).splitlines()[0])})") from None
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason}); expected JSON or JSON lines in "
-                         f"UTF-8") from None
-    try:
-        return json.loads(text) if text.lstrip().startswith("[") else [
-            json.loads(line) for line in text.splitlines() if line.strip()]
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not JSON or JSON lines ({shown(err)})") from None
-
-
 def read_split(path: Path, fields: tuple[str, ...] = ()) -> list[dict]:
     """Read one TOFU split file (JSON lines, a JSON list, or parquet) and check its fields."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such split file")
-    return _check_rows(_read_file(path), str(path), fields)
+    return _check_rows(read_records(path), str(path), fields)
 
 
 def split_files(folder: Path, name: str) -> list[Path]:

@@ -12,7 +12,9 @@ import json
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
+from harness import rules
 from harness.files import write_atomically
 
 SYLLABLES = ["ka", "lo", "ri", "ven", "ta", "mor", "sel", "dru", "ai", "bex", "cor", "fen", "gal", "hu",
@@ -38,6 +40,10 @@ ANIMALS = ["lynx", "heron", "otter", "falcon", "stag", "badger", "crane", "wolf"
 @dataclass(frozen=True)
 class WorldConfig:
     """Sizes of the embedded world. Forget splits take 1%, 5% and 10% of `n_authors` (at least one author)."""
+
+    RULES: ClassVar[dict] = {"seed": rules.at_least(0), "n_authors": rules.at_least(2),
+                             "n_countries": rules.at_least(2), "n_real_authors": rules.at_least(2),
+                             "n_perturbed": rules.at_least(1), "retain_eval_authors": rules.at_least(1)}
 
     seed: int = 0
     n_authors: int = 80

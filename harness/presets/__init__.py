@@ -1,8 +1,9 @@
 """Presets: paper and CI configurations as TOML files in this folder (or any `--preset path/to/file.toml`).
 
-A preset sets what a command line would: `benchmark`, `data`, `model`, `retain_model`, `forget_split`, the
-sections `[world]`, `[train]`, `[eval]`, `[lume]`, `[compute]` and `[save]` (as `--set SECTION.KEY=V`), and each method's
-hyperparameters under `[methods.NAME]` (its methods are the run's unless `--methods` names others).
+A preset sets what a command line would: `benchmark`, `data`, `model`, `retain_model`, `forget_split`, any
+section of its benchmark (`[eval]`, `[compute]`, `[save]`, and the benchmark's own, tofu-mini's `[world]` and
+`[train]`: as `--set SECTION.KEY=V`), and each method's hyperparameters under `[methods.NAME]` (its methods
+are the run's unless `--methods` names others).
 `model_shape` names a config.json (relative to the preset) of the target's architecture, which `--dry-run`
 reads when the model's own config cannot be read (offline). `description` (required) is what `harness run
 --help` lists. The shape is checked here on load; every value is checked when it is applied
@@ -18,7 +19,6 @@ from harness.rules import SettingError
 
 FOLDER = Path(__file__).parent
 STRINGS = ("description", "benchmark", "data", "model", "retain_model", "forget_split", "model_shape")
-SECTIONS = ("world", "train", "eval", "lume", "compute", "save", "methods")
 
 
 def names() -> list[str]:
@@ -43,13 +43,12 @@ def load(name: str) -> dict:
         raise SettingError("preset", str(path), f"cannot read it ({err.strerror})", "flag") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise SettingError("", None, f"not TOML ({err})", file=str(path)) from None
-    for key, value in preset.items():
-        if key not in STRINGS + SECTIONS:
-            raise SettingError("", None, f"unknown key '{key}'; expected {', '.join(STRINGS + SECTIONS)}", file=str(path))
+    for key, value in preset.items():   # any other key is a section: the benchmark's are checked when applied
         if key in STRINGS and not isinstance(value, str):
             raise SettingError("", None, f"'{key}' must be a string", file=str(path))
-        if key in SECTIONS and not isinstance(value, dict):
-            raise SettingError("", None, f"'{key}' must be a table ([{key}])", file=str(path))
+        if key not in STRINGS and not isinstance(value, dict):
+            raise SettingError("", None, f"unknown key '{key}'; expected {', '.join(STRINGS)}, or a section "
+                               f"table ([{key}])", file=str(path))
     for method, values in preset.get("methods", {}).items():
         if not isinstance(values, dict):
             raise SettingError("", None, f"methods.{method} must be a table ([methods.{method}])", file=str(path))
