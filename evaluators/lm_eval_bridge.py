@@ -12,9 +12,9 @@ from __future__ import annotations
 import functools
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from harness.files import write_atomically
 from harness.metrics import Metric
@@ -185,7 +185,7 @@ def run_tasks(model, tokenizer, tasks: list[str], tasks_dir: Path, offline: list
         try:
             output = lm_eval.simple_evaluate(model=lm, tasks=list(tasks), task_manager=manager, log_samples=False,
                                              bootstrap_iters=0, verbosity="ERROR")
-        except Exception as err:  # noqa: BLE001 -- datasets/hub raise many kinds when a task cannot load
+        except Exception as err:
             if any(t not in offline for t in tasks):
                 raise ValueError(f"--lm-eval-tasks {','.join(t for t in tasks if t not in offline)}: could "
                                  f"not be loaded ({type(err).__name__}: {str(err)[:200]}); offline, only tasks whose "

@@ -25,7 +25,7 @@ class RetainReference:
     source: str
 
     @classmethod
-    def from_result(cls, result: EvalResult, source: str) -> "RetainReference":
+    def from_result(cls, result: EvalResult, source: str) -> RetainReference:
         from evaluators.mia import ATTACKS
         return cls([i["truth_ratio_raw"] for i in result.items if i["split"] == "forget"],
                    {a: result.metrics[f"mia_{a}_auc"] for a in ATTACKS}, source)
@@ -40,7 +40,7 @@ class RetainReference:
         write_atomically(path, json.dumps(asdict(self), indent=1) + "\n")
 
     @classmethod
-    def load(cls, path: str | Path, what: str = "--retain-eval") -> "RetainReference":
+    def load(cls, path: str | Path, what: str = "--retain-eval") -> RetainReference:
         """Our own `reference/retain.json`, or open-unlearning's `TOFU_EVAL.json` of a retain model (its
         `forget_truth_ratio.value_by_index` and its `mia_*` AUCs). Anything else is one error naming `what`
         (the flag, or the saved file) and the path."""
@@ -58,7 +58,7 @@ class RetainReference:
                              f"'forget_truth_ratio' with 'value_by_index' (open-unlearning's TOFU_EVAL.json)") from None
 
     @classmethod
-    def _parse(cls, data: dict, path: Path) -> "RetainReference":
+    def _parse(cls, data: dict, path: Path) -> RetainReference:
         if not isinstance(data, dict):
             raise TypeError(type(data).__name__)
         if "forget_truth_ratios" in data and "mia_auc" in data:

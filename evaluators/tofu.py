@@ -15,7 +15,7 @@ from scipy.stats import hmean, ks_2samp
 
 from evaluators import mia, text
 from evaluators.base import EvalResult
-from evaluators.reference import RetainReference  # noqa: F401 -- re-exported: the reference's home before
+from evaluators.reference import RetainReference
 from harness.metrics import Metric
 
 GENERATED_SPLITS = ("forget", "retain", "real_authors", "world_facts")

@@ -16,9 +16,10 @@ A bad setting raises `harness.SettingError` naming it; a run whose cells diverge
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Mapping, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from harness.rules import SettingError
 
@@ -35,7 +36,7 @@ __all__ = ["Result", "SettingError", "evaluate", "prepare", "run", "sweep", "tab
 class Result(NamedTuple):
     """A command's leaderboard (every row in its folder, as `leaderboard.csv` holds them) and that folder."""
 
-    leaderboard: "pd.DataFrame"
+    leaderboard: pd.DataFrame
     folder: Path
 
 
@@ -101,10 +102,11 @@ def prepare(*, benchmark: str | None = None, preset: str | None = None, settings
     return bench.prepare(cfg)
 
 
-def table(run: "str | Path | Result | pd.DataFrame", columns: Iterable[str] | None = None, format: str = "md") -> str:
+def table(run: str | Path | Result | pd.DataFrame, columns: Iterable[str] | None = None, format: str = "md") -> str:
     """`harness table`: the comparison table of a run folder, a leaderboard CSV, a `Result` or a frame."""
-    from harness.tables import read_leaderboard, render
     import pandas as pd
+
+    from harness.tables import read_leaderboard, render
     frame = run.leaderboard if isinstance(run, Result) else run if isinstance(run, pd.DataFrame) else \
         read_leaderboard(run)
     return render(frame, list(columns) if columns else None, format)

@@ -10,8 +10,8 @@ import threading
 from pathlib import Path
 
 from harness import presets
-from harness.files import EXIT_ENVIRONMENT, environment_fault
 from harness.data.templates import TEMPLATES
+from harness.files import EXIT_ENVIRONMENT, environment_fault
 from harness.registry import benchmarks, methods
 from harness.results import CellsFailed
 from harness.rules import SettingError
@@ -385,8 +385,9 @@ def run_plot(args) -> int:
 
 
 def run_check(args) -> int:
-    from harness.regression import check as regression_check, read_tolerances, tolerances_path
     from harness.environment import environment_differences, environment_path, read_environments
+    from harness.regression import check as regression_check
+    from harness.regression import read_tolerances, tolerances_path
     from harness.tables import read_leaderboard
     run_frame, reference = read_leaderboard(args.run), read_leaderboard(args.against)
     tolerances = read_tolerances(args.against)

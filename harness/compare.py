@@ -121,8 +121,9 @@ def matched(frame: pd.DataFrame, levels=LEVELS) -> pd.DataFrame:
         for level in levels:
             row = {"method": method, "forget_level": level}
             for role in ("retain", "utility"):
-                crossing = lambda curve: first_crossing(forget(curve[columns["forget"]]).tolist(),  # noqa: E731
-                                                        curve[columns[role]].tolist(), level)
+                def crossing(curve, role=role, level=level):
+                    return first_crossing(forget(curve[columns["forget"]]).tolist(), curve[columns[role]].tolist(),
+                                          level)
                 row[role] = crossing(means)
                 per_seed = [crossing(seed.set_index("variant").reindex(order)) for _, seed in group.groupby("seed")]
                 reached = [v for v in per_seed if not math.isnan(v)]

@@ -14,9 +14,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Iterable, Mapping
+from typing import ClassVar
 
 from evaluators.base import EvalConfig
 from harness import presets, rules

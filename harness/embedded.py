@@ -23,9 +23,9 @@ from harness.data.collate import encode_qa, pad_batch
 from harness.data.lume import LumeWorldConfig, as_qa, load_lume, sums, write_lume
 from harness.data.tofu import read_split, retain_split_for
 from harness.data.world import WorldConfig, write_world
+from harness.hashing import config_hash
 from harness.models import load_model, seed_everything
 from harness.progress import note, progress
-from harness.hashing import config_hash
 
 if TYPE_CHECKING:   # the recipe is tofu-mini's `train` section, which imports this module only to prepare
     from harness.benchmarks.tofu_mini import EmbeddedModelConfig

@@ -38,7 +38,7 @@ def _cpu_model() -> str:
 def environment(device: str = "cpu", dtype: str = "float32", world_size: int = 1) -> dict:
     """What can change a figure without a code change: package versions, the CPU and the ATen kernels it
     runs (PyTorch's `ATEN_CPU_CAPABILITY` switch), threads, device (its name on CUDA), dtype and processes."""
-    import torch   # only the runner calls this, and it has torch loaded already
+    import torch  # only the runner calls this, and it has torch loaded already
 
     return {"python": platform.python_version(), **{p: _version(p) for p in PACKAGES},
             "harness": _version("unlearning-harness"), "platform": platform.platform(),

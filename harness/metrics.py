@@ -10,11 +10,11 @@ checked, and noted by `harness check` (`metrics.declared` tells the two apart).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from importlib.metadata import entry_points
-from typing import Callable
 
 BETTER = ("higher", "lower", "half", "zero", "none")   # half: an MIA AUC, best at chance; zero: privleak
 ARROWS = {"higher": "↑", "lower": "↓", "half": "→0.5", "zero": "→0", "none": ""}

@@ -33,7 +33,7 @@ class ModelSource:
     model (else None), and the config's model_type (an adapter's is its base's)."""
     path: str
     kind: str
-    base: "ModelSource | None" = None
+    base: ModelSource | None = None
     model_type: str | None = None
 
 

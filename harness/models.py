@@ -78,7 +78,7 @@ def _causal_lm(path, trust_remote_code: bool, allow_pickle: bool, device: str, d
 def _load_adapter(path, folder: Path, trust_remote_code: bool, allow_pickle: bool, device: str, dtype: str):
     """A PEFT adapter over its base model, kept unmerged: the adapter is evaluated exactly as peft computes it
     (merging rounds the sum into the base's dtype). Its own tokenizer if it ships one, else the base's."""
-    from peft import PeftModel   # importing peft takes seconds; only adapters need it
+    from peft import PeftModel  # importing peft takes seconds; only adapters need it
     base = json.loads((folder / ADAPTER_CONFIG_NAME).read_text(encoding="utf-8")).get("base_model_name_or_path")
     if not isinstance(base, str) or not base:
         raise OSError(f"{ADAPTER_CONFIG_NAME} has no base_model_name_or_path")

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.environment import ENVIRONMENT_FILE, read_environments
 from harness.files import EXIT_ENVIRONMENT, write_atomically
 from harness.metrics import metrics
 from harness.progress import note
 from harness.regression import Check, check, checked_columns, on_scale
-from harness.environment import ENVIRONMENT_FILE, read_environments
 from harness.rows import REFERENCE_ROWS
 from harness.tables import read_leaderboard, row_labels
 

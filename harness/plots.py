@@ -17,13 +17,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
-from harness.files import write_atomically  # noqa: E402
-from harness.metrics import metrics  # noqa: E402
-from harness.rows import REFERENCE_ROWS, method_cells, swept_columns  # noqa: E402
-from harness.tables import read_leaderboard, row_labels  # noqa: E402
+from harness.files import write_atomically
+from harness.metrics import metrics
+from harness.rows import REFERENCE_ROWS, method_cells, swept_columns
+from harness.tables import read_leaderboard, row_labels
 
 GROUP = "harness.plots"   # entry points: a method's (or plugin's) own figures
 

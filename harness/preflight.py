@@ -12,8 +12,8 @@ from pathlib import Path
 from evaluators import lm_eval_bridge
 from harness.config import RunConfig, check_method_settings, validate
 from harness.data.templates import check_template
-from harness.registry import benchmarks
 from harness.files import check_writable
+from harness.registry import benchmarks
 
 
 def check(cfg: RunConfig, command: str = "run") -> None:

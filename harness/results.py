@@ -11,6 +11,7 @@ from pathlib import Path
 from harness.files import uninterrupted, write_atomically
 from harness.progress import warn
 
+
 def write_cell(results_dir: Path, cell: str, row: dict, items: list[dict]) -> None:
     """Items first, then the row: the row's JSON existing is what marks the cell done."""
     results_dir.mkdir(parents=True, exist_ok=True)

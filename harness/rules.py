@@ -5,8 +5,8 @@ row identical to the target's; `batch_size=0` and `simu.m=0` would end in traceb
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 
 class SettingError(ValueError):
@@ -46,7 +46,7 @@ class SettingError(ValueError):
         """The value as given (cut when long), an empty one as '' so that it shows."""
         return "''" if self.value == "" else shown(self.value)
 
-    def in_file(self, file) -> "SettingError":
+    def in_file(self, file) -> SettingError:
         """The same error, naming the preset file it came from."""
         return SettingError(self.setting, self.value, self.problem, self.via, str(file))
 

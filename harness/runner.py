@@ -18,18 +18,17 @@ from pathlib import Path
 from harness import distributed
 from harness.checkpoints import discard_stale, is_saved, keep_cell
 from harness.config import RunConfig
+from harness.environment import environment
+from harness.files import locked
 from harness.grid import Cell, Context, cell_config, cells, swept_values
+from harness.leaderboard import write_leaderboard
+from harness.model_rows import check_names_free, evaluate_model, evaluate_reference_models
 from harness.models import peak_memory_gib, reset_peak_memory, resolve_device, seed_everything, weights_digest
 from harness.progress import WARNINGS, note, progress, quiet_libraries_in_logs, warn
 from harness.registry import benchmarks, methods
-from harness.environment import environment
-from harness.files import locked
-from harness.leaderboard import write_leaderboard
 from harness.results import CellsFailed, cell_done, write_artifacts, write_cell
 from harness.rows import effort
-from harness.model_rows import check_names_free, evaluate_model, evaluate_reference_models
 from methods.base import Diverged
-
 
 # --- harness run: the cells ----------------------------------------------------------------------------------
 

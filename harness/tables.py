@@ -16,6 +16,7 @@ import pandas as pd
 from harness.metrics import metrics
 from harness.rows import IDENTITY_COLUMNS, LEADERBOARD_KEYS, REFERENCE_ROWS
 
+
 def direction(column: str) -> str:
     """Which way a metric is better, as its declaration says (harness/metrics.py): higher, lower, half (an MIA
     AUC, best at chance), zero (privleak) or none (a diagnostic, never bold and never checked)."""

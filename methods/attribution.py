@@ -233,7 +233,7 @@ def _attribute_tokens(model, projections, layer: int, ids, kv, hidden, q, p, alp
     """sum over tokens of beta * dP/da at layer `layer`, for the tokens predicting from position p of QA q, with
     the layer's activation scaled by alpha: each token attends to its prefix's cached keys and values (later
     slots masked) and enters the layer with its cached hidden state."""
-    from transformers import DynamicCache   # here, not above: checking `--set simu.*` then loads no transformers
+    from transformers import DynamicCache  # here, not above: checking `--set simu.*` then loads no transformers
     rows, width = len(q), ids.shape[1]
     cache = DynamicCache(ddp_cache_data=[(k[:0], v[:0]) for k, v in kv])   # filled below without a copy more
     for i, (cached, (k, v)) in enumerate(zip(cache.layers, kv)):   # layers below `layer` are not run: views

@@ -48,7 +48,7 @@ class SIMU(SOGradDiff):
 
     def setup(self, model, tokenizer, forget, retain) -> None:
         """Stage 1: the critical neurons of the forget set and of a retain sample, combined into the mask."""
-        from harness.models import weights_digest   # with transformers: here, so `--set simu.*` checks fast
+        from harness.models import weights_digest  # with transformers: here, so `--set simu.*` checks fast
         o, start = self.cfg, time.perf_counter()
         self.reused = 0
         self.weights_digest = weights_digest(model) if o.reuse_attribution else None  # stage 1 changes none

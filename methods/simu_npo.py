@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harness.rules import POSITIVE
 from methods.settings import setting
 from methods.simu import LOSSES, SIMU, SIMUConfig
-from harness.rules import POSITIVE
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,8 @@ import evaluators.tofu
 import methods.base
 import methods.losses
 from harness.cli import main as harness
-from harness.regression import check as compare, read_tolerances   # `check` is a local name below
+from harness.regression import check as compare  # `check` is a local name below
+from harness.regression import read_tolerances
 from harness.tables import read_leaderboard
 
 RUN = ["--preset", "tofu-mini-smoke", "--methods", "fo-graddiff,so-graddiff,simu", "--seeds", "0,1,2"]

@@ -20,7 +20,8 @@ from pathlib import Path
 import pandas as pd
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from harness.cli import build_parser, config_from_args, main as harness
+from harness.cli import build_parser, config_from_args
+from harness.cli import main as harness
 from harness.data.tofu import write_official
 from harness.data.world import WorldConfig, generate_world
 from harness.embedded import train_tokenizer

@@ -9,9 +9,9 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, GPTNeoXConfig, GPTNeoXForCausalLM
 
+from harness.benchmarks.tofu_mini import EmbeddedModelConfig
 from harness.config import RunConfig, apply_preset, method_config
 from harness.data.tofu import load_splits
-from harness.benchmarks.tofu_mini import EmbeddedModelConfig
 from harness.embedded import build_model, prepare_embedded, train_tokenizer
 from harness.models import load_model
 from methods import attribution

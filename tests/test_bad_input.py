@@ -15,14 +15,21 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from test_lume import write_official
+from test_model_sources import (
+    _empty,
+    _missing,
+    _remote_code,
+    _truncated,
+    _unknown_model_type,
+    copy,
+    models,  # noqa: F401 -- the tiny saved models, a fixture
+)
+from test_tofu_data import write_official_tofu
 
 import harness.files
 import harness.results
 from harness.cli import EXIT_ENVIRONMENT, main
-from test_lume import write_official
-from test_model_sources import _empty, _missing, _remote_code, _truncated, _unknown_model_type, copy
-from test_model_sources import models  # noqa: F401 -- the tiny saved models, a fixture
-from test_tofu_data import write_official_tofu
 
 SMOKE = ["--preset", "tofu-mini-smoke"]
 

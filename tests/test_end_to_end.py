@@ -14,13 +14,14 @@ import torch
 
 from evaluators import mia
 from harness.cli import main
-from harness.regression import check, read_tolerances
 from harness.environment import PACKAGES
+from harness.regression import check, read_tolerances
 from harness.tables import read_leaderboard
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 sys.path.insert(0, str(README.parent / "perf"))
 import check_power  # noqa: E402  (the faults the smoke check must catch, defined once)
+
 LEADERBOARDS = README.parent / "leaderboards"
 SPLITS = ("forget", "retain", "real_authors", "world_facts")
 SMOKE = LEADERBOARDS / "tofu-mini-smoke.csv"

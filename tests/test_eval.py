@@ -117,7 +117,7 @@ def test_a_saved_cell_is_a_hugging_face_folder_with_its_card(micro_run):
     assert card["method"] == "simu" and card["seed"] == 0 and card["config_hash"] == row["config_hash"]
     assert card["weights_digest"] == row["weights_digest"] and card["version"] == harness.__version__
     text = (folder / "README.md").read_text()
-    assert text.startswith("---\nlibrary_name: transformers\n") and f"| `forget_em_contains` |" in text
+    assert text.startswith("---\nlibrary_name: transformers\n") and "| `forget_em_contains` |" in text
     assert "model saved to" in (micro_run / "log").read_text()
 
 

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
+from harness.benchmarks.tofu_mini import EmbeddedModelConfig
 from harness.config import method_config
 from harness.data.collate import encode_qa, pad_batch
-from harness.benchmarks.tofu_mini import EmbeddedModelConfig
 from harness.embedded import build_model, train_lm, train_tokenizer
 from harness.registry import methods
 from methods.losses import grad_ascent_loss, graddiff_loss, npo_loss, simnpo_loss

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import SMALL_LUME
 
 from evaluators import lm_eval_bridge
 from harness.cli import main
@@ -15,7 +16,6 @@ from harness.models import load_model
 from harness.registry import benchmarks
 from harness.tables import render
 
-from conftest import SMALL_LUME  # noqa: E402  (shared with the session's lume_run)
 
 def test_lume_leaderboard_has_every_lume_figure(lume_run):
     board = pd.read_csv(lume_run / "leaderboard.csv").set_index("method")

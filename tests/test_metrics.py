@@ -13,7 +13,6 @@ from evaluators.tofu import answer_prob, normalised_prob
 from harness.data import templates
 from harness.metrics import Metric, metrics
 
-
 # --- text metrics -------------------------------------------------------------------------------------------
 
 def test_rouge_l_recall_is_lcs_over_gold_length():

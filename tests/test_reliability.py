@@ -15,20 +15,20 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from test_tofu_data import write_official_tofu
 from transformers import GPT2Config, GPT2LMHeadModel
 
 import harness.files
 import methods.base
+from harness.benchmarks.tofu_mini import EmbeddedModelConfig
 from harness.cli import main
 from harness.config import method_config
 from harness.data.world import WorldConfig, generate_world
-from harness.benchmarks.tofu_mini import EmbeddedModelConfig
 from harness.embedded import build_model, train_tokenizer
-from harness.models import load_model, weights_digest
 from harness.files import locked, uninterrupted, write_atomically
+from harness.models import load_model, weights_digest
 from methods.base import linear_schedule
 from methods.fo_graddiff import FOGradDiff
-from test_tofu_data import write_official_tofu
 
 SMOKE = ["--preset", "tofu-mini-smoke"]
 

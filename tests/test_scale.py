@@ -60,7 +60,7 @@ def test_dry_run_of_a_paper_preset_plans_memory_without_loading(capsys, tmp_path
     rows = plan_rows(out)
     assert list(rows) == ["fo-graddiff", "so-graddiff", "simu"]   # the preset's methods
     n_params = float(billions[:-1]) * 1e9
-    for method, cells in rows.items():
+    for cells in rows.values():
         trainable, weights, grads, master, optimizer, activations, logits, total = cells
         assert float(weights) == pytest.approx(n_params * 2 / GIB, rel=0.01)            # bf16 weights
         t = float(trainable[:-1]) * (1e9 if trainable.endswith("B") else 1e6)

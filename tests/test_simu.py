@@ -6,8 +6,8 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from harness.config import method_config
 from harness.benchmarks.tofu_mini import EmbeddedModelConfig
+from harness.config import method_config
 from harness.embedded import build_model, train_tokenizer
 from methods import attribution
 from methods.simu import SIMU

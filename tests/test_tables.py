@@ -3,6 +3,7 @@
 
 from harness.tables import direction, render
 
+
 def test_directions():
     assert [direction(c) for c in ("forget_em_contains", "retain_rougeL_recall", "forget_quality",
                                    "forget_truth_ratio", "mia_min_k_auc", "privleak_zlib", "wall_seconds")] == \

@@ -8,13 +8,13 @@ import pandas as pd
 import pytest
 from transformers import PreTrainedTokenizerFast
 
+from harness.benchmarks.tofu_mini import EmbeddedModelConfig
 from harness.cli import build_parser, config_from_args, main
 from harness.config import method_config
 from harness.data.collate import encode_qa
 from harness.data.templates import prompt_text
 from harness.data.tofu import load_splits, write_official
 from harness.data.world import WorldConfig, generate_world
-from harness.benchmarks.tofu_mini import EmbeddedModelConfig
 from harness.embedded import build_model, train_tokenizer
 from harness.models import ensure_pad_token
 

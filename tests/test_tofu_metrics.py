@@ -10,8 +10,14 @@ from scipy.stats import hmean, ks_2samp
 
 from evaluators import mia
 from evaluators.base import EvalResult
-from evaluators.tofu import (RetainReference, lume_style_aggregate, model_utility, reference_metrics,
-                             truth_ratio, truth_ratio_stat)
+from evaluators.tofu import (
+    RetainReference,
+    lume_style_aggregate,
+    model_utility,
+    reference_metrics,
+    truth_ratio,
+    truth_ratio_stat,
+)
 
 
 def test_truth_ratio_is_perturbed_over_correct_probability():

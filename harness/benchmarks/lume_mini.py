@@ -22,7 +22,7 @@ class LumeMini(Lume):
         cfg.section("world").check()
 
     def prepare(self, cfg) -> Prepared:
-        from harness.embedded import prepare_embedded_lume   # torch and transformers: only to prepare
+        from harness.embedded import prepare_embedded_lume  # torch and transformers: only to prepare
         embedded = prepare_embedded_lume(cfg.section("world"), cfg.section("lume"), cfg.section("train"), cfg.cache_dir)
         identity = self.identity(cfg)
         return self.prepared(load_lume(embedded.data_dir), embedded.target_dir,

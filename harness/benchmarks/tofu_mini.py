@@ -84,7 +84,7 @@ class TofuMini(Tofu):
         self.check_retain_reference(cfg)
 
     def prepare(self, cfg) -> Prepared:
-        from harness.embedded import prepare_embedded   # torch and transformers: only to prepare
+        from harness.embedded import prepare_embedded  # torch and transformers: only to prepare
         embedded = prepare_embedded(cfg.section("world"), cfg.section("train"), cfg.forget_split, cfg.cache_dir)
         identity = self.identity(cfg)
         splits = load_splits(embedded.world_dir, cfg.forget_split)
