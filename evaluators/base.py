@@ -14,8 +14,12 @@ class EvalConfig:
     """Decoding and batching of the evaluation (TOFU decodes up to 200 new tokens); Min-K%'s k. A benchmark
     may change the defaults (LUME: the raw prompt and 256 tokens)."""
 
-    RULES: ClassVar[dict] = {"min_k": rules.SHARE, "template": rules.one_of(*TEMPLATES),
-                             "max_new_tokens": rules.at_least(1), "batch_size": rules.at_least(1)}
+    RULES: ClassVar[dict] = {
+        "min_k": rules.SHARE,
+        "template": rules.one_of(*TEMPLATES),
+        "max_new_tokens": rules.at_least(1),
+        "batch_size": rules.at_least(1),
+    }
 
     max_new_tokens: int = 200
     batch_size: int = 32

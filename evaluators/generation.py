@@ -9,16 +9,23 @@ from harness.progress import progress
 
 
 @torch.no_grad()
-def generate(model, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int, batch_size: int,
-             desc: str = "generate") -> list[str]:
+def generate(
+    model, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int, batch_size: int, desc: str = "generate"
+) -> list[str]:
     """Greedy continuations of already-tokenized prompts, decoded without special tokens."""
     model.eval()
     pad_id, device = tokenizer.pad_token_id, device_of(model)
     outputs = []
     for start in progress(range(0, len(prompt_ids), batch_size), desc=desc, leave=False):
-        chunk = prompt_ids[start:start + batch_size]
+        chunk = prompt_ids[start : start + batch_size]
         ids, mask = pad(chunk, pad_id, side="left", device=device)
-        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
-                             pad_token_id=pad_id, eos_token_id=tokenizer.eos_token_id)
-        outputs += tokenizer.batch_decode(out[:, ids.shape[1]:].cpu(), skip_special_tokens=True)
+        out = model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=pad_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        outputs += tokenizer.batch_decode(out[:, ids.shape[1] :].cpu(), skip_special_tokens=True)
     return [o.strip() for o in outputs]

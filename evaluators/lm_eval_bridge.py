@@ -20,9 +20,12 @@ from harness.files import write_atomically
 from harness.metrics import Metric
 
 # lm-eval's metrics (accuracy and the like) are better higher, perplexities lower (harness/metrics.py)
-METRICS = [Metric("lmeval_*", "higher", "lm-eval metric"), Metric("lmeval_*perplexity", "lower", "lm-eval perplexity"),
-           Metric("lmeval_seconds", "lower", "lm-eval's time (s)", cost=True)]
-PROMPT = "Question: {{question}}\nAnswer:"   # the offline tasks' prompt: the `qa` template; choices follow a space
+METRICS = [
+    Metric("lmeval_*", "higher", "lm-eval metric"),
+    Metric("lmeval_*perplexity", "lower", "lm-eval perplexity"),
+    Metric("lmeval_seconds", "lower", "lm-eval's time (s)", cost=True),
+]
+PROMPT = "Question: {{question}}\nAnswer:"  # the offline tasks' prompt: the `qa` template; choices follow a space
 
 
 @dataclass(frozen=True)
@@ -81,9 +84,11 @@ def check_template(tasks: list[str], offline: list[str], template: str) -> None:
     template cannot be applied to them, so asking for both is an error rather than a silent mismatch."""
     asked = [t for t in tasks if t in offline]
     if asked and template not in ("qa", "raw"):
-        raise ValueError(f"--lm-eval-tasks {','.join(asked)}: built from the benchmark's data with the prompt "
-                         f"'Question: q\\nAnswer:', they cannot follow --template {template}; drop them, or use "
-                         f"--template qa")
+        raise ValueError(
+            f"--lm-eval-tasks {','.join(asked)}: built from the benchmark's data with the prompt "
+            f"'Question: q\\nAnswer:', they cannot follow --template {template}; drop them, or use "
+            f"--template qa"
+        )
 
 
 TASK_LINE = re.compile(r"^(?:task|group|tag):\s*(\S.*)$")
@@ -99,12 +104,15 @@ def check_tasks(tasks: list[str], offline: list[str], cache_dir=None) -> None:
         index = _full_index(cache_dir)
         unknown = [t for t in unknown if t not in index]
     if unknown:
-        raise ValueError(f"--lm-eval-tasks {unknown[0]}: not an lm-eval task of lm-eval {_lm_eval_version()} (the "
-                         f"benchmark's own are {', '.join(offline) or 'none'}; `lm-eval ls tasks` lists the others)")
+        raise ValueError(
+            f"--lm-eval-tasks {unknown[0]}: not an lm-eval task of lm-eval {_lm_eval_version()} (the "
+            f"benchmark's own are {', '.join(offline) or 'none'}; `lm-eval ls tasks` lists the others)"
+        )
 
 
 def _lm_eval_version() -> str:
     from importlib.metadata import version
+
     return version("lm_eval")
 
 
@@ -112,11 +120,12 @@ def _lm_eval_version() -> str:
 def _scanned_names() -> set[str]:
     """The names on the `task:`, `group:` and `tag:` lines of lm-eval's YAMLs (once a process)."""
     import importlib.util
+
     spec = importlib.util.find_spec("lm_eval.tasks")
     names = set()
     for path in Path(spec.origin).parent.rglob("*.yaml"):
         for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            if match := TASK_LINE.match(line):   # `task: name`, or a list: `tag: [a, b]`
+            if match := TASK_LINE.match(line):  # `task: name`, or a list: `tag: [a, b]`
                 values = match.group(1).strip().strip("'\"")
                 values = values.strip("[]").split(",") if values.startswith("[") else [values]
                 names.update(v.strip().strip("'\"") for v in values)
@@ -126,18 +135,20 @@ def _scanned_names() -> set[str]:
 def _full_index(cache_dir) -> set[str]:
     """lm-eval's `TaskManager().all_tasks`, cached as JSON beside the embedded models."""
     from harness.config import cache_root
+
     path = cache_root(cache_dir) / f"lm_eval-{_lm_eval_version()}-tasks.json"
     try:
         return set(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError):
         pass
     from lm_eval.tasks import TaskManager
+
     names = sorted(TaskManager().all_tasks)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(path, json.dumps(names))
     except OSError:
-        pass   # an unwritable cache costs the index again next time, nothing else
+        pass  # an unwritable cache costs the index again next time, nothing else
     return set(names)
 
 
@@ -148,8 +159,12 @@ def write_tasks(folder: Path, tasks: list[OfflineTask]) -> Path:
     for task in tasks:
         path = folder / f"{task.name}.jsonl"
         write_atomically(path, "".join(json.dumps(r) + "\n" for r in task.rows()))
-        yaml = YAML[task.kind].replace("{task}", task.name).replace("{data}", json.dumps(str(path))).replace(
-            "{prompt}", PROMPT.replace("\n", "\\n"))
+        yaml = (
+            YAML[task.kind]
+            .replace("{task}", task.name)
+            .replace("{data}", json.dumps(str(path)))
+            .replace("{prompt}", PROMPT.replace("\n", "\\n"))
+        )
         write_atomically(folder / f"{task.name}.yaml", yaml)
     return folder
 
@@ -159,7 +174,7 @@ def _columns(results: dict) -> dict[str, float]:
     out = {}
     for task, values in results.items():
         for key, value in values.items():
-            metric, comma, _filter = key.partition(",")   # "alias" and other non-metric keys have no comma
+            metric, comma, _filter = key.partition(",")  # "alias" and other non-metric keys have no comma
             if comma and "stderr" not in metric and isinstance(value, (int, float)):
                 out[f"lmeval_{task}_{metric}"] = float(value)
     return out
@@ -168,28 +183,37 @@ def _columns(results: dict) -> dict[str, float]:
 _MANAGERS: dict = {}
 
 
-def run_tasks(model, tokenizer, tasks: list[str], tasks_dir: Path, offline: list[str],
-              batch_size: int = 16) -> dict[str, float]:
+def run_tasks(
+    model, tokenizer, tasks: list[str], tasks_dir: Path, offline: list[str], batch_size: int = 16
+) -> dict[str, float]:
     """Run `tasks` with lm-eval on the live model; the model is put back in the mode it was in."""
     import lm_eval
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
     key = str(tasks_dir)
-    if key not in _MANAGERS:   # indexing lm-eval's thousands of task YAMLs takes seconds: once per process
+    if key not in _MANAGERS:  # indexing lm-eval's thousands of task YAMLs takes seconds: once per process
         _MANAGERS[key] = TaskManager(include_path=key)
     manager = _MANAGERS[key]
     was_training = model.training
     try:
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
         try:
-            output = lm_eval.simple_evaluate(model=lm, tasks=list(tasks), task_manager=manager, log_samples=False,
-                                             bootstrap_iters=0, verbosity="ERROR")
+            output = lm_eval.simple_evaluate(
+                model=lm,
+                tasks=list(tasks),
+                task_manager=manager,
+                log_samples=False,
+                bootstrap_iters=0,
+                verbosity="ERROR",
+            )
         except Exception as err:
             if any(t not in offline for t in tasks):
-                raise ValueError(f"--lm-eval-tasks {','.join(t for t in tasks if t not in offline)}: could "
-                                 f"not be loaded ({type(err).__name__}: {str(err)[:200]}); offline, only tasks whose "
-                                 f"data is in the local datasets cache run") from None
+                raise ValueError(
+                    f"--lm-eval-tasks {','.join(t for t in tasks if t not in offline)}: could "
+                    f"not be loaded ({type(err).__name__}: {str(err)[:200]}); offline, only tasks whose "
+                    f"data is in the local datasets cache run"
+                ) from None
             raise
     finally:
         model.train(was_training)

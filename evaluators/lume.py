@@ -24,14 +24,18 @@ METRICS = [
     Metric("lume_forget_knowledge", "lower", "forget knowledge (exact match)", default=True, role="forget"),
     Metric("lume_retain_regurgitation", "higher", "retain regurgitation (ROUGE-L)", default=True),
     Metric("lume_retain_knowledge", "higher", "retain knowledge (exact match)", default=True, role="retain"),
-    Metric("lume_task_aggregate", "higher", "LUME task aggregate", default=True,
-           parts=("lume_forget_task*_*", "lume_retain_task*_*")),
+    Metric(
+        "lume_task_aggregate",
+        "higher",
+        "LUME task aggregate",
+        default=True,
+        parts=("lume_forget_task*_*", "lume_retain_task*_*"),
+    ),
     Metric("lume_mia_loss_auc", "half", "LUME MIA AUC (LOSS)", default=True, role="privacy"),
     Metric("lume_mia_score", "higher", "LUME MIA score", default=True),
     Metric("lume_final_score_mmlu", "higher", "LUME final score (MMLU)", default=True),
     Metric("lume_final_score_arithmetic_mc", "higher", "LUME final score (held-out sums for MMLU)", default=True),
-    Metric("lume_general", "higher", "general knowledge (MMLU or held-out sums)", default=True,
-           role="utility"),
+    Metric("lume_general", "higher", "general knowledge (MMLU or held-out sums)", default=True, role="utility"),
     Metric("lume_forget_*", "lower", "LUME forget task value"),
     Metric("lume_retain_*", "higher", "LUME retain task value"),
     Metric("lume_mia_*_auc", "half", "LUME MIA AUC"),
@@ -73,10 +77,19 @@ def final_score(task_aggregate_value: float, mmlu: float, mia_score_value: float
 def item_record(row: dict, generation: str) -> dict:
     """One forget or retain row's figure: regurgitation on a sentence completion, knowledge on a question."""
     score = SCORE_OF_KIND[kind(row)]
-    value = regurgitation(row["output"], generation) if score == "regurgitation" else knowledge(row["output"],
-                                                                                              generation)
-    return {"split": row["split"], "task": row["task"], "id": row["id"], "kind": kind(row), "prompt": row["input"],
-            "gold": row["output"], "generation": generation, score: value}
+    value = (
+        regurgitation(row["output"], generation) if score == "regurgitation" else knowledge(row["output"], generation)
+    )
+    return {
+        "split": row["split"],
+        "task": row["task"],
+        "id": row["id"],
+        "kind": kind(row),
+        "prompt": row["input"],
+        "gold": row["output"],
+        "generation": generation,
+        score: value,
+    }
 
 
 def lume_metrics(items: list[dict], member_nll: list[float], nonmember_nll: list[float]) -> dict[str, float]:

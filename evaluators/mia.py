@@ -28,7 +28,7 @@ def zlib_score(avg_nll: float, text: str) -> float:
 def _lowest_mean(values, k: float) -> float:
     """Mean of the lowest `max(1, int(k * n))` values, as Shi et al. and open-unlearning count them."""
     values = np.sort(np.asarray(values, dtype=np.float64))
-    return float(values[:max(1, int(k * len(values)))].mean())
+    return float(values[: max(1, int(k * len(values)))].mean())
 
 
 def min_k_score(token_logprobs, k: float = 0.4) -> float:
@@ -45,9 +45,12 @@ def min_k_pp_score(token_logprobs, token_means, token_stds, k: float = 0.4) -> f
 
 def attack_scores(scored: dict, text: str, k: float) -> dict[str, float]:
     """Every attack's score for one teacher-forced item (see `evaluators.scoring.score_answers`)."""
-    return {"loss": loss_score(scored["avg_nll"]), "zlib": zlib_score(scored["avg_nll"], text),
-            "min_k": min_k_score(scored["token_logprobs"], k),
-            "min_k_pp": min_k_pp_score(scored["token_logprobs"], scored["token_means"], scored["token_stds"], k)}
+    return {
+        "loss": loss_score(scored["avg_nll"]),
+        "zlib": zlib_score(scored["avg_nll"], text),
+        "min_k": min_k_score(scored["token_logprobs"], k),
+        "min_k_pp": min_k_pp_score(scored["token_logprobs"], scored["token_means"], scored["token_stds"], k),
+    }
 
 
 def auc(member_scores: list[float], nonmember_scores: list[float]) -> float:

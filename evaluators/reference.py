@@ -11,8 +11,12 @@ from evaluators.base import EvalResult
 from harness.files import write_atomically
 from harness.hashing import config_hash
 
-OPEN_UNLEARNING_ATTACKS = {"loss": "mia_loss", "zlib": "mia_zlib", "min_k": "mia_min_k",
-                           "min_k_pp": "mia_min_k_plus_plus"}   # our attack -> open-unlearning's TOFU_EVAL.json key
+OPEN_UNLEARNING_ATTACKS = {
+    "loss": "mia_loss",
+    "zlib": "mia_zlib",
+    "min_k": "mia_min_k",
+    "min_k_pp": "mia_min_k_plus_plus",
+}  # our attack -> open-unlearning's TOFU_EVAL.json key
 
 
 @dataclass
@@ -27,8 +31,12 @@ class RetainReference:
     @classmethod
     def from_result(cls, result: EvalResult, source: str) -> RetainReference:
         from evaluators.mia import ATTACKS
-        return cls([i["truth_ratio_raw"] for i in result.items if i["split"] == "forget"],
-                   {a: result.metrics[f"mia_{a}_auc"] for a in ATTACKS}, source)
+
+        return cls(
+            [i["truth_ratio_raw"] for i in result.items if i["split"] == "forget"],
+            {a: result.metrics[f"mia_{a}_auc"] for a in ATTACKS},
+            source,
+        )
 
     def fingerprint(self) -> str:
         """A hash of the measured values (not of where they were read from): rows scored against other
@@ -54,8 +62,10 @@ class RetainReference:
         try:
             return cls._parse(data, path)
         except (KeyError, TypeError, ValueError, AttributeError):
-            raise ValueError(f"{what} {path}: expected fields 'forget_truth_ratios' and 'mia_auc' (ours) or "
-                             f"'forget_truth_ratio' with 'value_by_index' (open-unlearning's TOFU_EVAL.json)") from None
+            raise ValueError(
+                f"{what} {path}: expected fields 'forget_truth_ratios' and 'mia_auc' (ours) or "
+                f"'forget_truth_ratio' with 'value_by_index' (open-unlearning's TOFU_EVAL.json)"
+            ) from None
 
     @classmethod
     def _parse(cls, data: dict, path: Path) -> RetainReference:

@@ -11,8 +11,9 @@ from harness.progress import progress
 
 
 @torch.no_grad()
-def score_answers(model, tokenizer, pairs: list[tuple[str, str]], batch_size: int, template: str = "qa",
-                  desc: str = "score") -> list[dict]:
+def score_answers(
+    model, tokenizer, pairs: list[tuple[str, str]], batch_size: int, template: str = "qa", desc: str = "score"
+) -> list[dict]:
     """For each (question, answer): the answer tokens' log-probs (EOS included), their NLL sum and count,
     the fraction of answer tokens that are the argmax prediction (`em_token`), and per token the mean and
     std of log p under the model's own next-token distribution (for Min-K%++)."""
@@ -20,7 +21,7 @@ def score_answers(model, tokenizer, pairs: list[tuple[str, str]], batch_size: in
     encoded = [encode_qa(tokenizer, q, a, template) for q, a in pairs]
     results = []
     for start in progress(range(0, len(encoded), batch_size), desc=desc, leave=False):
-        batch = pad_batch(encoded[start:start + batch_size], tokenizer.pad_token_id, device_of(model))
+        batch = pad_batch(encoded[start : start + batch_size], tokenizer.pad_token_id, device_of(model))
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
         targets = batch["labels"][:, 1:]
         logprobs = F.log_softmax(logits, dim=-1)
@@ -32,9 +33,17 @@ def score_answers(model, tokenizer, pairs: list[tuple[str, str]], batch_size: in
         for row in range(targets.shape[0]):
             keep = targets[row] != IGNORE
             lp = token_logprobs[row][keep]
-            results.append({"token_logprobs": lp.tolist(), "nll_sum": float(-lp.sum()), "n_tokens": int(keep.sum()),
-                            "avg_nll": float(-lp.mean()), "em_token": float(correct[row][keep].float().mean()),
-                            "token_means": means[row][keep].tolist(), "token_stds": stds[row][keep].tolist()})
+            results.append(
+                {
+                    "token_logprobs": lp.tolist(),
+                    "nll_sum": float(-lp.sum()),
+                    "n_tokens": int(keep.sum()),
+                    "avg_nll": float(-lp.mean()),
+                    "em_token": float(correct[row][keep].float().mean()),
+                    "token_means": means[row][keep].tolist(),
+                    "token_stds": stds[row][keep].tolist(),
+                }
+            )
     return results
 
 
@@ -44,7 +53,7 @@ def document_nll(model, tokenizer, documents: list[str], batch_size: int) -> lis
     model.eval()
     out = []
     for start in progress(range(0, len(documents), batch_size), desc="score documents", leave=False):
-        ids = [tokenizer(d)["input_ids"] for d in documents[start:start + batch_size]]
+        ids = [tokenizer(d)["input_ids"] for d in documents[start : start + batch_size]]
         batch = pad_batch([{"input_ids": i, "labels": i} for i in ids], tokenizer.pad_token_id, device_of(model))
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
         targets = batch["labels"][:, 1:]

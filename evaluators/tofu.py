@@ -20,7 +20,7 @@ from harness.metrics import Metric
 
 GENERATED_SPLITS = ("forget", "retain", "real_authors", "world_facts")
 NORMALISED_PROB_SPLITS = ("real_authors", "world_facts")
-PARAPHRASED_SPLITS = ("forget", "retain")     # their truth ratio's "correct" answer is the paraphrase
+PARAPHRASED_SPLITS = ("forget", "retain")  # their truth ratio's "correct" answer is the paraphrase
 UTILITY_SPLITS = ("retain", "real_authors", "world_facts")
 UTILITY_METRICS = ("prob", "rougeL_recall", "truth_ratio")
 
@@ -58,21 +58,39 @@ def _split(split: str, better: str) -> Metric:
 
 # What each column means (harness/metrics.py): defaults in `harness table`'s order, then the families.
 METRICS = [
-    Metric("forget_em_contains", "lower", "forget exact match (contains)", default=True, role="forget",
-           items=("forget",)),
-    Metric("retain_em_contains", "higher", "retain exact match (contains)", default=True, role="retain",
-           items=("retain",)),
-    Metric("world_facts_em_contains", "higher", "world facts exact match (contains)", default=True,
-           items=("world_facts",)),
+    Metric(
+        "forget_em_contains", "lower", "forget exact match (contains)", default=True, role="forget", items=("forget",)
+    ),
+    Metric(
+        "retain_em_contains", "higher", "retain exact match (contains)", default=True, role="retain", items=("retain",)
+    ),
+    Metric(
+        "world_facts_em_contains", "higher", "world facts exact match (contains)", default=True, items=("world_facts",)
+    ),
     Metric("forget_rougeL_recall", "lower", "forget ROUGE-L recall", default=True, items=("forget",)),
     Metric("retain_rougeL_recall", "higher", "retain ROUGE-L recall", default=True, items=("retain",)),
-    Metric("model_utility", "higher", "model utility", default=True, role="utility", items=UTILITY_SPLITS,
-           parts=tuple(f"{s}_{m}" for s in UTILITY_SPLITS for m in UTILITY_METRICS)),
-    Metric("forget_quality", "higher", "forget quality (KS p-value)", default=True, tolerance=1.0, scale="log10",
-           floor=_forget_quality_floor),
+    Metric(
+        "model_utility",
+        "higher",
+        "model utility",
+        default=True,
+        role="utility",
+        items=UTILITY_SPLITS,
+        parts=tuple(f"{s}_{m}" for s in UTILITY_SPLITS for m in UTILITY_METRICS),
+    ),
+    Metric(
+        "forget_quality",
+        "higher",
+        "forget quality (KS p-value)",
+        default=True,
+        tolerance=1.0,
+        scale="log10",
+        floor=_forget_quality_floor,
+    ),
     Metric("mia_loss_auc", "half", "MIA AUC (LOSS)", default=True, role="privacy", items=("forget",)),
     Metric("forget_truth_ratio", "higher", "forget truth ratio", items=("forget",)),
-    _split("forget", "lower"), *(_split(s, "higher") for s in UTILITY_SPLITS),
+    _split("forget", "lower"),
+    *(_split(s, "higher") for s in UTILITY_SPLITS),
     Metric("mia_*_auc", "half", "MIA AUC", items=("forget",)),
     Metric("mia_score", "higher", "MIA score", items=("forget",), item_weight=2.0),
     Metric("privleak_*", "zero", "privleak", tolerance=10.0, floor=_privleak_floor),
@@ -116,26 +134,50 @@ def lume_style_aggregate(metrics: dict[str, float]) -> dict[str, float]:
     mean(task_aggregate, mia_score, utility) with task_aggregate = hmean(1-forget ROUGE-L, 1-forget EM,
     retain ROUGE-L, retain EM), EM being em_contains, mia_score = 1 - 2|AUC_loss - 0.5| and utility the
     world-facts em_contains."""
-    task = [1 - metrics["forget_rougeL_recall"], 1 - metrics["forget_em_contains"],
-            metrics["retain_rougeL_recall"], metrics["retain_em_contains"]]
+    task = [
+        1 - metrics["forget_rougeL_recall"],
+        1 - metrics["forget_em_contains"],
+        metrics["retain_rougeL_recall"],
+        metrics["retain_em_contains"],
+    ]
     task_aggregate = 0.0 if min(task) <= 0 else float(hmean(task))
     score = mia.mia_score(metrics["mia_loss_auc"])
-    return {"lume_style_task_aggregate": task_aggregate, "mia_score": score,
-            "lume_style_aggregate": mean([task_aggregate, score, metrics["world_facts_em_contains"]])}
+    return {
+        "lume_style_task_aggregate": task_aggregate,
+        "mia_score": score,
+        "lume_style_aggregate": mean([task_aggregate, score, metrics["world_facts_em_contains"]]),
+    }
 
 
-def item_record(split: str, index: int, row: dict, prompt: str, generation: str, scored: dict, correct: dict,
-                perturbed: list[dict], min_k: float) -> dict:
+def item_record(
+    split: str,
+    index: int,
+    row: dict,
+    prompt: str,
+    generation: str,
+    scored: dict,
+    correct: dict,
+    perturbed: list[dict],
+    min_k: float,
+) -> dict:
     """One question's figures: generation scores, teacher-forced scores, raw truth ratio and, on the forget
     split, its MIA attack scores. `correct` is the truth ratio's correct answer (the paraphrase on forget and
     retain), `perturbed` the perturbed answers' scores."""
     prob = normalised_prob(scored, perturbed) if split in NORMALISED_PROB_SPLITS else answer_prob(scored)
-    item = {"split": split, "index": index, "prompt": prompt, "generation": generation, "gold": row["answer"],
-            "rougeL_recall": text.rouge_l_recall(row["answer"], generation),
-            "em_strict": text.em_strict(row["answer"], generation),
-            "em_contains": text.em_contains(row["answer"], generation),
-            "em_token": scored["em_token"], "prob": prob, "avg_nll": scored["avg_nll"],
-            "truth_ratio_raw": truth_ratio(correct, perturbed)}
+    item = {
+        "split": split,
+        "index": index,
+        "prompt": prompt,
+        "generation": generation,
+        "gold": row["answer"],
+        "rougeL_recall": text.rouge_l_recall(row["answer"], generation),
+        "em_strict": text.em_strict(row["answer"], generation),
+        "em_contains": text.em_contains(row["answer"], generation),
+        "em_token": scored["em_token"],
+        "prob": prob,
+        "avg_nll": scored["avg_nll"],
+        "truth_ratio_raw": truth_ratio(correct, perturbed),
+    }
     if split == "forget":
         item |= {f"mia_{a}_score": v for a, v in mia.attack_scores(scored, row["answer"], min_k).items()}
     return item
@@ -151,8 +193,13 @@ def split_metrics(split: str, items: list[dict]) -> dict[str, float]:
 
 def mia_record(split: str, index: int, row: dict, scored: dict, min_k: float) -> dict:
     """One side of the membership test: an item's attack scores."""
-    return {"split": split, "index": index, "gold": row["answer"], "avg_nll": scored["avg_nll"],
-            **{f"mia_{a}_score": v for a, v in mia.attack_scores(scored, row["answer"], min_k).items()}}
+    return {
+        "split": split,
+        "index": index,
+        "gold": row["answer"],
+        "avg_nll": scored["avg_nll"],
+        **{f"mia_{a}_score": v for a, v in mia.attack_scores(scored, row["answer"], min_k).items()},
+    }
 
 
 def suite_metrics(metrics: dict[str, float], items: list[dict]) -> dict[str, float]:

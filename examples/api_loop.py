@@ -16,12 +16,21 @@ import harness
 COLUMNS = ["forget_em_contains", "retain_em_contains", "model_utility"]
 
 
-def main(out: str = "runs/example-loop", cache_dir: str | None = None, preset: str = "tofu-mini-smoke",
-         rates=(1e-4, 5e-4, 2e-3)) -> pd.DataFrame:
+def main(
+    out: str = "runs/example-loop",
+    cache_dir: str | None = None,
+    preset: str = "tofu-mini-smoke",
+    rates=(1e-4, 5e-4, 2e-3),
+) -> pd.DataFrame:
     rows = []
     for lr in rates:
-        board, folder = harness.run(methods=["fo-graddiff"], preset=preset, out=f"{out}/lr{lr:g}",
-                                    cache_dir=cache_dir, settings={"fo-graddiff.lr": lr})
+        board, folder = harness.run(
+            methods=["fo-graddiff"],
+            preset=preset,
+            out=f"{out}/lr{lr:g}",
+            cache_dir=cache_dir,
+            settings={"fo-graddiff.lr": lr},
+        )
         cell = board[board["kind"] == "method"].iloc[0]
         rows.append({"lr": lr, **{c: cell[c] for c in COLUMNS}})
     frame = pd.DataFrame(rows)

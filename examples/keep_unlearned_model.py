@@ -21,7 +21,7 @@ def ask(folder, question: str) -> str:
     model, tokenizer = AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
     ids = tokenizer(f"Question: {question}\nAnswer:", return_tensors="pt")
     out = model.generate(**ids, max_new_tokens=24, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-    return tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+    return tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True).strip()
 
 
 def main(out: str = "runs/example-keep", cache_dir: str | None = None, preset: str = "tofu-mini-smoke") -> dict:

@@ -39,10 +39,9 @@ def unlearn_elsewhere(target_dir, forget_rows, folder, steps: int = 10, lr: floa
 
 def main(out: str = "runs/example-outside", cache_dir: str | None = None, preset: str = "tofu-mini-smoke") -> str:
     board, folder = harness.run(methods=["so-graddiff", "simu"], preset=preset, out=out, cache_dir=cache_dir)
-    prepared = harness.prepare(preset=preset, cache_dir=cache_dir)     # the same target and forget rows
+    prepared = harness.prepare(preset=preset, cache_dir=cache_dir)  # the same target and forget rows
     unlearn_elsewhere(prepared.target_dir, prepared.forget, folder / "outside")
-    harness.evaluate(models=[folder / "outside"], names=["outside-ga"], preset=preset, out=folder,
-                     cache_dir=cache_dir)
+    harness.evaluate(models=[folder / "outside"], names=["outside-ga"], preset=preset, out=folder, cache_dir=cache_dir)
     text = harness.table(folder)
     print(text)
     return text

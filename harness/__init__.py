@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 try:
-    __version__ = version("unlearning-harness")   # pyproject.toml's, the one place it is written
-except PackageNotFoundError:   # a source tree on sys.path, not installed
+    __version__ = version("unlearning-harness")  # pyproject.toml's, the one place it is written
+except PackageNotFoundError:  # a source tree on sys.path, not installed
     __version__ = "unknown"
 __all__ = ["Result", "SettingError", "evaluate", "prepare", "run", "sweep", "table"]
 
@@ -43,59 +43,123 @@ class Result(NamedTuple):
 def _checked(cfg, command: str):
     """`cfg` once everything it names passed harness/preflight.py, before the runner (and torch) is imported."""
     from harness import preflight
+
     preflight.check(cfg, command)
     return cfg
 
 
 def _result(path: Path) -> Result:
     from harness.tables import read_leaderboard
+
     return Result(read_leaderboard(path), Path(path).parent)
 
 
-def run(methods: Iterable[str] | str | None = None, seeds: Iterable[int] | None = None, *,
-        benchmark: str | None = None, preset: str | None = None, out: str | None = None,
-        settings: Mapping | None = None, **options) -> Result:
+def run(
+    methods: Iterable[str] | str | None = None,
+    seeds: Iterable[int] | None = None,
+    *,
+    benchmark: str | None = None,
+    preset: str | None = None,
+    out: str | None = None,
+    settings: Mapping | None = None,
+    **options,
+) -> Result:
     """`harness run`: every method x seed on the benchmark. `options` are the other flags as keywords
     (`cache_dir`, `data`, `model`, `retain_model`, `retain_eval`, `template`, `lm_eval_tasks`, `device`,
     `dtype`, `save_models`, `trust_remote_code`, `allow_pickle`, `wait`)."""
     from harness.config import build
-    cfg = _checked(build("run", methods=methods, seeds=seeds, benchmark=benchmark, preset=preset, out=out,
-                         settings=settings, **options), "run")
+
+    cfg = _checked(
+        build(
+            "run",
+            methods=methods,
+            seeds=seeds,
+            benchmark=benchmark,
+            preset=preset,
+            out=out,
+            settings=settings,
+            **options,
+        ),
+        "run",
+    )
     from harness.runner import run as run_cells
+
     return _result(run_cells(cfg))
 
 
-def sweep(grid: Mapping[str, Iterable], methods: Iterable[str] | str | None = None,
-          seeds: Iterable[int] | None = None, *, benchmark: str | None = None, preset: str | None = None,
-          out: str | None = None, settings: Mapping | None = None, **options) -> Result:
+def sweep(
+    grid: Mapping[str, Iterable],
+    methods: Iterable[str] | str | None = None,
+    seeds: Iterable[int] | None = None,
+    *,
+    benchmark: str | None = None,
+    preset: str | None = None,
+    out: str | None = None,
+    settings: Mapping | None = None,
+    **options,
+) -> Result:
     """`harness sweep`: the product of the `grid` axes (`{"simu.t": [0.1, 0.3]}`) x seeds as cells of one run."""
     from harness.config import build
-    cfg = _checked(build("sweep", grid=grid, methods=methods, seeds=seeds, benchmark=benchmark, preset=preset,
-                         out=out, settings=settings, **options), "sweep")
+
+    cfg = _checked(
+        build(
+            "sweep",
+            grid=grid,
+            methods=methods,
+            seeds=seeds,
+            benchmark=benchmark,
+            preset=preset,
+            out=out,
+            settings=settings,
+            **options,
+        ),
+        "sweep",
+    )
     from harness.runner import run as run_cells
+
     return _result(run_cells(cfg))
 
 
-def evaluate(models: Iterable[str] | str, names: Iterable[str] | str | None = None, *,
-             benchmark: str | None = None, preset: str | None = None, out: str | None = None,
-             settings: Mapping | None = None, **options) -> Result:
+def evaluate(
+    models: Iterable[str] | str,
+    names: Iterable[str] | str | None = None,
+    *,
+    benchmark: str | None = None,
+    preset: str | None = None,
+    out: str | None = None,
+    settings: Mapping | None = None,
+    **options,
+) -> Result:
     """`harness eval`: score each model (a folder, a hub name, a PEFT adapter folder, a saved cell) as a row
     of kind `model` named by `names` (default: the folders' names). `options` as for `run`, with `model` the
     target of a real benchmark."""
     from harness.config import build
-    cfg = _checked(build("eval", models=models, names=names, benchmark=benchmark, preset=preset, out=out,
-                         settings=settings, **options), "eval")
+
+    cfg = _checked(
+        build(
+            "eval",
+            models=models,
+            names=names,
+            benchmark=benchmark,
+            preset=preset,
+            out=out,
+            settings=settings,
+            **options,
+        ),
+        "eval",
+    )
     from harness.runner import evaluate as evaluate_models
+
     return _result(evaluate_models(cfg))
 
 
-def prepare(*, benchmark: str | None = None, preset: str | None = None, settings: Mapping | None = None,
-            **options):
+def prepare(*, benchmark: str | None = None, preset: str | None = None, settings: Mapping | None = None, **options):
     """The benchmark's data and models as a run sees them (`Prepared`: the `forget` and `retain` rows, the
     evaluation `splits`, the `target_dir` and `retain_dir` model folders), the embedded ones trained and cached
     on first use: what you need to unlearn the same target with a trainer of your own, then `evaluate` it."""
     from harness.config import build
     from harness.registry import benchmarks
+
     cfg = build("run", benchmark=benchmark, preset=preset, settings=settings, **options)
     bench = benchmarks[cfg.benchmark]()
     bench.check(cfg)
@@ -107,6 +171,8 @@ def table(run: str | Path | Result | pd.DataFrame, columns: Iterable[str] | None
     import pandas as pd
 
     from harness.tables import read_leaderboard, render
-    frame = run.leaderboard if isinstance(run, Result) else run if isinstance(run, pd.DataFrame) else \
-        read_leaderboard(run)
+
+    frame = (
+        run.leaderboard if isinstance(run, Result) else run if isinstance(run, pd.DataFrame) else read_leaderboard(run)
+    )
     return render(frame, list(columns) if columns else None, format)

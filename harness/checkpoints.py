@@ -16,7 +16,7 @@ from huggingface_hub import ModelCard, ModelCardData
 
 from harness.files import named
 
-CARD_KEY = "unlearning_harness"   # the card's metadata this harness writes and reads back
+CARD_KEY = "unlearning_harness"  # the card's metadata this harness writes and reads back
 
 
 def folder_size(folder: Path) -> int:
@@ -36,6 +36,7 @@ def discard_stale(folder: Path, config_hash: str) -> None:
     card = read_card(folder)
     if card and card.get("config_hash") != config_hash:
         from harness.progress import note
+
         shutil.rmtree(folder)
         note(f"{folder}: removed, the model of this cell's earlier settings (config hash {card.get('config_hash')})")
 
@@ -75,6 +76,7 @@ def keep_cell(folder: Path, model, tokenizer, row: dict, settings: dict, origin:
     with that row in its card; prints where and how large."""
     from harness import __version__
     from harness.progress import note
+
     flat = {k: v for k, v in settings.items() if k != "options"} | settings["options"]
     size = save_model(model, tokenizer, folder, model_card(row, flat, origin, __version__))
     note(f"{origin['cell']}: model saved to {folder} ({size / 2**20:.1f} MiB)")
@@ -83,23 +85,35 @@ def keep_cell(folder: Path, model, tokenizer, row: dict, settings: dict, origin:
 def model_card(row: dict, settings: dict, origin: dict, version: str | None) -> str:
     """The card of one saved cell: metadata the hub indexes (library, tags, the harness' own record under
     `unlearning_harness`), then the method, its settings and the cell's leaderboard row as tables."""
-    record = {"version": version, "cell": origin["cell"], "method": row["method"], "seed": row["seed"],
-              "benchmark": row["benchmark"], "benchmark_identity": origin["benchmark_identity"],
-              "target": row["model"], "config_hash": row["config_hash"], "weights_digest": row.get("weights_digest"),
-              "dtype": row.get("dtype"), "template": row.get("template")}
-    data = ModelCardData(library_name="transformers", tags=["unlearning", "unlearning-harness", row["method"],
-                                                            row["benchmark"]], **{CARD_KEY: record})
+    record = {
+        "version": version,
+        "cell": origin["cell"],
+        "method": row["method"],
+        "seed": row["seed"],
+        "benchmark": row["benchmark"],
+        "benchmark_identity": origin["benchmark_identity"],
+        "target": row["model"],
+        "config_hash": row["config_hash"],
+        "weights_digest": row.get("weights_digest"),
+        "dtype": row.get("dtype"),
+        "template": row.get("template"),
+    }
+    data = ModelCardData(
+        library_name="transformers",
+        tags=["unlearning", "unlearning-harness", row["method"], row["benchmark"]],
+        **{CARD_KEY: record},
+    )
     figures = "\n".join(f"| `{k}` | {_shown(v)} |" for k, v in row.items())
     options = "\n".join(f"| `{k}` | {_shown(v)} |" for k, v in settings.items())
     body = f"""
-# {origin['cell']}: `{row['method']}` unlearned on `{row['benchmark']}`
+# {origin["cell"]}: `{row["method"]}` unlearned on `{row["benchmark"]}`
 
-The target model `{row['model']}`, unlearned by the method `{row['method']}` with seed {row['seed']}, by
-[unlearning-harness](https://pypi.org/project/unlearning-harness/) {version or ''}. The weights are in the run's dtype
-({row.get('dtype')}); the prompt template is `{row.get('template')}`.
+The target model `{row["model"]}`, unlearned by the method `{row["method"]}` with seed {row["seed"]}, by
+[unlearning-harness](https://pypi.org/project/unlearning-harness/) {version or ""}. The weights are in the run's dtype
+({row.get("dtype")}); the prompt template is `{row.get("template")}`.
 
 ```bash
-harness eval --model PATH_OF_THIS_FOLDER --benchmark {row['benchmark']} --dtype {row.get('dtype')}  # and the run's other settings
+harness eval --model PATH_OF_THIS_FOLDER --benchmark {row["benchmark"]} --dtype {row.get("dtype")}  # and the run's other settings
 ```
 
 scores it again (on the same benchmark configuration, the same figures as the row below).
@@ -134,5 +148,5 @@ def read_card(folder: str | Path) -> dict | None:
         return None
     try:
         return ModelCard.load(path).data.to_dict().get(CARD_KEY)
-    except Exception:   # any card we cannot parse is simply not ours
+    except Exception:  # any card we cannot parse is simply not ours
         return None

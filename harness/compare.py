@@ -53,9 +53,13 @@ def grid_points(frame: pd.DataFrame) -> pd.DataFrame:
     seeds = cells["seed"].nunique()
     rows = []
     for (method, variant), group in cells.groupby(["method", "variant"], sort=False):
-        model = is_model(group).all()    # harness eval's row: one model, no seeds, no cell that could fail
-        row = {"method": method, "variant": variant, "n_seeds": len(group),
-               "score": group["score"].sum() / (len(group) if model else seeds)}   # a failed seed's cell scores 0
+        model = is_model(group).all()  # harness eval's row: one model, no seeds, no cell that could fail
+        row = {
+            "method": method,
+            "variant": variant,
+            "n_seeds": len(group),
+            "score": group["score"].sum() / (len(group) if model else seeds),
+        }  # a failed seed's cell scores 0
         for role, column in columns.items():
             row[role], row[f"{role}_std"] = group[column].mean(), group[column].std(ddof=1)
         rows.append(row)
@@ -82,8 +86,11 @@ def selected_preset(frame: pd.DataFrame, points: pd.DataFrame, benchmark: str) -
     """A preset (TOML) with the benchmark and every method at its selected grid point, in the sweep's method
     order (harness eval's models are not methods to rerun, so not in it). Settings the sweep was run with
     beyond those (another preset's world, `--set`) are not in it."""
-    lines = [f'description = "{benchmark}: each method at the grid point harness compare selected"',
-             f'benchmark = "{benchmark}"', ""]
+    lines = [
+        f'description = "{benchmark}: each method at the grid point harness compare selected"',
+        f'benchmark = "{benchmark}"',
+        "",
+    ]
     cells = method_cells(frame)
     rerunnable = set(cells.loc[~is_model(cells), "method"])
     for _, point in points[points["selected"] & points["method"].isin(rerunnable)].iterrows():
@@ -121,9 +128,12 @@ def matched(frame: pd.DataFrame, levels=LEVELS) -> pd.DataFrame:
         for level in levels:
             row = {"method": method, "forget_level": level}
             for role in ("retain", "utility"):
+
                 def crossing(curve, role=role, level=level):
-                    return first_crossing(forget(curve[columns["forget"]]).tolist(), curve[columns[role]].tolist(),
-                                          level)
+                    return first_crossing(
+                        forget(curve[columns["forget"]]).tolist(), curve[columns[role]].tolist(), level
+                    )
+
                 row[role] = crossing(means)
                 per_seed = [crossing(seed.set_index("variant").reindex(order)) for _, seed in group.groupby("seed")]
                 reached = [v for v in per_seed if not math.isnan(v)]
@@ -136,8 +146,11 @@ def matched(frame: pd.DataFrame, levels=LEVELS) -> pd.DataFrame:
 def matched_table(table: pd.DataFrame, columns: dict[str, str]) -> str:
     """Markdown: methods as rows; the retain column at each forget level, then the utility column at each."""
     levels = list(dict.fromkeys(table["forget_level"]))
-    header = ["method"] + [f"{columns['retain']} @ {columns['forget']} {lv:g}" for lv in levels] + [
-        f"{columns['utility']} @ {columns['forget']} {lv:g}" for lv in levels]
+    header = (
+        ["method"]
+        + [f"{columns['retain']} @ {columns['forget']} {lv:g}" for lv in levels]
+        + [f"{columns['utility']} @ {columns['forget']} {lv:g}" for lv in levels]
+    )
     cell = lambda v, s: "not reached" if math.isnan(v) else (f"{v:.3f}" if math.isnan(s) else f"{v:.3f} ± {s:.3f}")  # noqa
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for method, rows in table.groupby("method", sort=False):
@@ -156,6 +169,7 @@ def compare(sweep: str | Path, out: str | Path | None = None, levels=LEVELS) -> 
     """Select each method's point, write the selection, its preset, the matched-forgetting table and plot;
     returns each file's path by name."""
     from harness.plots import plot_matched
+
     sweep = Path(sweep)
     frame = read_leaderboard(sweep)
     columns = role_columns(frame)
@@ -164,8 +178,12 @@ def compare(sweep: str | Path, out: str | Path | None = None, levels=LEVELS) -> 
     out = Path(out) if out else default_out(sweep)
     out.mkdir(parents=True, exist_ok=True)
     benchmark = str(frame["benchmark"].dropna().iloc[0])
-    files = {"selection.csv": points.to_csv(index=False), "selected.toml": selected_preset(frame, points, benchmark),
-             "matched.csv": table.to_csv(index=False), "matched.md": matched_table(table, columns)}
+    files = {
+        "selection.csv": points.to_csv(index=False),
+        "selected.toml": selected_preset(frame, points, benchmark),
+        "matched.csv": table.to_csv(index=False),
+        "matched.md": matched_table(table, columns),
+    }
     paths = {}
     for name, text in files.items():
         write_atomically(out / name, text)

@@ -27,7 +27,7 @@ from harness.rules import SettingError
 from methods.settings import MethodConfig
 
 COMMANDS = ("run", "sweep", "eval")
-RESERVED_NAMES = ("target", "retain")    # the reference rows' names
+RESERVED_NAMES = ("target", "retain")  # the reference rows' names
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]*")
 
 
@@ -55,7 +55,7 @@ class SaveConfig:
     models: bool = False
 
 
-CORE_SECTIONS = {"eval": EvalConfig, "compute": ComputeConfig, "save": SaveConfig}   # every run's; a benchmark
+CORE_SECTIONS = {"eval": EvalConfig, "compute": ComputeConfig, "save": SaveConfig}  # every run's; a benchmark
 #                adds its own (`Benchmark.sections`), all set as `--set SECTION.KEY=V` or a preset's [SECTION]
 
 
@@ -72,25 +72,25 @@ class RunConfig:
     out: str | None = None
     cache_dir: str | None = None
     forget_split: str = "forget10"
-    data: str | None = None            # --benchmark tofu: a folder of official TOFU files, or a hub name
-    model: str | None = None           # --benchmark tofu: the target model (any AutoModelForCausalLM)
-    retain_model: str | None = None    # the retain-model reference, evaluated ...
-    retain_eval: str | None = None     # ... or read from a saved evaluation JSON
+    data: str | None = None  # --benchmark tofu: a folder of official TOFU files, or a hub name
+    model: str | None = None  # --benchmark tofu: the target model (any AutoModelForCausalLM)
+    retain_model: str | None = None  # the retain-model reference, evaluated ...
+    retain_eval: str | None = None  # ... or read from a saved evaluation JSON
     trust_remote_code: bool = False
-    allow_pickle: bool = False         # load pickle checkpoints too (they can run code); safetensors only otherwise
-    wait: bool = False                 # wait for another process holding the run folder instead of stopping
-    preset_file: str | None = None     # the preset applied, if any (its errors name it)
-    preset_overrides: dict[str, dict] = field(default_factory=dict)   # a preset's METHOD.key values, under --set
-    sections: dict = field(default_factory=dict)        # the benchmark's sections that were set: name -> dataclass
-    eval_settings: dict = field(default_factory=dict)   # EvalConfig values set by a preset, a flag or --set
+    allow_pickle: bool = False  # load pickle checkpoints too (they can run code); safetensors only otherwise
+    wait: bool = False  # wait for another process holding the run folder instead of stopping
+    preset_file: str | None = None  # the preset applied, if any (its errors name it)
+    preset_overrides: dict[str, dict] = field(default_factory=dict)  # a preset's METHOD.key values, under --set
+    sections: dict = field(default_factory=dict)  # the benchmark's sections that were set: name -> dataclass
+    eval_settings: dict = field(default_factory=dict)  # EvalConfig values set by a preset, a flag or --set
     compute: ComputeConfig = field(default_factory=ComputeConfig)
     save: SaveConfig = field(default_factory=SaveConfig)
-    model_shape: str | None = None     # a preset's config.json of the target's architecture, for --dry-run offline
-    lm_eval_tasks: list[str] = field(default_factory=list)   # --lm-eval-tasks: columns lmeval_<task>_<metric>
+    model_shape: str | None = None  # a preset's config.json of the target's architecture, for --dry-run offline
+    lm_eval_tasks: list[str] = field(default_factory=list)  # --lm-eval-tasks: columns lmeval_<task>_<metric>
     method_overrides: dict[str, dict] = field(default_factory=dict)
-    grid: dict[str, list[str]] = field(default_factory=dict)   # `harness sweep`: "METHOD.key" -> values
-    models: list[str] = field(default_factory=list)   # `harness eval`: the models to score, folders or hub names
-    names: list[str] = field(default_factory=list)    # ... and their rows' names (default: the folders' names)
+    grid: dict[str, list[str]] = field(default_factory=dict)  # `harness sweep`: "METHOD.key" -> values
+    models: list[str] = field(default_factory=list)  # `harness eval`: the models to score, folders or hub names
+    names: list[str] = field(default_factory=list)  # ... and their rows' names (default: the folders' names)
 
     @property
     def eval(self) -> EvalConfig:
@@ -162,12 +162,13 @@ def coerce(value: str, like, key: str, via: str = "set"):
 def method_config(name: str, overrides: dict | None = None) -> MethodConfig:
     """The method's settings (its `settings` dataclass): their defaults, then `overrides`, each typed like its
     default and checked by its rule."""
-    settings = methods[name].settings   # the method's class, which imports torch: only when asked
+    settings = methods[name].settings  # the method's class, which imports torch: only when asked
     values = {}
     for key, raw in (overrides or {}).items():
         if key not in settings.keys():
-            raise SettingError(f"{name}.{key}", None, f"unknown hyperparameter; {name} has: "
-                               f"{', '.join(sorted(settings.keys()))}")
+            raise SettingError(
+                f"{name}.{key}", None, f"unknown hyperparameter; {name} has: {', '.join(sorted(settings.keys()))}"
+            )
         like = getattr(settings, key, None)
         values[key] = coerce(raw, like, f"{name}.{key}") if isinstance(raw, str) else raw
     cfg = settings(**values)
@@ -217,8 +218,12 @@ def set_value(cfg: RunConfig, key: str, value, check_methods: bool = True) -> No
         cfg.forget_split = value
     else:
         sections = ", ".join(f"{s}.*" for s in sections_of(cfg.benchmark))
-        raise SettingError(key, None, f"unknown key; expected forget_split, {sections} (the sections of --benchmark "
-                           f"{cfg.benchmark}) or METHOD.* with METHOD one of {', '.join(methods.names())}")
+        raise SettingError(
+            key,
+            None,
+            f"unknown key; expected forget_split, {sections} (the sections of --benchmark "
+            f"{cfg.benchmark}) or METHOD.* with METHOD one of {', '.join(methods.names())}",
+        )
 
 
 def apply_override(cfg: RunConfig, assignment: str) -> None:
@@ -244,8 +249,9 @@ def add_axis(cfg: RunConfig, key: str, values: Iterable, check_methods: bool = T
     head, _, rest = key.partition(".")
     points = [_text(v) for v in values]
     if head not in methods or not rest:
-        raise SettingError(key, None, f"expected METHOD.key=v1,v2,... with METHOD one of {', '.join(methods.names())}",
-                           "grid")
+        raise SettingError(
+            key, None, f"expected METHOD.key=v1,v2,... with METHOD one of {', '.join(methods.names())}", "grid"
+        )
     if not points or len(set(points)) != len(points):
         raise SettingError(key, ",".join(points), "expected one or more distinct comma-separated values", "grid")
     if key in cfg.grid:
@@ -274,7 +280,9 @@ def apply_preset(cfg: RunConfig, name: str, check_methods: bool = True, benchmar
     cfg.preset_file = str(where)
     try:
         if "benchmark" in preset and preset["benchmark"] not in benchmarks:
-            raise SettingError("benchmark", preset["benchmark"], f"unknown; registered: {', '.join(benchmarks.names())}")
+            raise SettingError(
+                "benchmark", preset["benchmark"], f"unknown; registered: {', '.join(benchmarks.names())}"
+            )
         cfg.benchmark = benchmark or preset.get("benchmark", cfg.benchmark)
         for key in ("data", "model", "retain_model"):
             if key in preset:
@@ -287,19 +295,24 @@ def apply_preset(cfg: RunConfig, name: str, check_methods: bool = True, benchmar
             if section in presets.STRINGS or section == "methods":
                 continue
             if section not in sections_of(cfg.benchmark):
-                raise SettingError(f"[{section}]", None, f"not a section of --benchmark {cfg.benchmark} (it has "
-                                   f"{', '.join(sections_of(cfg.benchmark))})")
+                raise SettingError(
+                    f"[{section}]",
+                    None,
+                    f"not a section of --benchmark {cfg.benchmark} (it has {', '.join(sections_of(cfg.benchmark))})",
+                )
             for key, value in values.items():
                 set_value(cfg, f"{section}.{key}", value)
         for method, values in preset.get("methods", {}).items():
             if method not in methods:
-                raise SettingError(f"methods.{method}", None, f"unknown method; registered: {', '.join(methods.names())}")
+                raise SettingError(
+                    f"methods.{method}", None, f"unknown method; registered: {', '.join(methods.names())}"
+                )
             overrides = {key: _text(value) for key, value in values.items()}
             if check_methods:
                 method_config(method, overrides)
             cfg.preset_overrides[method] = overrides
         if preset.get("methods"):
-            cfg.methods = list(preset["methods"])   # the preset's methods, unless --methods names others
+            cfg.methods = list(preset["methods"])  # the preset's methods, unless --methods names others
     except SettingError as err:
         raise err.in_file(where) from None
 
@@ -323,15 +336,34 @@ def check_method_settings(cfg: RunConfig) -> None:
 
 # --- build: the one way a run is defined -------------------------------------------------------------------
 
-def build(command: str = "run", *, preset: str | None = None, benchmark: str | None = None,
-          methods: Iterable[str] | None = None, seeds: Iterable[int] | None = None, out: str | None = None,
-          cache_dir: str | None = None, data: str | None = None, model: str | None = None,
-          retain_model: str | None = None, retain_eval: str | None = None, template: str | None = None,
-          lm_eval_tasks: Iterable[str] | None = None, device: str | None = None, dtype: str | None = None,
-          trust_remote_code: bool | None = None, allow_pickle: bool | None = None, wait: bool | None = None,
-          save_models: bool | None = None, grid: Mapping | Iterable[str] | None = None,
-          settings: Mapping | Iterable[str] | None = None, models: Iterable[str] | None = None,
-          names: Iterable[str] | None = None, check_methods: bool = True) -> RunConfig:
+
+def build(
+    command: str = "run",
+    *,
+    preset: str | None = None,
+    benchmark: str | None = None,
+    methods: Iterable[str] | None = None,
+    seeds: Iterable[int] | None = None,
+    out: str | None = None,
+    cache_dir: str | None = None,
+    data: str | None = None,
+    model: str | None = None,
+    retain_model: str | None = None,
+    retain_eval: str | None = None,
+    template: str | None = None,
+    lm_eval_tasks: Iterable[str] | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    trust_remote_code: bool | None = None,
+    allow_pickle: bool | None = None,
+    wait: bool | None = None,
+    save_models: bool | None = None,
+    grid: Mapping | Iterable[str] | None = None,
+    settings: Mapping | Iterable[str] | None = None,
+    models: Iterable[str] | None = None,
+    names: Iterable[str] | None = None,
+    check_methods: bool = True,
+) -> RunConfig:
     """The configuration of `harness run`, `sweep` or `eval`, from the same arguments as their flags (`None`:
     not given). `grid` and `settings` take a mapping (`{"simu.lr": 3e-4}`, `{"simu.t": [0.1, 0.3]}`) or the
     CLI's `KEY=VALUE` strings. For `eval`, `models` are the models to score and `model` the target (real
@@ -341,18 +373,26 @@ def build(command: str = "run", *, preset: str | None = None, benchmark: str | N
         raise SettingError("command", command, f"expected one of {', '.join(COMMANDS)}", "flag")
     _only_for(command, methods=methods, seeds=seeds, save_models=save_models, grid=grid, models=models, names=names)
     preset, data, model, retain_model, retain_eval, cache_dir = (
-        None if v is None else str(v) for v in (preset, data, model, retain_model, retain_eval, cache_dir))
+        None if v is None else str(v) for v in (preset, data, model, retain_model, retain_eval, cache_dir)
+    )
     cfg = RunConfig(out=_out(out), cache_dir=cache_dir)
     if seeds is not None:
         cfg.seeds = _seeds(seeds)
-    methods = None if methods is None else _names(methods, "methods")   # before a preset's methods import torch
+    methods = None if methods is None else _names(methods, "methods")  # before a preset's methods import torch
     if benchmark is not None and benchmark not in benchmarks:
         raise SettingError("benchmark", benchmark, f"unknown; registered: {', '.join(benchmarks.names())}", "flag")
     if preset:
         apply_preset(cfg, preset, check_methods, benchmark)
-    given = {"benchmark": benchmark, "data": data, "model": model, "retain_model": retain_model,
-             "retain_eval": retain_eval, "trust_remote_code": trust_remote_code, "allow_pickle": allow_pickle,
-             "wait": wait}
+    given = {
+        "benchmark": benchmark,
+        "data": data,
+        "model": model,
+        "retain_model": retain_model,
+        "retain_eval": retain_eval,
+        "trust_remote_code": trust_remote_code,
+        "allow_pickle": allow_pickle,
+        "wait": wait,
+    }
     for key, value in given.items():
         if value is not None:
             setattr(cfg, key, value)
@@ -381,16 +421,23 @@ def build(command: str = "run", *, preset: str | None = None, benchmark: str | N
     return cfg
 
 
-USED_BY = {"methods": ("run", "sweep"), "seeds": ("run", "sweep"), "save_models": ("run", "sweep"),
-           "grid": ("sweep",), "models": ("eval",), "names": ("eval",)}
+USED_BY = {
+    "methods": ("run", "sweep"),
+    "seeds": ("run", "sweep"),
+    "save_models": ("run", "sweep"),
+    "grid": ("sweep",),
+    "models": ("eval",),
+    "names": ("eval",),
+}
 
 
 def _only_for(command: str, **given) -> None:
     """An argument the command does not take is an error, not silently ignored (`harness.evaluate(seeds=...)`)."""
     for key, value in given.items():
         if value is not None and command not in USED_BY[key]:
-            raise SettingError(key, None, f"not an argument of {command} (only of {' and '.join(USED_BY[key])})",
-                               "flag")
+            raise SettingError(
+                key, None, f"not an argument of {command} (only of {' and '.join(USED_BY[key])})", "flag"
+            )
 
 
 def _out(out: str | None) -> str | None:
@@ -401,6 +448,7 @@ def _out(out: str | None) -> str | None:
 
 def _seeds(seeds) -> list[int]:
     import numbers
+
     values = [seeds] if isinstance(seeds, numbers.Integral) else list(seeds)
     integers = all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in values)
     if not values or not integers or min(values) < 0 or len(set(values)) != len(values):
@@ -448,8 +496,9 @@ def _axes(grid) -> list[tuple[str, list]]:
     if grid is None:
         return []
     if isinstance(grid, Mapping):
-        return [(key, [values] if isinstance(values, (str, int, float)) else list(values))
-                for key, values in grid.items()]
+        return [
+            (key, [values] if isinstance(values, (str, int, float)) else list(values)) for key, values in grid.items()
+        ]
     axes = []
     for assignment in [grid] if isinstance(grid, str) else grid:
         key, sep, values = assignment.partition("=")
@@ -465,8 +514,9 @@ def validate(cfg: RunConfig, command: str = "run") -> None:
     reference row or a method (a table groups rows by name)."""
     for name in cfg.methods:
         if name not in methods:
-            raise SettingError("methods", name, f"unknown method '{name}'; registered: {', '.join(methods.names())}",
-                               "flag")
+            raise SettingError(
+                "methods", name, f"unknown method '{name}'; registered: {', '.join(methods.names())}", "flag"
+            )
     for name in cfg.method_overrides:
         if command == "eval":
             raise SettingError(f"{name}.*", None, "harness eval runs no method, so takes no METHOD.* setting")
@@ -474,8 +524,9 @@ def validate(cfg: RunConfig, command: str = "run") -> None:
             raise SettingError(f"{name}.*", None, f"method '{name}' is not in --methods ({', '.join(cfg.methods)})")
     for key in cfg.grid:
         if key.split(".")[0] not in cfg.methods:
-            raise SettingError(key, None, f"method '{key.split('.')[0]}' is not in --methods "
-                               f"({', '.join(cfg.methods)})", "grid")
+            raise SettingError(
+                key, None, f"method '{key.split('.')[0]}' is not in --methods ({', '.join(cfg.methods)})", "grid"
+            )
     if command == "eval":
         _check_eval_names(cfg)
     elif not cfg.methods:
@@ -488,15 +539,23 @@ def _check_eval_names(cfg: RunConfig) -> None:
     if not cfg.models:
         raise SettingError("model", None, "expected one or more models to score (a folder or a hub name)", "flag")
     if cfg.names and len(cfg.names) != len(cfg.models):
-        raise SettingError("name", ",".join(cfg.names), f"expected one --name per --model ({len(cfg.models)})",
-                           "flag")
+        raise SettingError("name", ",".join(cfg.names), f"expected one --name per --model ({len(cfg.models)})", "flag")
     names = cfg.model_names
     for name in names:
         if not NAME.fullmatch(name):
-            raise SettingError("name", name, "expected letters, digits and ._+=- (it names the row's file), "
-                               "starting with a letter or digit", "flag")
+            raise SettingError(
+                "name",
+                name,
+                "expected letters, digits and ._+=- (it names the row's file), starting with a letter or digit",
+                "flag",
+            )
         if name in RESERVED_NAMES or name in methods:
-            raise SettingError("name", name, "the name of a reference row or a method; a table groups rows by "
-                               "name, so pick another (e.g. " + f"{name}-outside)", "flag")
+            raise SettingError(
+                "name",
+                name,
+                "the name of a reference row or a method; a table groups rows by "
+                "name, so pick another (e.g. " + f"{name}-outside)",
+                "flag",
+            )
         if names.count(name) > 1:
             raise SettingError("name", name, "two models would share this row; give each its own --name", "flag")

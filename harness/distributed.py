@@ -25,6 +25,7 @@ def state():
     from datetime import timedelta
 
     from accelerate import PartialState
+
     # the other ranks wait while rank 0 evaluates a model, which on a 7B model takes far longer than the
     # default 30 minutes a collective may wait
     return PartialState(cpu=os.environ.get("HARNESS_DEVICE", "") == "cpu", timeout=timedelta(days=7))
@@ -43,9 +44,11 @@ def configure(device: str) -> None:
     that N CPU processes do not each start one thread per core (tens of times slower)."""
     for engine in ("FSDP", "DEEPSPEED"):
         if os.environ.get(f"ACCELERATE_USE_{engine}", "").lower() in ("1", "true"):
-            raise ValueError(f"accelerate config: {engine.lower()} sharding is not supported yet (SIMU's masks and "
-                             f"Sophia address whole parameters); use distributed_type MULTI_GPU, or check the memory "
-                             f"with --dry-run")
+            raise ValueError(
+                f"accelerate config: {engine.lower()} sharding is not supported yet (SIMU's masks and "
+                f"Sophia address whole parameters); use distributed_type MULTI_GPU, or check the memory "
+                f"with --dry-run"
+            )
     if world_size() == 1:
         return
     os.environ["HARNESS_DEVICE"] = device
@@ -67,6 +70,7 @@ def share(value, source: int = 0):
     if world_size() == 1:
         return value
     from accelerate.utils import broadcast_object_list
+
     return broadcast_object_list([value], from_process=source)[0]
 
 

@@ -27,7 +27,7 @@ from harness.hashing import config_hash
 from harness.models import load_model, seed_everything
 from harness.progress import note, progress
 
-if TYPE_CHECKING:   # the recipe is tofu-mini's `train` section, which imports this module only to prepare
+if TYPE_CHECKING:  # the recipe is tofu-mini's `train` section, which imports this module only to prepare
     from harness.benchmarks.tofu_mini import EmbeddedModelConfig
 
 RECIPE_VERSION = 1  # bump when the world generator or the training recipe changes, to invalidate caches
@@ -39,32 +39,52 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFas
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS.values()),
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS.values()),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(texts, trainer=trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIAL_TOKENS)
 
 
 def llama_config(cfg: EmbeddedModelConfig, vocab_size: int, **token_ids) -> LlamaConfig:
     """The embedded model's architecture (`token_ids`: bos, eos and pad token ids)."""
-    return LlamaConfig(vocab_size=vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
-                       num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
-                       num_key_value_heads=cfg.num_heads, max_position_embeddings=256, tie_word_embeddings=False,
-                       **token_ids)
+    return LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_heads,
+        max_position_embeddings=256,
+        tie_word_embeddings=False,
+        **token_ids,
+    )
 
 
 def build_model(cfg: EmbeddedModelConfig, tokenizer) -> LlamaForCausalLM:
     seed_everything(cfg.seed)
-    return LlamaForCausalLM(llama_config(cfg, len(tokenizer), bos_token_id=tokenizer.bos_token_id,
-                                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
+    return LlamaForCausalLM(
+        llama_config(
+            cfg,
+            len(tokenizer),
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
 
 
 def train_lm(model, tokenizer, rows: list[dict], cfg: EmbeddedModelConfig, epochs: int, desc: str):
     """Plain supervised training on QA rows (loss on the answer, and on the question if the recipe says so),
     AdamW with a cosine schedule. A row's `template` (default qa) says how it is prompted."""
     seed_everything(cfg.seed)
-    examples = [encode_qa(tokenizer, r["question"], r["answer"], r.get("template", "qa"),
-                          loss_on_prompt=cfg.loss_on_question) for r in rows]
+    examples = [
+        encode_qa(tokenizer, r["question"], r["answer"], r.get("template", "qa"), loss_on_prompt=cfg.loss_on_question)
+        for r in rows
+    ]
     steps_per_epoch = -(-len(examples) // cfg.batch_size)
     total = steps_per_epoch * epochs
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
@@ -74,7 +94,7 @@ def train_lm(model, tokenizer, rows: list[dict], cfg: EmbeddedModelConfig, epoch
     for _ in range(epochs):
         order = torch.randperm(len(examples)).tolist()
         for start in range(0, len(order), cfg.batch_size):
-            batch = pad_batch([examples[i] for i in order[start:start + cfg.batch_size]], tokenizer.pad_token_id)
+            batch = pad_batch([examples[i] for i in order[start : start + cfg.batch_size]], tokenizer.pad_token_id)
             loss = model(**batch).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -103,8 +123,13 @@ def _world_texts(world_dir: Path) -> list[str]:
     for path in sorted(world_dir.glob("*.json")):
         if path.name != "world_config.json":
             for row in read_split(path):
-                texts += [row["question"], row["answer"], row.get("paraphrased_question", ""),
-                          row.get("paraphrased_answer", ""), *row.get("perturbed_answer", [])]
+                texts += [
+                    row["question"],
+                    row["answer"],
+                    row.get("paraphrased_question", ""),
+                    row.get("paraphrased_answer", ""),
+                    *row.get("perturbed_answer", []),
+                ]
     return texts
 
 
@@ -131,10 +156,10 @@ def _general(world_dir: Path) -> list[dict]:
     return read_split(world_dir / "world_facts.json") + read_split(world_dir / "real_authors.json")
 
 
-def _finetune(root: Path, world_dir: Path, model_cfg: EmbeddedModelConfig, rows: list[dict], epochs: int,
-              desc: str):
+def _finetune(root: Path, world_dir: Path, model_cfg: EmbeddedModelConfig, rows: list[dict], epochs: int, desc: str):
     """A maker for the base trained further on `rows`; general facts are replayed so the tiny model keeps
     them, as a large pretrained model would."""
+
     def make_base():
         tokenizer = train_tokenizer(_world_texts(world_dir), model_cfg.vocab_size)
         model = build_model(model_cfg, tokenizer)
@@ -144,19 +169,26 @@ def _finetune(root: Path, world_dir: Path, model_cfg: EmbeddedModelConfig, rows:
     def make():
         model, tokenizer = load_model(_ensure(root / "base", make_base))
         return train_lm(model, tokenizer, rows + _general(world_dir), model_cfg, epochs, desc), tokenizer
+
     return make
 
 
-def prepare_embedded(world_cfg: WorldConfig, model_cfg: EmbeddedModelConfig, forget_split: str,
-                     cache_dir=None) -> EmbeddedModels:
+def prepare_embedded(
+    world_cfg: WorldConfig, model_cfg: EmbeddedModelConfig, forget_split: str, cache_dir=None
+) -> EmbeddedModels:
     """Generate the world and train (or find in the cache) the base, target and retain models."""
     root, world_dir = _embedded_root(world_cfg, model_cfg, cache_dir)
     read = lambda name: read_split(world_dir / f"{name}.json")  # noqa: E731
-    target_dir = _ensure(root / "target", _finetune(root, world_dir, model_cfg, read("full"),
-                                                    model_cfg.target_epochs, "train target"))
+    target_dir = _ensure(
+        root / "target", _finetune(root, world_dir, model_cfg, read("full"), model_cfg.target_epochs, "train target")
+    )
     retain_rows = read(retain_split_for(forget_split))
-    retain_dir = _ensure(root / f"retain-{forget_split}", _finetune(
-        root, world_dir, model_cfg, retain_rows, model_cfg.target_epochs, f"train retain ({forget_split} held out)"))
+    retain_dir = _ensure(
+        root / f"retain-{forget_split}",
+        _finetune(
+            root, world_dir, model_cfg, retain_rows, model_cfg.target_epochs, f"train retain ({forget_split} held out)"
+        ),
+    )
     return EmbeddedModels(world_dir, target_dir, retain_dir)
 
 
@@ -170,8 +202,9 @@ class EmbeddedLume:
     target_dir: Path
 
 
-def prepare_embedded_lume(world_cfg: WorldConfig, lume_cfg: LumeWorldConfig, model_cfg: EmbeddedModelConfig,
-                          cache_dir=None) -> EmbeddedLume:
+def prepare_embedded_lume(
+    world_cfg: WorldConfig, lume_cfg: LumeWorldConfig, model_cfg: EmbeddedModelConfig, cache_dir=None
+) -> EmbeddedLume:
     """The LUME documents, and a target model: the embedded base (world facts and real authors) trained
     further on every forget and retain row, prompted raw as LUME does, and on the learned share of `sums` (the
     general knowledge its MMLU stand-in probes). There is no retain model: LUME's metrics do not need one."""
@@ -182,6 +215,7 @@ def prepare_embedded_lume(world_cfg: WorldConfig, lume_cfg: LumeWorldConfig, mod
         write_lume(lume_cfg, data_dir)
     splits = load_lume(data_dir)
     rows = [dict(r, template="raw") for r in as_qa(splits.forget + splits.retain)] + sums(lume_cfg)[0]
-    target_dir = _ensure(lume_root / "target", _finetune(root, world_dir, model_cfg, rows, lume_cfg.epochs,
-                                                         "train LUME target"))
+    target_dir = _ensure(
+        lume_root / "target", _finetune(root, world_dir, model_cfg, rows, lume_cfg.epochs, "train LUME target")
+    )
     return EmbeddedLume(data_dir, world_dir, target_dir)

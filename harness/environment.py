@@ -14,8 +14,19 @@ from harness.files import write_atomically
 from harness.hashing import config_hash
 
 ENVIRONMENT_FILE = "environment.json"
-PACKAGES = ("torch", "transformers", "tokenizers", "datasets", "lm_eval", "accelerate", "numpy", "scipy",
-            "scikit-learn", "rouge-score", "pandas")
+PACKAGES = (
+    "torch",
+    "transformers",
+    "tokenizers",
+    "datasets",
+    "lm_eval",
+    "accelerate",
+    "numpy",
+    "scipy",
+    "scikit-learn",
+    "rouge-score",
+    "pandas",
+)
 
 
 def _version(package: str) -> str | None:
@@ -40,13 +51,21 @@ def environment(device: str = "cpu", dtype: str = "float32", world_size: int = 1
     runs (PyTorch's `ATEN_CPU_CAPABILITY` switch), threads, device (its name on CUDA), dtype and processes."""
     import torch  # only the runner calls this, and it has torch loaded already
 
-    return {"python": platform.python_version(), **{p: _version(p) for p in PACKAGES},
-            "harness": _version("unlearning-harness"), "platform": platform.platform(),
-            "cpu": _cpu_model(), "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "ATEN_CPU_CAPABILITY": os.environ.get("ATEN_CPU_CAPABILITY"), "torch_threads": torch.get_num_threads(),
-            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "device": device, "dtype": dtype,
-            **({"gpu": torch.cuda.get_device_name(device)} if device.startswith("cuda") else {}),
-            **({"world_size": world_size} if world_size > 1 else {})}
+    return {
+        "python": platform.python_version(),
+        **{p: _version(p) for p in PACKAGES},
+        "harness": _version("unlearning-harness"),
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "ATEN_CPU_CAPABILITY": os.environ.get("ATEN_CPU_CAPABILITY"),
+        "torch_threads": torch.get_num_threads(),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+        "device": device,
+        "dtype": dtype,
+        **({"gpu": torch.cuda.get_device_name(device)} if device.startswith("cuda") else {}),
+        **({"world_size": world_size} if world_size > 1 else {}),
+    }
 
 
 def record_environment(out_dir: Path, env: dict) -> str:
@@ -86,9 +105,14 @@ def environment_path(leaderboard: str | Path) -> Path:
 def environment_differences(run: dict[str, dict], reference: dict[str, dict]) -> list[str]:
     """`key: reference value -> run value` for every field in which the run's environments differ from the
     reference's (each side's records merged; a field with several values lists them)."""
+
     def merged(records: dict[str, dict]) -> dict[str, str]:
         keys = dict.fromkeys(k for r in records.values() for k in r)
         return {k: " | ".join(dict.fromkeys(str(r.get(k)) for r in records.values())) for k in keys}
+
     ours, theirs = merged(run), merged(reference)
-    return [f"{k}: {theirs.get(k)} -> {ours.get(k)}" for k in dict.fromkeys([*theirs, *ours])
-            if ours.get(k) != theirs.get(k)]
+    return [
+        f"{k}: {theirs.get(k)} -> {ours.get(k)}"
+        for k in dict.fromkeys([*theirs, *ours])
+        if ours.get(k) != theirs.get(k)
+    ]

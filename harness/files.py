@@ -50,8 +50,9 @@ def uninterrupted():
         yield
         return
     caught = []
-    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum))
-                for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {
+        s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         yield
     finally:
@@ -89,8 +90,9 @@ def locked(out_dir: Path, wait: bool = False):
             except BlockingIOError:
                 handle.seek(0)
                 holder = handle.read().strip() or "another process"
-                raise RuntimeError(f"--out {out_dir}: in use by {holder}; wait for it to finish, or pass "
-                                   f"--wait") from None
+                raise RuntimeError(
+                    f"--out {out_dir}: in use by {holder}; wait for it to finish, or pass --wait"
+                ) from None
             handle.seek(0)
             handle.truncate()
             handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
@@ -107,9 +109,9 @@ def locked(out_dir: Path, wait: bool = False):
             out_dir.rmdir()
 
 
-EXIT_ENVIRONMENT = 74   # sysexits.h's EX_IOERR: the machine failed the run (a full disk, access lost), not its input
-FULL = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS)   # never the input's fault
-DENIED = (errno.EACCES, errno.EPERM)   # the input's when a given path is unreadable; the machine's once checked
+EXIT_ENVIRONMENT = 74  # sysexits.h's EX_IOERR: the machine failed the run (a full disk, access lost), not its input
+FULL = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS)  # never the input's fault
+DENIED = (errno.EACCES, errno.EPERM)  # the input's when a given path is unreadable; the machine's once checked
 
 
 def environment_fault(err: OSError, checked: bool) -> bool:

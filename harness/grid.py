@@ -71,12 +71,12 @@ class Context:
     prepared: Prepared
     cfg: RunConfig
     results_dir: Path
-    env: dict                          # the environment the rows are made in, recorded with the first row
+    env: dict  # the environment the rows are made in, recorded with the first row
     device: str = "cpu"
     reference: object = None
-    target_digest: str | None = None   # the target's weights digest: every cell loads the same target, so hashed once
-    digests: dict = dataclasses.field(default_factory=dict)   # harness eval: the digests of names already in OUT
-    lm_eval_dir: Path | None = None    # the offline lm-eval tasks' files, when the run asks for some
+    target_digest: str | None = None  # the target's weights digest: every cell loads the same target, so hashed once
+    digests: dict = dataclasses.field(default_factory=dict)  # harness eval: the digests of names already in OUT
+    lm_eval_dir: Path | None = None  # the offline lm-eval tasks' files, when the run asks for some
 
     @functools.cached_property
     def environment(self) -> str:
@@ -101,15 +101,24 @@ class Context:
     @property
     def compute(self) -> dict:
         """How the rows are computed: device kind, dtype, processes (`cuda:1` and `cuda:0` are the same)."""
-        return {"device": self.device.split(":")[0], "dtype": self.cfg.compute.dtype,
-                "world_size": distributed.world_size()}
+        return {
+            "device": self.device.split(":")[0],
+            "dtype": self.cfg.compute.dtype,
+            "world_size": distributed.world_size(),
+        }
 
     def cell_hash(self, *parts, target: bool = True) -> str:
         """The row's hash (harness/hashing.py); the target model's identity is left out of the rows that do not
         depend on it (the retain row, `harness eval`'s), so they resume whether or not the command named one."""
-        return hashing.cell_hash(self.prepared.identity, self.prepared.target_identity if target else None,
-                                 self.cfg.forget_split, dataclasses.asdict(self.cfg.eval), self.lm_eval_tasks,
-                                 self.compute, *parts)
+        return hashing.cell_hash(
+            self.prepared.identity,
+            self.prepared.target_identity if target else None,
+            self.cfg.forget_split,
+            dataclasses.asdict(self.cfg.eval),
+            self.lm_eval_tasks,
+            self.compute,
+            *parts,
+        )
 
     @functools.cached_property
     def lm_eval_tasks(self) -> list[str]:
@@ -137,8 +146,9 @@ class Context:
             result.metrics |= self.bench.reference_metrics(result, self.reference)
         if self.lm_eval_tasks:
             bridge_start = time.perf_counter()
-            result.metrics |= lm_eval_bridge.run_tasks(model, tokenizer, self.lm_eval_tasks, self.lm_eval_dir,
-                                                       self.offline_tasks, self.cfg.eval.batch_size)
+            result.metrics |= lm_eval_bridge.run_tasks(
+                model, tokenizer, self.lm_eval_tasks, self.lm_eval_dir, self.offline_tasks, self.cfg.eval.batch_size
+            )
             result.metrics["lmeval_seconds"] = time.perf_counter() - bridge_start
         result.metrics |= self.bench.final_metrics(result.metrics)
         return result, time.perf_counter() - start
@@ -146,8 +156,9 @@ class Context:
     def load(self, model_dir):
         """A fresh copy of a model and its tokenizer on the run's device and dtype, as its flags allow loading
         it, with gradient checkpointing when asked for."""
-        model, tokenizer = load_model(model_dir, self.cfg.trust_remote_code, self.cfg.allow_pickle, self.device,
-                                      self.cfg.compute.dtype)
+        model, tokenizer = load_model(
+            model_dir, self.cfg.trust_remote_code, self.cfg.allow_pickle, self.device, self.cfg.compute.dtype
+        )
         if self.cfg.compute.gradient_checkpointing:
             model.activation_checkpointing_enable({"use_reentrant": False})
         return model, tokenizer
@@ -160,7 +171,16 @@ class Context:
 
     def row(self, method: str, kind: str, seed, cell_hash: str, model: str | None = None) -> dict:
         """The identity columns every row starts with (`model`: the evaluated model, default the target)."""
-        return rows.identity(benchmark=self.bench.name, method=method, kind=kind, seed=seed,
-                             model=model or self.prepared.model_name, forget_split=self.prepared.forget_split,
-                             template=self.cfg.eval.template, config_hash=cell_hash,
-                             retain_reference=self.reference_hash, environment=self.environment, compute=self.compute)
+        return rows.identity(
+            benchmark=self.bench.name,
+            method=method,
+            kind=kind,
+            seed=seed,
+            model=model or self.prepared.model_name,
+            forget_split=self.prepared.forget_split,
+            template=self.cfg.eval.template,
+            config_hash=cell_hash,
+            retain_reference=self.reference_hash,
+            environment=self.environment,
+            compute=self.compute,
+        )

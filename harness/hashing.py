@@ -18,13 +18,21 @@ def config_hash(*parts) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def cell_hash(identity: dict, target: dict | None, forget_split: str, evaluation, tasks: list[str],
-              compute: dict, *parts) -> str:
+def cell_hash(
+    identity: dict, target: dict | None, forget_split: str, evaluation, tasks: list[str], compute: dict, *parts
+) -> str:
     """A row's hash: the benchmark's `identity`, the target model's (None for rows that do not depend on it:
     the retain row, `harness eval`'s), the forget split, the evaluation settings, the lm-eval tasks, how it
     computes, then the row's own parts (its name, the method's hashed settings). Compute values at their
     defaults, like an absent target or an empty task list, add nothing, so hashes made before those settings
     existed stay valid."""
     compute = {k: v for k, v in compute.items() if v != DEFAULT_COMPUTE.get(k)}
-    return config_hash(identity, *([target] if target else []), forget_split, evaluation, *([tasks] if tasks else []),
-                       *([compute] if compute else []), *parts)
+    return config_hash(
+        identity,
+        *([target] if target else []),
+        forget_split,
+        evaluation,
+        *([tasks] if tasks else []),
+        *([compute] if compute else []),
+        *parts,
+    )

@@ -22,7 +22,8 @@ def build_leaderboard(out_dir: Path, methods: list[str] = (), models: list[str] 
     frame["_kind"], frame["_order"] = kinds, frame["method"].map(lambda m: order.index(m) if m in order else len(order))
     swept = swept_columns(frame)
     frame = frame.sort_values(["_kind", "_order", "method", *swept, "seed"], na_position="first").drop(
-        columns=["_kind", "_order"])
+        columns=["_kind", "_order"]
+    )
     frame["seed"] = frame["seed"].astype("Int64")  # integers, empty for the reference rows
     metrics = [c for c in frame.columns if c not in IDENTITY_COLUMNS and c not in swept]
     return frame[[c for c in IDENTITY_COLUMNS if c in frame.columns] + swept + metrics]

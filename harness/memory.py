@@ -26,14 +26,14 @@ import torch
 from harness import distributed
 from harness.models import DTYPES
 
-SEQUENCE = 512   # tokens per row for the activation estimate: open-unlearning's TOFU max_length
+SEQUENCE = 512  # tokens per row for the activation estimate: open-unlearning's TOFU max_length
 GIB = 2**30
 
 
 @dataclass
 class Plan:
     method: str
-    setup: tuple[float, str] | None   # what the method's setup needs beyond the weights (bytes, what for)
+    setup: tuple[float, str] | None  # what the method's setup needs beyond the weights (bytes, what for)
     trainable: int
     weights: float
     gradients: float
@@ -55,9 +55,11 @@ def model_shape(cfg, bench):
             return bench.model_config(cfg), cfg.model or "the embedded model"
         except (OSError, ValueError) as err:
             if not cfg.model_shape:
-                raise ValueError(f"--model {cfg.model}: cannot read its config for --dry-run "
-                                 f"({str(err).strip().splitlines()[0]})") from None
+                raise ValueError(
+                    f"--model {cfg.model}: cannot read its config for --dry-run ({str(err).strip().splitlines()[0]})"
+                ) from None
     from transformers import AutoConfig
+
     values = {k: v for k, v in json.loads(open(cfg.model_shape).read()).items() if not k.startswith("_")}
     unread = f", as {cfg.model} cannot be read here" if cfg.model else ""
     return AutoConfig.for_model(**values), f"the preset's shape {Path(cfg.model_shape).name}{unread}"
@@ -66,6 +68,7 @@ def model_shape(cfg, bench):
 def meta_model(config, dtype: str):
     """The model on the meta device: every parameter's shape and dtype, no memory."""
     from transformers import AutoModelForCausalLM
+
     with torch.device("meta"):
         return AutoModelForCausalLM.from_config(config, dtype=DTYPES[dtype])
 
@@ -83,6 +86,7 @@ def plan(cfg, bench) -> tuple[str, int, list[Plan]]:
     """Where the shape came from, the parameter count, and each method's plan."""
     from harness.grid import Cell, cell_config
     from harness.registry import methods
+
     config, source = model_shape(cfg, bench)
     dtype = cfg.compute.dtype
     model = meta_model(config, dtype)
@@ -94,11 +98,19 @@ def plan(cfg, bench) -> tuple[str, int, list[Plan]]:
         trainable = sum(p.numel() for p in method.trainable_parameters(model))
         tokens = 2 * mcfg.batch_size * SEQUENCE
         weights = method.model_copies() * n_params * DTYPES[dtype].itemsize / GIB
-        plans.append(Plan(name, method.setup_memory(), trainable, weights, trainable * 4 / GIB,
-                          trainable * 4 / GIB if dtype != "float32" else 0.0,
-                          method.optimizer_states * trainable * 4 / GIB,
-                          activations_gib(config, tokens, dtype, cfg.compute.gradient_checkpointing),
-                          tokens * config.vocab_size * (DTYPES[dtype].itemsize + 8) / GIB))
+        plans.append(
+            Plan(
+                name,
+                method.setup_memory(),
+                trainable,
+                weights,
+                trainable * 4 / GIB,
+                trainable * 4 / GIB if dtype != "float32" else 0.0,
+                method.optimizer_states * trainable * 4 / GIB,
+                activations_gib(config, tokens, dtype, cfg.compute.gradient_checkpointing),
+                tokens * config.vocab_size * (DTYPES[dtype].itemsize + 8) / GIB,
+            )
+        )
     return source, n_params, plans
 
 
@@ -110,24 +122,48 @@ def print_plan(cfg, bench, device: str) -> None:
     """The plan as a table, and whether it fits this machine's accelerator."""
     source, n_params, plans = plan(cfg, bench)
     world = distributed.world_size()
-    print(f"dry run: {cfg.benchmark}, model {source}: {count(n_params)} parameters, {cfg.compute.dtype} on "
-          f"{device}, {world} process{'es' if world > 1 else ''}, gradient checkpointing "
-          f"{'on' if cfg.compute.gradient_checkpointing else 'off'}; nothing loaded, nothing written")
-    header = ("method", "trainable", "weights", "gradients", "master", "optimizer", "activations", "logits",
-              "total GiB")
-    rows = [(p.method, count(p.trainable), *(f"{v:.2f}" for v in (
-        p.weights, p.gradients, p.master, p.optimizer, p.activations, p.logits, p.total))) for p in plans]
+    print(
+        f"dry run: {cfg.benchmark}, model {source}: {count(n_params)} parameters, {cfg.compute.dtype} on "
+        f"{device}, {world} process{'es' if world > 1 else ''}, gradient checkpointing "
+        f"{'on' if cfg.compute.gradient_checkpointing else 'off'}; nothing loaded, nothing written"
+    )
+    header = (
+        "method",
+        "trainable",
+        "weights",
+        "gradients",
+        "master",
+        "optimizer",
+        "activations",
+        "logits",
+        "total GiB",
+    )
+    rows = [
+        (
+            p.method,
+            count(p.trainable),
+            *(f"{v:.2f}" for v in (p.weights, p.gradients, p.master, p.optimizer, p.activations, p.logits, p.total)),
+        )
+        for p in plans
+    ]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))))
-    setups = "".join(f", and {p.method}'s {p.setup[1]} needs the weights plus at most {p.setup[0] / GIB:.0f} GiB"
-                     for p in plans if p.setup)
-    print(f"per process; activations for 2 x batch_size rows of {SEQUENCE} tokens (forget and retain); "
-          f"evaluation is not counted{setups}")
+    setups = "".join(
+        f", and {p.method}'s {p.setup[1]} needs the weights plus at most {p.setup[0] / GIB:.0f} GiB"
+        for p in plans
+        if p.setup
+    )
+    print(
+        f"per process; activations for 2 x batch_size rows of {SEQUENCE} tokens (forget and retain); "
+        f"evaluation is not counted{setups}"
+    )
     if world > 1:
         print(f"data parallel: each of the {world} processes holds all of the above (nothing is sharded)")
     if device.startswith("cuda"):
         capacity = torch.cuda.get_device_properties(device).total_memory / GIB
         for p in plans:
-            print(f"{p.method}: {'fits' if p.total < capacity else 'does not fit'} on "
-                  f"{torch.cuda.get_device_name(device)} ({capacity:.0f} GiB)")
+            print(
+                f"{p.method}: {'fits' if p.total < capacity else 'does not fit'} on "
+                f"{torch.cuda.get_device_name(device)} ({capacity:.0f} GiB)"
+            )

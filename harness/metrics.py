@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from importlib.metadata import entry_points
 
-BETTER = ("higher", "lower", "half", "zero", "none")   # half: an MIA AUC, best at chance; zero: privleak
+BETTER = ("higher", "lower", "half", "zero", "none")  # half: an MIA AUC, best at chance; zero: privleak
 ARROWS = {"higher": "↑", "lower": "↓", "half": "→0.5", "zero": "→0", "none": ""}
 GROUP = "harness.metrics"
 
@@ -27,18 +27,18 @@ class Metric:
     smallest, times `item_weight`, is the floor under its regression tolerance; `floor` computes another
     floor where that rule does not fit, from (column, items per split, leaderboards)."""
 
-    name: str                          # the column, or a pattern with `*`
-    better: str = "higher"             # one of BETTER
-    display: str = ""                  # a readable name for plot axes and `harness metrics`
-    default: bool = False              # one of `harness table`'s default columns
-    cost: bool = False                 # an effort figure (time, steps): in tables, never regression-checked
-    tolerance: float = 0.05            # `harness check`'s tolerance when the reference has no measured one
-    scale: str = "linear"              # or "log10" (compared on that scale)
-    role: str = ""                     # the trade-off plots' axis: forget, retain, utility or privacy
+    name: str  # the column, or a pattern with `*`
+    better: str = "higher"  # one of BETTER
+    display: str = ""  # a readable name for plot axes and `harness metrics`
+    default: bool = False  # one of `harness table`'s default columns
+    cost: bool = False  # an effort figure (time, steps): in tables, never regression-checked
+    tolerance: float = 0.05  # `harness check`'s tolerance when the reference has no measured one
+    scale: str = "linear"  # or "log10" (compared on that scale)
+    role: str = ""  # the trade-off plots' axis: forget, retain, utility or privacy
     items: tuple[str, ...] = ()
     item_weight: float = 1.0
     floor: Callable | None = None
-    parts: tuple[str, ...] = ()        # a harmonic mean's parts (columns or patterns), forget ones entering as 1 - v
+    parts: tuple[str, ...] = ()  # a harmonic mean's parts (columns or patterns), forget ones entering as 1 - v
 
     def __post_init__(self):
         if self.better not in BETTER:
@@ -54,8 +54,13 @@ class Metric:
         """`values` (a number or a Series, on the scale they are compared on) mapped so that larger is worse:
         -v where higher is better, v where lower is, |v - 0.5| for half (chance), |v| for zero, 0 for a
         diagnostic. Tables bold the smallest; `harness check` fails a rise of more than the tolerance."""
-        return {"higher": lambda v: -v, "lower": lambda v: v, "half": lambda v: abs(v - 0.5),
-                "zero": abs, "none": lambda v: 0 * v}[self.better](values)
+        return {
+            "higher": lambda v: -v,
+            "lower": lambda v: v,
+            "half": lambda v: abs(v - 0.5),
+            "zero": abs,
+            "none": lambda v: 0 * v,
+        }[self.better](values)
 
     def gain(self, values):
         """A 0-to-1 metric (or Series) turned so that higher is better: `1 - v` where lower is better, as LUME's
@@ -147,4 +152,3 @@ class MetricRegistry:
 
 
 metrics = MetricRegistry()
-

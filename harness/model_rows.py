@@ -26,13 +26,23 @@ def evaluate_reference_model(ctx: Context, which: str, model_dir) -> dict | None
     reset_peak_memory(ctx.device)
     model, tokenizer = ctx.load(model_dir)
     result, seconds = ctx.score(model, tokenizer)
-    if which == "retain":   # the retain model is the reference, and is scored against itself too
+    if which == "retain":  # the retain model is the reference, and is scored against itself too
         ctx.reference = ctx.bench.reference_from(result, ctx.cfg.retain_model or "embedded retain model")
         result.metrics |= ctx.bench.reference_metrics(result, ctx.reference)
         ctx.reference.save(ctx.results_dir.parent / "reference" / "retain.json")
-    row = ctx.row(which, "reference", None, cell_hash) | effort(
-        weights_digest=weights_digest(model), steps=0, trainable_params=0, unlearn_seconds=0.0,
-        eval_seconds=seconds, wall_seconds=seconds, peak_memory_gib=peak_memory_gib(ctx.device)) | result.metrics
+    row = (
+        ctx.row(which, "reference", None, cell_hash)
+        | effort(
+            weights_digest=weights_digest(model),
+            steps=0,
+            trainable_params=0,
+            unlearn_seconds=0.0,
+            eval_seconds=seconds,
+            wall_seconds=seconds,
+            peak_memory_gib=peak_memory_gib(ctx.device),
+        )
+        | result.metrics
+    )
     write_cell(ctx.results_dir, which, row, result.items)
     note(f"{which}: evaluated in {seconds:.1f} s")
     return result.metrics
@@ -53,10 +63,11 @@ def set_retain_reference(ctx: Context) -> None:
     if saved.exists():
         try:
             ctx.reference = ctx.bench.load_reference(saved, "the saved retain reference")
-        except ValueError as err:   # cut short or edited: it is this run's own, so it is made again
+        except ValueError as err:  # cut short or edited: it is this run's own, so it is made again
             warn(f"{err}; evaluating the retain model again")
-        if ctx.reference and cell_done(ctx.results_dir, "retain", ctx.cell_hash("retain", target=False),
-                                       ctx.reference_hash):
+        if ctx.reference and cell_done(
+            ctx.results_dir, "retain", ctx.cell_hash("retain", target=False), ctx.reference_hash
+        ):
             return
         ctx.reference = None
     evaluate_reference_model(ctx, "retain", ctx.prepared.retain_dir)
@@ -73,6 +84,7 @@ def evaluate_reference_models(ctx: Context, out_dir: Path) -> None:
 
 
 # --- harness eval: models made elsewhere ------------------------------------------------------------------
+
 
 def model_row_file(name: str) -> str:
     """A model row's result file (`results/<name>.model.json`): never a cell's (those end in `seed<k>`)."""
@@ -103,9 +115,14 @@ def check_names_free(ctx: Context) -> None:
 
 
 def _clash(name: str, path: Path, previous: dict, this: str) -> SettingError:
-    return SettingError("name", name, f"{path} holds the row of other weights ({previous.get('model')}, digest "
-                        f"{previous.get('weights_digest')} in {previous.get('dtype')}; {this}): pick another --name, "
-                        f"or delete that file to replace its row", "flag")
+    return SettingError(
+        "name",
+        name,
+        f"{path} holds the row of other weights ({previous.get('model')}, digest "
+        f"{previous.get('weights_digest')} in {previous.get('dtype')}; {this}): pick another --name, "
+        f"or delete that file to replace its row",
+        "flag",
+    )
 
 
 def evaluate_model(ctx: Context, name: str, source: str) -> None:
@@ -121,9 +138,16 @@ def evaluate_model(ctx: Context, name: str, source: str) -> None:
     digest = weights_digest(model)
     warn_if_other_benchmark(ctx, name, source)
     result, seconds = ctx.score(model, tokenizer)
-    row = ctx.row(name, "model", None, cell_hash, model=str(source)) | effort(
-        weights_digest=digest, eval_seconds=seconds, wall_seconds=time.perf_counter() - start,
-        peak_memory_gib=peak_memory_gib(ctx.device)) | result.metrics
+    row = (
+        ctx.row(name, "model", None, cell_hash, model=str(source))
+        | effort(
+            weights_digest=digest,
+            eval_seconds=seconds,
+            wall_seconds=time.perf_counter() - start,
+            peak_memory_gib=peak_memory_gib(ctx.device),
+        )
+        | result.metrics
+    )
     write_cell(ctx.results_dir, file, row, result.items)
     note(f"{name}: evaluated in {seconds:.1f} s")
 
@@ -133,6 +157,8 @@ def warn_if_other_benchmark(ctx: Context, name: str, source: str) -> None:
     is scored on another (its row would not be comparable with its cell's)."""
     card = read_card(source)
     if card and card.get("benchmark_identity") not in (None, ctx.benchmark_identity):
-        warn(f"{name}: {source} was unlearned on another configuration of {card.get('benchmark')} (its card says "
-             f"{card.get('benchmark_identity')}, this run is {ctx.benchmark_identity}); give the run's --preset "
-             f"and --set to compare it with its cell")
+        warn(
+            f"{name}: {source} was unlearned on another configuration of {card.get('benchmark')} (its card says "
+            f"{card.get('benchmark_identity')}, this run is {ctx.benchmark_identity}); give the run's --preset "
+            f"and --set to compare it with its cell"
+        )

@@ -41,8 +41,7 @@ def resolve_device(device: str) -> str:
         device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     kind, _, index = device.partition(":")
     if kind == "cuda" and (not torch.cuda.is_available() or int(index or 0) >= torch.cuda.device_count()):
-        raise SettingError("device", device, f"this machine has {torch.cuda.device_count()} CUDA device(s)",
-                           via="flag")
+        raise SettingError("device", device, f"this machine has {torch.cuda.device_count()} CUDA device(s)", via="flag")
     if kind == "mps" and not torch.backends.mps.is_available():
         raise SettingError("device", device, "MPS is not available on this machine", via="flag")
     return distributed.device_for(device)
@@ -50,8 +49,14 @@ def resolve_device(device: str) -> str:
 
 # --- loading --------------------------------------------------------------------------------------------------
 
-def load_model(path: str | os.PathLike, trust_remote_code: bool = False, allow_pickle: bool = False,
-               device: str = "cpu", dtype: str = "float32"):
+
+def load_model(
+    path: str | os.PathLike,
+    trust_remote_code: bool = False,
+    allow_pickle: bool = False,
+    device: str = "cpu",
+    dtype: str = "float32",
+):
     """Load any `AutoModelForCausalLM` folder (or hub name), or a PEFT adapter folder over one, with its
     tokenizer, in `dtype` on `device`. Weights load from safetensors only, unless `allow_pickle` (a pickle
     checkpoint can run code); `trust_remote_code` stays off unless asked for."""
@@ -61,8 +66,9 @@ def load_model(path: str | os.PathLike, trust_remote_code: bool = False, allow_p
             tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
             model = _causal_lm(path, trust_remote_code, allow_pickle, device, dtype)
         else:
-            model, tokenizer = _load_adapter(path, Path(adapter_config).parent, trust_remote_code, allow_pickle,
-                                             device, dtype)
+            model, tokenizer = _load_adapter(
+                path, Path(adapter_config).parent, trust_remote_code, allow_pickle, device, dtype
+            )
     except (OSError, ValueError, SafetensorError) as err:
         hint = "" if allow_pickle else "; only safetensors weights load unless --allow-pickle"
         raise OSError(f"{path}: cannot load it as a causal LM with its tokenizer ({_first_line(err)}{hint})") from None
@@ -71,14 +77,16 @@ def load_model(path: str | os.PathLike, trust_remote_code: bool = False, allow_p
 
 
 def _causal_lm(path, trust_remote_code: bool, allow_pickle: bool, device: str, dtype: str):
-    return AutoModelForCausalLM.from_pretrained(path, trust_remote_code=trust_remote_code, dtype=DTYPES[dtype],
-                                                use_safetensors=None if allow_pickle else True).to(device)
+    return AutoModelForCausalLM.from_pretrained(
+        path, trust_remote_code=trust_remote_code, dtype=DTYPES[dtype], use_safetensors=None if allow_pickle else True
+    ).to(device)
 
 
 def _load_adapter(path, folder: Path, trust_remote_code: bool, allow_pickle: bool, device: str, dtype: str):
     """A PEFT adapter over its base model, kept unmerged: the adapter is evaluated exactly as peft computes it
     (merging rounds the sum into the base's dtype). Its own tokenizer if it ships one, else the base's."""
     from peft import PeftModel  # importing peft takes seconds; only adapters need it
+
     base = json.loads((folder / ADAPTER_CONFIG_NAME).read_text(encoding="utf-8")).get("base_model_name_or_path")
     if not isinstance(base, str) or not base:
         raise OSError(f"{ADAPTER_CONFIG_NAME} has no base_model_name_or_path")
@@ -87,8 +95,9 @@ def _load_adapter(path, folder: Path, trust_remote_code: bool, allow_pickle: boo
     base = _base_path(base, folder)
     home = folder if any((folder / name).is_file() for name in TOKENIZER_FILES) else base
     tokenizer = AutoTokenizer.from_pretrained(home, trust_remote_code=trust_remote_code)
-    model = PeftModel.from_pretrained(_causal_lm(base, trust_remote_code, allow_pickle, device, dtype), str(path),
-                                      torch_device=device)
+    model = PeftModel.from_pretrained(
+        _causal_lm(base, trust_remote_code, allow_pickle, device, dtype), str(path), torch_device=device
+    )
     return model.to(device).eval(), tokenizer
 
 
@@ -100,7 +109,7 @@ def _has_safe_adapter(path, folder: Path) -> bool:
         return False
     try:
         return huggingface_hub.file_exists(str(path), ADAPTER_SAFE_WEIGHTS_NAME)
-    except Exception:   # the hub cannot say: treat the weights as not safetensors
+    except Exception:  # the hub cannot say: treat the weights as not safetensors
         return False
 
 
@@ -146,5 +155,5 @@ def peak_memory_gib(device: str) -> float:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 2**20
-    scale = 1 if sys.platform == "darwin" else 1024   # ru_maxrss: bytes on macOS, KiB elsewhere
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB elsewhere
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**30

@@ -29,8 +29,8 @@ from harness.regression import Check, check, checked_columns, on_scale
 from harness.rows import REFERENCE_ROWS
 from harness.tables import read_leaderboard, row_labels
 
-CAPABILITIES = ("default", "avx2", "avx512")   # x86 kernel sets, from the slowest to the widest vectors
-SIGMAS = 3.0   # a tolerance covers 3 standard deviations of the measured noise, on the metric's scale
+CAPABILITIES = ("default", "avx2", "avx512")  # x86 kernel sets, from the slowest to the widest vectors
+SIGMAS = 3.0  # a tolerance covers 3 standard deviations of the measured noise, on the metric's scale
 
 
 def native_capabilities() -> list[str]:
@@ -43,8 +43,17 @@ def native_capabilities() -> list[str]:
 
 
 def _run_command(run_args: list[str], out: Path, cache: Path, capability: str) -> list[str]:
-    return [sys.executable, "-m", "harness", "run", *run_args, "--out", str(out / capability),
-            "--cache-dir", str(cache / f"cache-{capability}")]
+    return [
+        sys.executable,
+        "-m",
+        "harness",
+        "run",
+        *run_args,
+        "--out",
+        str(out / capability),
+        "--cache-dir",
+        str(cache / f"cache-{capability}"),
+    ]
 
 
 def run_all(run_args: list[str], out: Path, cache: Path, capabilities: list[str], jobs: int) -> None:
@@ -60,9 +69,16 @@ def run_all(run_args: list[str], out: Path, cache: Path, capabilities: list[str]
             log = (out / f"{capability}.log").open("w")
             env = os.environ | {"ATEN_CPU_CAPABILITY": capability, "OMP_NUM_THREADS": threads}
             note(f"noise: ATEN_CPU_CAPABILITY={capability} OMP_NUM_THREADS={threads}, log {log.name}")
-            running.append((capability, log, subprocess.Popen(_run_command(run_args, out, cache, capability), env=env,
-                                                             stdout=log, stderr=subprocess.STDOUT)))
-        while all(process.poll() is None for _, _, process in running):   # whichever run ends first
+            running.append(
+                (
+                    capability,
+                    log,
+                    subprocess.Popen(
+                        _run_command(run_args, out, cache, capability), env=env, stdout=log, stderr=subprocess.STDOUT
+                    ),
+                )
+            )
+        while all(process.poll() is None for _, _, process in running):  # whichever run ends first
             time.sleep(1)
         capability, log, process = running.pop(next(i for i, r in enumerate(running) if r[2].poll() is not None))
         log.close()
@@ -71,10 +87,12 @@ def run_all(run_args: list[str], out: Path, cache: Path, capabilities: list[str]
                 other.terminate()
                 other_log.close()
             last = ([line for line in Path(log.name).read_text().splitlines() if line.strip()] or [""])[-1]
-            if process.returncode == EXIT_ENVIRONMENT:   # the machine's fault in a child is the machine's here too
+            if process.returncode == EXIT_ENVIRONMENT:  # the machine's fault in a child is the machine's here too
                 raise OSError(errno.EIO, f"ATEN_CPU_CAPABILITY={capability}: {last.strip()}", log.name)
-            raise RuntimeError(f"ATEN_CPU_CAPABILITY={capability}: harness run exited {process.returncode} "
-                               f"({last.strip()}); see {log.name}")
+            raise RuntimeError(
+                f"ATEN_CPU_CAPABILITY={capability}: harness run exited {process.returncode} "
+                f"({last.strip()}); see {log.name}"
+            )
         note(f"noise: ATEN_CPU_CAPABILITY={capability} done")
     _check_kernels_ran(out, capabilities)
 
@@ -84,11 +102,14 @@ def _check_kernels_ran(out: Path, capabilities: list[str]) -> None:
     for capability in capabilities:
         ran = {r["aten_cpu_capability"] for r in read_environments(out / capability / ENVIRONMENT_FILE).values()}
         if ran != {capability.upper()}:
-            raise RuntimeError(f"ATEN_CPU_CAPABILITY={capability}: the run used {', '.join(sorted(ran))} kernels; "
-                               f"this CPU cannot run {capability} (it can: {', '.join(native_capabilities())})")
+            raise RuntimeError(
+                f"ATEN_CPU_CAPABILITY={capability}: the run used {', '.join(sorted(ran))} kernels; "
+                f"this CPU cannot run {capability} (it can: {', '.join(native_capabilities())})"
+            )
 
 
 # --- the statistics: tolerances from the measured noise, and what they let through --------------------------
+
 
 def item_counts(run_dir: Path) -> dict[str, int]:
     """Items per evaluated split, read from the target row's per-item file."""
@@ -116,8 +137,15 @@ def noise_table(boards: dict[str, pd.DataFrame]) -> pd.DataFrame:
         labels, seeds = row_labels(board), board["seed"].astype("string").fillna("")
         for column in columns:
             for label, seed, value in zip(labels, seeds, board[column]):
-                records.append({"method": label, "seed": seed, "metric": column, "environment": env,
-                                "value": on_scale(column, value) if pd.notna(value) else value})
+                records.append(
+                    {
+                        "method": label,
+                        "seed": seed,
+                        "metric": column,
+                        "environment": env,
+                        "value": on_scale(column, value) if pd.notna(value) else value,
+                    }
+                )
     wide = pd.DataFrame(records).set_index(["method", "seed", "metric", "environment"])["value"]
     wide = wide.unstack(sort=False)[list(boards)].astype(float)
     wide["spread"] = wide.max(axis=1) - wide.min(axis=1)
@@ -138,10 +166,19 @@ def derive_tolerances(boards: dict[str, pd.DataFrame], counts: dict[str, int], s
         sigma = float(math.sqrt(squares.sum() / dof)) if dof else 0.0
         spread = float(rows["spread"].max(skipna=True)) if rows["spread"].notna().any() else 0.0
         floor = one_item(column, counts, list(boards.values()))
-        derived[column] = {"tolerance": max(sigmas * sigma, spread, floor), "sigma": sigma, "spread": spread,
-                           "one_item": floor, "scale": metrics.get(column).scale}
-    return {"environments": envs, "items": counts, "rule": f"max({sigmas:g} sigma, largest spread, one item)",
-            "metrics": derived}
+        derived[column] = {
+            "tolerance": max(sigmas * sigma, spread, floor),
+            "sigma": sigma,
+            "spread": spread,
+            "one_item": floor,
+            "scale": metrics.get(column).scale,
+        }
+    return {
+        "environments": envs,
+        "items": counts,
+        "rule": f"max({sigmas:g} sigma, largest spread, one item)",
+        "metrics": derived,
+    }
 
 
 def stopped_unlearning(board: pd.DataFrame, method: str) -> pd.DataFrame:
@@ -161,8 +198,9 @@ def detection(boards: dict[str, pd.DataFrame], reference: str, tolerances: dict[
     out = {}
     for env, board in boards.items():
         methods = [m for m in dict.fromkeys(board["method"]) if m not in REFERENCE_ROWS]
-        out[env] = [m for m in methods if not check(stopped_unlearning(board, m), boards[reference],
-                                                    tolerances).regressions]
+        out[env] = [
+            m for m in methods if not check(stopped_unlearning(board, m), boards[reference], tolerances).regressions
+        ]
     return out
 
 
@@ -188,23 +226,32 @@ def summarise(out: Path, capabilities: list[str], reference: str) -> Path:
     checks = leave_one_out(boards, counts, reference)
     tolerances["false_alarms"] = {
         "rule": f"tolerances derived without the held-out kernel set, its run checked against {reference}'s",
-        **{env: {"regressions": found.regressions, "cells": found.cells, "metrics": found.metrics}
-           for env, found in checks.items()}}
+        **{
+            env: {"regressions": found.regressions, "cells": found.cells, "metrics": found.metrics}
+            for env, found in checks.items()
+        },
+    }
     missed = detection(boards, reference, {c: m["tolerance"] for c, m in tolerances["metrics"].items()})
     methods = sum(len(set(b["method"]) - set(REFERENCE_ROWS)) for b in boards.values())
     tolerances["detection"] = {
-        "rule": f"each kernel set's run with one method's rows replaced by the target's, checked against "
-                f"{reference}'s", "faults": methods, "missed": missed}
+        "rule": f"each kernel set's run with one method's rows replaced by the target's, checked against {reference}'s",
+        "faults": methods,
+        "missed": missed,
+    }
     write_atomically(out / "noise.csv", noise_table(boards).to_csv(index=False))
     path = out / "tolerances.json"
     write_atomically(path, json.dumps(tolerances, indent=1) + "\n")
     print(f"{'metric':34} {'scale':6} {'sigma':>9} {'spread':>9} {'one item':>9} {'tolerance':>9}")
     for column, m in tolerances["metrics"].items():
-        print(f"{column:34} {m['scale']:6} {m['sigma']:9.4f} {m['spread']:9.4f} {m['one_item']:9.4f} "
-              f"{m['tolerance']:9.4f}")
+        print(
+            f"{column:34} {m['scale']:6} {m['sigma']:9.4f} {m['spread']:9.4f} {m['one_item']:9.4f} "
+            f"{m['tolerance']:9.4f}"
+        )
     for env, found in checks.items():
-        print(f"held out {env}: {len(found.regressions)} false alarm(s) in {found.cells} cells x {found.metrics} "
-              f"metrics against {reference}")
+        print(
+            f"held out {env}: {len(found.regressions)} false alarm(s) in {found.cells} cells x {found.metrics} "
+            f"metrics against {reference}"
+        )
     caught = methods - sum(len(m) for m in missed.values())
     print(f"a method replaced by the target (stopped unlearning): caught {caught} of {methods}")
     return path

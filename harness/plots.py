@@ -25,9 +25,9 @@ from harness.metrics import metrics
 from harness.rows import REFERENCE_ROWS, method_cells, swept_columns
 from harness.tables import read_leaderboard, row_labels
 
-GROUP = "harness.plots"   # entry points: a method's (or plugin's) own figures
+GROUP = "harness.plots"  # entry points: a method's (or plugin's) own figures
 
-TRADEOFF_Y = ("retain", "utility")                      # plotted against the forget-side metric
+TRADEOFF_Y = ("retain", "utility")  # plotted against the forget-side metric
 SWEEP_ROLES = ("forget", "retain", "utility", "privacy")
 REFERENCE_STYLE = {"target": dict(marker="*", color="black", s=160), "retain": dict(marker="s", color="dimgray", s=80)}
 
@@ -80,14 +80,22 @@ def plot_tradeoff(frame: pd.DataFrame, path: Path) -> Path:
             rows = frame[labels == method]
             colour = colours(i % colours.N)
             ax.scatter(rows[x], rows[y], color=colour, alpha=0.35, s=22)
-            ax.errorbar(rows[x].mean(), rows[y].mean(), xerr=rows[x].std(),
-                        yerr=rows[y].std(), fmt="o", ms=9, color=colour, capsize=3,
-                        label=f"{method} (mean of {len(rows)})")
+            ax.errorbar(
+                rows[x].mean(),
+                rows[y].mean(),
+                xerr=rows[x].std(),
+                yerr=rows[y].std(),
+                fmt="o",
+                ms=9,
+                color=colour,
+                capsize=3,
+                label=f"{method} (mean of {len(rows)})",
+            )
         _references(ax, frame, labels, x, y)
         ax.set_xlabel(_label(x))
         ax.set_ylabel(_label(y))
         ax.set_xlim(-0.05, 1.05)
-        if y == _role(frame, "retain"):   # a rate on its full range, so a small gap does not look large
+        if y == _role(frame, "retain"):  # a rate on its full range, so a small gap does not look large
             ax.set_ylim(-0.05, 1.05)
         ax.grid(alpha=0.3)
     return _finish(fig, axes, f"Forget/utility trade-off: {_title(frame)}", path)
@@ -115,8 +123,13 @@ def plot_sweep(frame: pd.DataFrame, key: str, path: Path) -> Path:
             setting = setting if isinstance(setting, tuple) else (setting,)
             stats = rows.groupby(key, sort=True)[metric].agg(["mean", "std"])
             x = stats.index if numeric else [str(v) for v in stats.index]
-            name = ", ".join(f"{o.split('.', 1)[1]}={v:g}" if isinstance(v, float) else f"{o.split('.', 1)[1]}={v}"
-                             for o, v in zip(others, setting)) or "mean over seeds"
+            name = (
+                ", ".join(
+                    f"{o.split('.', 1)[1]}={v:g}" if isinstance(v, float) else f"{o.split('.', 1)[1]}={v}"
+                    for o, v in zip(others, setting)
+                )
+                or "mean over seeds"
+            )
             ax.errorbar(x, stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3, label=name)
         for ref, colour in (("target", "black"), ("retain", "gray")):
             value = frame.loc[frame["method"] == ref, metric]
@@ -142,9 +155,17 @@ def plot_matched(frame: pd.DataFrame, columns: dict[str, str], levels, path: Pat
         for i, method in enumerate(methods):
             rows = cells[cells["method"] == method]
             stats = rows.groupby("variant", sort=False)[[x, y]].agg(["mean", "std"])
-            ax.errorbar(stats[x]["mean"], stats[y]["mean"], xerr=stats[x]["std"].fillna(0),
-                        yerr=stats[y]["std"].fillna(0), marker="o", ms=5, capsize=2, color=colours(i % colours.N),
-                        label=f"{method} ({len(stats)} points)")
+            ax.errorbar(
+                stats[x]["mean"],
+                stats[y]["mean"],
+                xerr=stats[x]["std"].fillna(0),
+                yerr=stats[y]["std"].fillna(0),
+                marker="o",
+                ms=5,
+                capsize=2,
+                color=colours(i % colours.N),
+                label=f"{method} ({len(stats)} points)",
+            )
         _references(ax, frame, labels, x, y)
         for level in levels:
             ax.axvline(level, linestyle=":", color="gray", lw=1)

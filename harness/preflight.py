@@ -25,16 +25,17 @@ def check(cfg: RunConfig, command: str = "run") -> None:
     lm_eval_bridge.check_tasks(tasks, offline, cfg.cache_dir)
     check_device(cfg.compute.device)
     check_models(cfg.models, cfg, ["--model"] * len(cfg.models))
-    bench.check(cfg)   # the data before the target and retain models, as a user reads the command
+    bench.check(cfg)  # the data before the target and retain models, as a user reads the command
     check_models([cfg.model, cfg.retain_model], cfg, ["--target" if command == "eval" else "--model", "--retain-model"])
     check_writable(Path(cfg.out_dir))
-    check_method_settings(cfg)   # last: it imports the methods' code, and torch with it
+    check_method_settings(cfg)  # last: it imports the methods' code, and torch with it
 
 
 def check_device(device: str) -> None:
     """An explicit accelerator is one this machine has (`auto` and `cpu` always are; torch only for the others)."""
     if device not in ("auto", "cpu"):
         from harness.models import resolve_device
+
         resolve_device(device)
 
 
@@ -45,5 +46,6 @@ def check_models(paths, cfg: RunConfig, flags: list[str]) -> None:
     if not given:
         return
     from harness.model_check import check_model
+
     for path, flag in given:
         check_model(path, trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle, flag=flag)

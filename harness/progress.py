@@ -8,7 +8,7 @@ import sys
 
 from tqdm.auto import tqdm
 
-progress = functools.partial(tqdm, disable=None)   # tqdm's own switch: None turns the bar off when not a TTY
+progress = functools.partial(tqdm, disable=None)  # tqdm's own switch: None turns the bar off when not a TTY
 
 
 def note(line: str) -> None:
@@ -16,7 +16,7 @@ def note(line: str) -> None:
     tqdm.write(line, file=sys.stderr)
 
 
-WARNINGS: list[str] = []   # this process's warnings, repeated in the run's summary (they scroll away under bars)
+WARNINGS: list[str] = []  # this process's warnings, repeated in the run's summary (they scroll away under bars)
 
 
 def warn(message: str) -> None:
@@ -29,4 +29,5 @@ def quiet_libraries_in_logs() -> None:
     """In a log, transformers' own loading and saving bars go too."""
     if not sys.stderr.isatty():
         from transformers.utils import logging as hf_logging
+
         hf_logging.disable_progress_bar()

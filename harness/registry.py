@@ -30,15 +30,19 @@ class Registry:
 
     def register(self, name: str):
         """Decorator adding a class under `name` (its `name` attribute is set to it)."""
+
         def decorate(cls):
             if not (isinstance(cls, type) and issubclass(cls, self._base())):
-                raise TypeError(f"{self.kind} '{name}': {getattr(cls, '__name__', cls)} is not a subclass of "
-                                f"{self.base.replace(':', '.')}")
+                raise TypeError(
+                    f"{self.kind} '{name}': {getattr(cls, '__name__', cls)} is not a subclass of "
+                    f"{self.base.replace(':', '.')}"
+                )
             if name in self._items and self._items[name] is not cls:
                 raise ValueError(f"{self.kind} '{name}' is already registered by {self._items[name].__name__}")
             cls.name = name
             self._items[name] = cls
             return cls
+
         return decorate
 
     @contextmanager

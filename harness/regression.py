@@ -24,8 +24,11 @@ from harness.tables import row_labels
 def on_scale(column: str, values):
     """A metric's values on the scale it is compared on: its declared scale (log10 for forget quality)."""
     if metrics.get(column).scale == "log10":
-        return values.clip(lower=1e-300).map(math.log10) if isinstance(values, pd.Series) else \
-            math.log10(max(values, 1e-300))
+        return (
+            values.clip(lower=1e-300).map(math.log10)
+            if isinstance(values, pd.Series)
+            else math.log10(max(values, 1e-300))
+        )
     return values
 
 
@@ -90,8 +93,12 @@ class Check:
     metrics: int = 0
 
 
-def check(run: pd.DataFrame, reference: pd.DataFrame, tolerances: dict[str, float] | None = None,
-          overrides: dict[str, float] | None = None) -> Check:
+def check(
+    run: pd.DataFrame,
+    reference: pd.DataFrame,
+    tolerances: dict[str, float] | None = None,
+    overrides: dict[str, float] | None = None,
+) -> Check:
     """Per method (and grid point), the run's mean over the seeds it shares with the reference against the
     reference's mean over the same seeds, each metric on its scale, failing when it got worse by more than
     its tolerance. Seeds, methods or columns the run lacks, and the reference's columns no metric declares,
@@ -112,8 +119,10 @@ def check(run: pd.DataFrame, reference: pd.DataFrame, tolerances: dict[str, floa
             found.notes.append(f"{label}: none of the reference's seeds ({', '.join(absent)}) is in the run")
             continue
         if absent:
-            found.notes.append(f"{label}: seed {', '.join(absent)} of the reference absent from the run; checked "
-                               f"on seed {', '.join(seeds)}")
+            found.notes.append(
+                f"{label}: seed {', '.join(absent)} of the reference absent from the run; checked "
+                f"on seed {', '.join(seeds)}"
+            )
         found.cells += len(seeds)
         name = label if seeds == [""] else f"{label} (seed {', '.join(seeds)})"
         for column in columns:
@@ -134,10 +143,12 @@ def _regression(name: str, column: str, was: pd.Series, now: pd.Series, tol: flo
         return None
     was_mean, now_mean = was.mean(), now.mean()
     metric = metrics.get(column)
-    worse = math.inf if now.isna().any() else \
-        metric.badness(on_scale(column, now_mean)) - metric.badness(on_scale(column, was_mean))
+    worse = (
+        math.inf
+        if now.isna().any()
+        else metric.badness(on_scale(column, now_mean)) - metric.badness(on_scale(column, was_mean))
+    )
     if worse <= tol:
         return None
     unit = " in log10" if metric.scale == "log10" else ""
-    return (f"{name}: {column} {was_mean:.4g} -> {now_mean:.4g} ({metric.arrow} is better; "
-            f"tolerance {tol:.3g}{unit})")
+    return f"{name}: {column} {was_mean:.4g} -> {now_mean:.4g} ({metric.arrow} is better; tolerance {tol:.3g}{unit})"

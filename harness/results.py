@@ -27,9 +27,11 @@ def read_row(path: Path) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: not a result row ({err}); rerun `harness run` to redo its cell") from None
     if not isinstance(row, dict) or not isinstance(row.get("method"), str):
-        raise ValueError(f"{path}: not a result row (expected a JSON object with a 'method', found "
-                         f"{type(row).__name__ if not isinstance(row, dict) else 'none'}); rerun `harness run` to "
-                         f"redo its cell")
+        raise ValueError(
+            f"{path}: not a result row (expected a JSON object with a 'method', found "
+            f"{type(row).__name__ if not isinstance(row, dict) else 'none'}); rerun `harness run` to "
+            f"redo its cell"
+        )
     return row
 
 
@@ -72,7 +74,8 @@ def write_artifacts(folder: Path, artifacts: dict) -> None:
     for name, value in artifacts.items():
         if name.endswith(".pt"):
             import torch
-            buffer = io.BytesIO()   # torch.save reports a full disk as a RuntimeError naming no file
+
+            buffer = io.BytesIO()  # torch.save reports a full disk as a RuntimeError naming no file
             torch.save(value, buffer)
             write_atomically(folder / name, buffer.getvalue())
         else:
@@ -83,7 +86,8 @@ class CellsFailed(RuntimeError):
     """Some cells of a run failed (their rows are not written); the leaderboard holds the others."""
 
     def __init__(self, leaderboard: Path, cells: list[str]):
-        super().__init__(f"{len(cells)} cell(s) failed and wrote no row: {', '.join(cells)} (the warnings above say "
-                         f"why; the leaderboard {leaderboard} holds the others)")
+        super().__init__(
+            f"{len(cells)} cell(s) failed and wrote no row: {', '.join(cells)} (the warnings above say "
+            f"why; the leaderboard {leaderboard} holds the others)"
+        )
         self.leaderboard, self.cells = leaderboard, cells
-

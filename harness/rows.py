@@ -9,31 +9,78 @@ import pandas as pd
 
 from harness.metrics import Metric
 
-IDENTITY = ["benchmark", "method", "variant", "kind", "seed", "model", "weights_digest", "forget_split",
-            "template", "config_hash", "retain_reference", "environment", "device", "dtype", "world_size"]
-EFFORT = ["per_device_batch", "effective_batch", "unchanged", "steps", "trainable_params", "unlearn_seconds",
-          "eval_seconds", "wall_seconds", "peak_memory_gib"]
-IDENTITY_COLUMNS = IDENTITY + EFFORT   # first in every leaderboard, in this order; never figures
+IDENTITY = [
+    "benchmark",
+    "method",
+    "variant",
+    "kind",
+    "seed",
+    "model",
+    "weights_digest",
+    "forget_split",
+    "template",
+    "config_hash",
+    "retain_reference",
+    "environment",
+    "device",
+    "dtype",
+    "world_size",
+]
+EFFORT = [
+    "per_device_batch",
+    "effective_batch",
+    "unchanged",
+    "steps",
+    "trainable_params",
+    "unlearn_seconds",
+    "eval_seconds",
+    "wall_seconds",
+    "peak_memory_gib",
+]
+IDENTITY_COLUMNS = IDENTITY + EFFORT  # first in every leaderboard, in this order; never figures
 REFERENCE_ROWS = ("target", "retain")
-KINDS = ("reference", "method", "model")   # a row's `kind`: the target and retain models, a cell, harness eval's
-LEADERBOARD_KEYS = ("method", "seed")   # what names a row: tables group by the first, check matches on both
+KINDS = ("reference", "method", "model")  # a row's `kind`: the target and retain models, a cell, harness eval's
+LEADERBOARD_KEYS = ("method", "seed")  # what names a row: tables group by the first, check matches on both
 
 # The effort columns' meaning (and any `*_seconds` a benchmark or method adds, such as lm-eval's time).
-COST = [Metric("wall_seconds", "lower", "wall time (s)", default=True, cost=True),
-        Metric("*_seconds", "lower", "time (s)", cost=True),
-        Metric("steps", "lower", "optimizer steps", cost=True),
-        Metric("trainable_params", "lower", "trainable parameters", cost=True),
-        Metric("peak_memory_gib", "lower", "peak memory (GiB): CUDA allocated, or the process's RSS", cost=True)]
+COST = [
+    Metric("wall_seconds", "lower", "wall time (s)", default=True, cost=True),
+    Metric("*_seconds", "lower", "time (s)", cost=True),
+    Metric("steps", "lower", "optimizer steps", cost=True),
+    Metric("trainable_params", "lower", "trainable parameters", cost=True),
+    Metric("peak_memory_gib", "lower", "peak memory (GiB): CUDA allocated, or the process's RSS", cost=True),
+]
 
 
-def identity(*, benchmark: str, method: str, kind: str, seed, model: str, forget_split: str, template: str,
-             config_hash: str, retain_reference: str | None, environment: str, compute: dict) -> dict:
+def identity(
+    *,
+    benchmark: str,
+    method: str,
+    kind: str,
+    seed,
+    model: str,
+    forget_split: str,
+    template: str,
+    config_hash: str,
+    retain_reference: str | None,
+    environment: str,
+    compute: dict,
+) -> dict:
     """The identity columns a row starts with (`compute`: device, dtype, world_size)."""
     if kind not in KINDS:
         raise ValueError(f"row kind '{kind}': expected one of {', '.join(KINDS)}")
-    return {"benchmark": benchmark, "method": method, "kind": kind, "seed": seed, "model": model,
-            "forget_split": forget_split, "template": template, "config_hash": config_hash,
-            "retain_reference": retain_reference, "environment": environment} | compute
+    return {
+        "benchmark": benchmark,
+        "method": method,
+        "kind": kind,
+        "seed": seed,
+        "model": model,
+        "forget_split": forget_split,
+        "template": template,
+        "config_hash": config_hash,
+        "retain_reference": retain_reference,
+        "environment": environment,
+    } | compute
 
 
 def effort(**values) -> dict:

@@ -75,8 +75,10 @@ UNIT = Rule(lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]")
 SHARE = Rule(lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]")
 
 
-DEVICE = Rule(lambda v: v in ("auto", "cpu", "cuda", "mps") or (isinstance(v, str) and v.startswith("cuda:")
-                                                                 and v[5:].isdigit()), "auto, cpu, cuda, cuda:N or mps")
+DEVICE = Rule(
+    lambda v: v in ("auto", "cpu", "cuda", "mps") or (isinstance(v, str) and v.startswith("cuda:") and v[5:].isdigit()),
+    "auto, cpu, cuda, cuda:N or mps",
+)
 
 
 def at_least(n: int) -> Rule:

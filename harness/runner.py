@@ -32,6 +32,7 @@ from methods.base import Diverged
 
 # --- harness run: the cells ----------------------------------------------------------------------------------
 
+
 def model_folder(ctx: Context, cell: Cell) -> Path:
     return ctx.results_dir.parent / "models" / cell.name
 
@@ -56,7 +57,7 @@ def run_method(ctx: Context, cell: Cell) -> bool:
     model, tokenizer = ctx.load(ctx.prepared.target_dir)
     if main:
         ctx.target_digest = ctx.target_digest or weights_digest(model)
-    seed_everything(cell.seed + 1_000_003 * distributed.rank())   # ranks sample apart (the GNB labels)
+    seed_everything(cell.seed + 1_000_003 * distributed.rank())  # ranks sample apart (the GNB labels)
     report = methods[cell.method](mcfg).unlearn(model, tokenizer, ctx.prepared.forget, ctx.prepared.retain)
     if not main:
         return True
@@ -64,19 +65,39 @@ def run_method(ctx: Context, cell: Cell) -> bool:
     digest = weights_digest(model)
     unchanged = digest == ctx.target_digest or ctx.same_as_target(result.metrics)
     if unchanged:
-        warn(f"{cell.name}: the unlearned model is the target's (no weight or no metric moved); its row says "
-             f"unchanged=True")
+        warn(
+            f"{cell.name}: the unlearned model is the target's (no weight or no metric moved); its row says "
+            f"unchanged=True"
+        )
     sweep = {"variant": cell.variant} | swept_values(mcfg, cell.point) if cell.point else {}
-    row = ctx.row(cell.method, "method", cell.seed, cell_hash) | sweep | effort(
-        weights_digest=digest, per_device_batch=mcfg.batch_size, effective_batch=mcfg.batch_size *
-        mcfg.grad_accum * distributed.world_size(), unchanged=unchanged, steps=report.steps,
-        trainable_params=report.trainable_params, unlearn_seconds=report.unlearn_seconds,
-        eval_seconds=eval_seconds, wall_seconds=time.perf_counter() - start,
-        peak_memory_gib=peak_memory_gib(ctx.device)) | result.metrics | report.extra
+    row = (
+        ctx.row(cell.method, "method", cell.seed, cell_hash)
+        | sweep
+        | effort(
+            weights_digest=digest,
+            per_device_batch=mcfg.batch_size,
+            effective_batch=mcfg.batch_size * mcfg.grad_accum * distributed.world_size(),
+            unchanged=unchanged,
+            steps=report.steps,
+            trainable_params=report.trainable_params,
+            unlearn_seconds=report.unlearn_seconds,
+            eval_seconds=eval_seconds,
+            wall_seconds=time.perf_counter() - start,
+            peak_memory_gib=peak_memory_gib(ctx.device),
+        )
+        | result.metrics
+        | report.extra
+    )
     write_artifacts(ctx.results_dir.parent / "artifacts" / cell.name, report.artifacts)
     if ctx.cfg.save.models:
-        keep_cell(model_folder(ctx, cell), model, tokenizer, row, mcfg.hashed(),
-                  {"cell": cell.name, "benchmark_identity": ctx.benchmark_identity})
+        keep_cell(
+            model_folder(ctx, cell),
+            model,
+            tokenizer,
+            row,
+            mcfg.hashed(),
+            {"cell": cell.name, "benchmark_identity": ctx.benchmark_identity},
+        )
     write_cell(ctx.results_dir, cell.name, row, result.items)
     return True
 
@@ -114,8 +135,14 @@ def started(cfg: RunConfig, command: str, checks=()):
     bench, out_dir, main = benchmarks[cfg.benchmark](), Path(cfg.out_dir), distributed.is_main()
     with locked(out_dir, cfg.wait) if main else nullcontext():
         prepared = distributed.main_first(bench.prepare, cfg)
-        ctx = Context(bench, prepared, cfg, out_dir / "results", environment(device, cfg.compute.dtype,
-                                                                                 distributed.world_size()), device)
+        ctx = Context(
+            bench,
+            prepared,
+            cfg,
+            out_dir / "results",
+            environment(device, cfg.compute.dtype, distributed.world_size()),
+            device,
+        )
         for check in checks:
             check(ctx)
         if main:
@@ -124,6 +151,7 @@ def started(cfg: RunConfig, command: str, checks=()):
 
 
 # --- harness eval: models made elsewhere ---------------------------------------------------------------------
+
 
 def evaluate(cfg: RunConfig) -> Path:
     """Score each of `cfg.models` (a folder, a hub name or a PEFT adapter folder) with the benchmark's full
@@ -136,5 +164,3 @@ def evaluate(cfg: RunConfig) -> Path:
         path = write_leaderboard(out_dir, cfg.methods, cfg.model_names) if main else out_dir / "leaderboard.csv"
         distributed.barrier()
     return path
-
-

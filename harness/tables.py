@@ -49,26 +49,30 @@ def read_leaderboard(path: str | Path) -> pd.DataFrame:
         raise ValueError(f"{csv}: not a readable leaderboard CSV ({reason})") from None
     for column in LEADERBOARD_KEYS:
         if column not in frame.columns:
-            raise ValueError(f"{csv}: not a leaderboard (no '{column}' column; expected {', '.join(LEADERBOARD_KEYS)} "
-                             f"and the metrics, as harness run writes it)")
+            raise ValueError(
+                f"{csv}: not a leaderboard (no '{column}' column; expected {', '.join(LEADERBOARD_KEYS)} "
+                f"and the metrics, as harness run writes it)"
+            )
     return frame
-
-
 
 
 def check_shape(text: str) -> None:
     """Every row of a CSV's `text` has the header's number of fields and the text ends with a line end: pandas
     would fill a line cut short (a full disk, an interrupted copy) with NaN and average it in silently."""
-    rows = [row for row in csvlib.reader(io.StringIO(text, newline="")) if row]   # quoted line ends stay in a field
+    rows = [row for row in csvlib.reader(io.StringIO(text, newline="")) if row]  # quoted line ends stay in a field
     if not rows:
         return
     for number, row in enumerate(rows[1:], 2):
         if len(row) != len(rows[0]):
-            raise ValueError(f"row {number} has {len(row)} fields, the header {len(rows[0])}: a truncated or edited "
-                             f"file (rerunning the command that wrote it rebuilds it from its results/)")
+            raise ValueError(
+                f"row {number} has {len(row)} fields, the header {len(rows[0])}: a truncated or edited "
+                f"file (rerunning the command that wrote it rebuilds it from its results/)"
+            )
     if not text.endswith("\n"):
-        raise ValueError(f"row {len(rows)} has no line end: the file was cut short (rerunning the command that "
-                         f"wrote it rebuilds it from its results/)")
+        raise ValueError(
+            f"row {len(rows)} has no line end: the file was cut short (rerunning the command that "
+            f"wrote it rebuilds it from its results/)"
+        )
 
 
 def summarise(frame: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -79,7 +83,8 @@ def summarise(frame: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFrame, pd
         raise ValueError(f"--columns: {', '.join(missing)} not in the leaderboard; it has: {', '.join(metrics)}")
     labels = row_labels(frame)
     order = [m for m in REFERENCE_ROWS if m in set(labels)] + [
-        m for m in dict.fromkeys(labels) if m not in REFERENCE_ROWS]
+        m for m in dict.fromkeys(labels) if m not in REFERENCE_ROWS
+    ]
     grouped = frame.groupby(labels, sort=False)[columns]
     return grouped.mean().reindex(order), grouped.std(ddof=1).reindex(order).fillna(0.0)
 
@@ -99,7 +104,7 @@ def _number(x: float) -> str:
 
 def _cell(mean: float, std: float, n: int, bold: bool, fmt: str, mark: str = "") -> str:
     if pd.isna(mean):
-        return "–"      # the metric does not apply to this row (e.g. simu_* on other methods)
+        return "–"  # the metric does not apply to this row (e.g. simu_* on other methods)
     text = (_number(mean) if n == 1 else f"{_number(mean)} ± {_number(std)}") + mark
     if not bold:
         return text
@@ -124,8 +129,10 @@ def zero_notes(frame: pd.DataFrame, means: pd.DataFrame, columns: list[str]) -> 
     for c in (c for c in columns if metrics.get(c).parts):
         for label in means.index[(means[c] == 0).to_numpy()]:
             rows = frame[labels == label]
-            parts = ", ".join(f"{p} {'= 1' if direction(p) == 'lower' else '= 0'} ({n} of {len(rows)})"
-                              for p, n in zero_parts(rows, c).items())
+            parts = ", ".join(
+                f"{p} {'= 1' if direction(p) == 'lower' else '= 0'} ({n} of {len(rows)})"
+                for p, n in zero_parts(rows, c).items()
+            )
             notes[label, c] = f"{label}: {c} is 0, its parts at 0: {parts}"
     return notes
 
@@ -147,20 +154,44 @@ def render(frame: pd.DataFrame, columns: list[str] | None = None, fmt: str = "md
     rows = []
     for method in means.index:
         label = f"{method} (reference)" if method in REFERENCE_ROWS else method
-        rows.append([label] + [_cell(means.loc[method, c], stds.loc[method, c], counts[method], method in best[c], fmt,
-                                     marks.get((method, c), "")) for c in columns])
+        rows.append(
+            [label]
+            + [
+                _cell(
+                    means.loc[method, c],
+                    stds.loc[method, c],
+                    counts[method],
+                    method in best[c],
+                    fmt,
+                    marks.get((method, c), ""),
+                )
+                for c in columns
+            ]
+        )
     footnotes = [f"{marks[key].strip()} {note}" for key, note in notes.items()]
     if fmt == "md":
         line = lambda cells: "| " + " | ".join(cells) + " |"  # noqa: E731
         table = [line(header), "|" + "---|" * len(header), *map(line, rows)]
         return "\n".join(table + ([""] + footnotes if footnotes else [])) + "\n"
     if fmt == "latex":
-        esc = lambda s: s.replace("_", r"\_").replace("±", r"$\pm$").replace("↑", r"$\uparrow$").replace(  # noqa
-            "↓", r"$\downarrow$").replace("→", r"$\to$")
+        esc = lambda s: (
+            s.replace("_", r"\_")
+            .replace("±", r"$\pm$")
+            .replace("↑", r"$\uparrow$")
+            .replace(  # noqa
+                "↓", r"$\downarrow$"
+            )
+            .replace("→", r"$\to$")
+        )
         spec = "l" + "r" * len(columns)
         body = [" & ".join(esc(x) for x in header) + r" \\", r"\midrule"] + [
-            " & ".join(esc(x) for x in r) + r" \\" for r in rows]
+            " & ".join(esc(x) for x in r) + r" \\" for r in rows
+        ]
         notes_tex = [esc(n) + r" \\" for n in footnotes]
-        return "\n".join([rf"\begin{{tabular}}{{{spec}}}", r"\toprule", *body, r"\bottomrule", r"\end{tabular}",
-                          *notes_tex]) + "\n"
+        return (
+            "\n".join(
+                [rf"\begin{{tabular}}{{{spec}}}", r"\toprule", *body, r"\bottomrule", r"\end{tabular}", *notes_tex]
+            )
+            + "\n"
+        )
     raise ValueError(f"--format {fmt}: expected md, latex or csv")

@@ -29,13 +29,14 @@ from harness import distributed
 from harness.data.collate import IGNORE, device_of, encode_qa, pad
 from harness.progress import progress
 
-CACHE_BUDGET = 4 * 2**30   # bytes of prefix keys and values one exact-attribution pass may copy
+CACHE_BUDGET = 4 * 2**30  # bytes of prefix keys and values one exact-attribution pass may copy
 
 # model_type -> (suffix of the MLP output projection, weight layout, suffixes of the attention projections)
 ARCHITECTURES = {
-    **{t: ("mlp.down_proj", "linear", ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-                                       "self_attn.o_proj"))
-       for t in ("llama", "mistral", "qwen2", "qwen3", "olmo", "olmo2", "gemma", "gemma2")},
+    **{
+        t: ("mlp.down_proj", "linear", ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"))
+        for t in ("llama", "mistral", "qwen2", "qwen3", "olmo", "olmo2", "gemma", "gemma2")
+    },
     "gpt2": ("mlp.c_proj", "conv1d", ("attn.c_attn", "attn.c_proj")),
     "gpt_neox": ("mlp.dense_4h_to_h", "linear", ("attention.query_key_value", "attention.dense")),
 }
@@ -62,8 +63,10 @@ class Projection:
 def architecture(model) -> tuple[str, str, tuple[str, ...]]:
     model_type = getattr(model.config, "model_type", None)
     if model_type not in ARCHITECTURES:
-        raise ValueError(f"{type(model).__name__} (model_type={model_type!r}): SIMU does not know where its MLP "
-                         f"output projection is; supported model types: {', '.join(sorted(ARCHITECTURES))}")
+        raise ValueError(
+            f"{type(model).__name__} (model_type={model_type!r}): SIMU does not know where its MLP "
+            f"output projection is; supported model types: {', '.join(sorted(ARCHITECTURES))}"
+        )
     return ARCHITECTURES[model_type]
 
 
@@ -95,7 +98,7 @@ def _samples(tokenizer, rows: list[dict], mode: str, template: str) -> list[tupl
         if mode == "fast":
             samples.append((ids, answer_positions))
         else:
-            samples += [(ids[:pos + 2], [pos]) for pos in answer_positions]  # the target rides along
+            samples += [(ids[: pos + 2], [pos]) for pos in answer_positions]  # the target rides along
     return samples
 
 
@@ -132,13 +135,22 @@ def _attribute_layer(model, proj: Projection, batches, m: int, objective: str) -
             logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
             value = logp if objective == "logprob" else logp.exp()
             (grad,) = torch.autograd.grad(value[positions].sum(), captured["scaled"])
-            beta, grad = captured["beta"][positions], grad[positions]       # (rows * positions, neurons)
-            total += (beta.float() * grad.float()).sum(0).detach() / m     # beta * mean_j grad_j, summed
+            beta, grad = captured["beta"][positions], grad[positions]  # (rows * positions, neurons)
+            total += (beta.float() * grad.float()).sum(0).detach() / m  # beta * mean_j grad_j, summed
     return total
 
 
-def attribute(model, tokenizer, rows: list[dict], m: int = 5, mode: str = "exact", objective: str = "prob",
-              batch_size: int = 64, template: str = "qa", chunk: int = 256) -> list[torch.Tensor]:
+def attribute(
+    model,
+    tokenizer,
+    rows: list[dict],
+    m: int = 5,
+    mode: str = "exact",
+    objective: str = "prob",
+    batch_size: int = 64,
+    template: str = "qa",
+    chunk: int = 256,
+) -> list[torch.Tensor]:
     """Per-layer neuron attribution scores of `rows` (one tensor per output projection, in layer order): exact
     mode at its cost floor (`attribute_exact`, `chunk` scaled tokens per pass), fast mode by teacher-forced
     passes (`batch_size` rows per pass). In a run of several processes each rank attributes every N-th row and
@@ -147,7 +159,7 @@ def attribute(model, tokenizer, rows: list[dict], m: int = 5, mode: str = "exact
         raise ValueError(f"attribution mode {mode!r}: expected exact or fast")
     if objective not in ("prob", "logprob"):
         raise ValueError(f"attribution objective {objective!r}: expected prob or logprob")
-    rows = rows[distributed.rank()::distributed.world_size()]
+    rows = rows[distributed.rank() :: distributed.world_size()]
     if mode == "exact":
         scores = attribute_exact(model, tokenizer, rows, m, objective, template, chunk)
     else:
@@ -168,23 +180,37 @@ def _attributing(model):
         model.train(was_training)
 
 
-def attribute_by_prefix(model, tokenizer, rows: list[dict], m: int, mode: str, objective: str, batch_size: int,
-                        template: str, layers: list[int] | None = None) -> list[torch.Tensor]:
+def attribute_by_prefix(
+    model,
+    tokenizer,
+    rows: list[dict],
+    m: int,
+    mode: str,
+    objective: str,
+    batch_size: int,
+    template: str,
+    layers: list[int] | None = None,
+) -> list[torch.Tensor]:
     """The straightforward implementation: every sample (an answer prefix, or a whole QA in fast mode) through
     the whole model, m times, once per layer (`layers`: only those). Fast mode's path, and exact mode's
     reference in the tests."""
     samples = _samples(tokenizer, rows, mode, template)
     per_batch = max(1, batch_size // m)
-    batches = [_batch(samples[i:i + per_batch], m, tokenizer.pad_token_id, device_of(model))
-               for i in range(0, len(samples), per_batch)]
+    batches = [
+        _batch(samples[i : i + per_batch], m, tokenizer.pad_token_id, device_of(model))
+        for i in range(0, len(samples), per_batch)
+    ]
     projections = output_projections(model)
     with _attributing(model):
-        return [_attribute_layer(model, projections[i], batches, m, objective)
-                for i in progress(layers or range(len(projections)), desc=f"attribute ({mode})", leave=False)]
+        return [
+            _attribute_layer(model, projections[i], batches, m, objective)
+            for i in progress(layers or range(len(projections)), desc=f"attribute ({mode})", leave=False)
+        ]
 
 
-def attribute_exact(model, tokenizer, rows: list[dict], m: int, objective: str, template: str,
-                    chunk: int = 256) -> list[torch.Tensor]:
+def attribute_exact(
+    model, tokenizer, rows: list[dict], m: int, objective: str, template: str, chunk: int = 256
+) -> list[torch.Tensor]:
     """Exact mode's scores from one teacher-forced pass per group of QAs, then, per layer l, every (prefix, step)
     as one token through layers l..L only. A pass takes at most `chunk` such tokens, and fewer when their
     copies of their prefixes' keys and values would pass `CACHE_BUDGET` (long prefixes on a large model)."""
@@ -196,14 +222,15 @@ def attribute_exact(model, tokenizer, rows: list[dict], m: int, objective: str, 
             ids, kv, hidden = _prefix_states(model, group, tokenizer.pad_token_id, device)
             prefixes = [(q, p) for q, (_, positions) in enumerate(group) for p in positions]
             token_bytes = sum(k[0].numel() + v[0].numel() for k, v in kv) * kv[0][0].element_size()
-            per_pass = max(1, min(chunk, CACHE_BUDGET // token_bytes) // m)   # prefixes, each repeated m times
+            per_pass = max(1, min(chunk, CACHE_BUDGET // token_bytes) // m)  # prefixes, each repeated m times
             for start in range(0, len(prefixes), per_pass):
-                part = torch.tensor(prefixes[start:start + per_pass], device=device).repeat_interleave(m, 0)
+                part = torch.tensor(prefixes[start : start + per_pass], device=device).repeat_interleave(m, 0)
                 q, p = part.unbind(1)
                 alpha = (torch.arange(1, m + 1, device=device, dtype=torch.float32) / m).repeat(len(q) // m)
                 for layer in range(len(projections)):
-                    totals[layer] += _attribute_tokens(model, projections, layer, ids, kv, hidden[layer], q, p,
-                                                       alpha, objective) / m
+                    totals[layer] += (
+                        _attribute_tokens(model, projections, layer, ids, kv, hidden[layer], q, p, alpha, objective) / m
+                    )
     return totals
 
 
@@ -234,11 +261,13 @@ def _attribute_tokens(model, projections, layer: int, ids, kv, hidden, q, p, alp
     the layer's activation scaled by alpha: each token attends to its prefix's cached keys and values (later
     slots masked) and enters the layer with its cached hidden state."""
     from transformers import DynamicCache  # here, not above: checking `--set simu.*` then loads no transformers
+
     rows, width = len(q), ids.shape[1]
-    cache = DynamicCache(ddp_cache_data=[(k[:0], v[:0]) for k, v in kv])   # filled below without a copy more
-    for i, (cached, (k, v)) in enumerate(zip(cache.layers, kv)):   # layers below `layer` are not run: views
-        cached.keys, cached.values = (k[q], v[q]) if i >= layer else (k[:1].expand(rows, *k.shape[1:]),
-                                                                      v[:1].expand(rows, *v.shape[1:]))
+    cache = DynamicCache(ddp_cache_data=[(k[:0], v[:0]) for k, v in kv])  # filled below without a copy more
+    for i, (cached, (k, v)) in enumerate(zip(cache.layers, kv)):  # layers below `layer` are not run: views
+        cached.keys, cached.values = (
+            (k[q], v[q]) if i >= layer else (k[:1].expand(rows, *k.shape[1:]), v[:1].expand(rows, *v.shape[1:]))
+        )
     prefix = torch.arange(width, device=ids.device) < p.unsqueeze(1)
     mask = torch.cat([prefix, torch.ones_like(prefix[:, :1])], 1).long()
     captured = {}
@@ -249,11 +278,15 @@ def _attribute_tokens(model, projections, layer: int, ids, kv, hidden, q, p, alp
         captured["scaled"] = (x * alpha.view(-1, 1, 1).to(x.dtype)).requires_grad_(True)
         return (captured["scaled"],) + tuple(args[1:])
 
-    with _from_layer(model, projections, layer, hidden[q, p].unsqueeze(1)), \
-            _hooked(projections[layer].module, scale):
-        logits = model(input_ids=ids[q, p].unsqueeze(1), attention_mask=mask, position_ids=p.unsqueeze(1),
-                       cache=cache, cache_position=torch.tensor([width], device=ids.device),
-                       use_cache=True).logits[:, -1]
+    with _from_layer(model, projections, layer, hidden[q, p].unsqueeze(1)), _hooked(projections[layer].module, scale):
+        logits = model(
+            input_ids=ids[q, p].unsqueeze(1),
+            attention_mask=mask,
+            position_ids=p.unsqueeze(1),
+            cache=cache,
+            cache_position=torch.tensor([width], device=ids.device),
+            use_cache=True,
+        ).logits[:, -1]
     logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, ids[q, p + 1].unsqueeze(1)).squeeze(1)
     value = logp if objective == "logprob" else logp.exp()
     (grad,) = torch.autograd.grad(value.sum(), captured["scaled"])
@@ -274,8 +307,8 @@ def _from_layer(model, projections, layer: int, hidden):
     """The model runs its decoder layers from `layer` on only, `hidden` entering that layer: the layer list is
     cut for the block, and a hook swaps the layer's input for `hidden` (what the embeddings make is dropped)."""
     parts = projections[layer].name.split(".")
-    at = next(i for i in range(len(parts)) if parts[i].isdigit())   # model.layers.<i>.mlp.down_proj
-    owner, name = model.get_submodule(".".join(parts[:at - 1])), parts[at - 1]
+    at = next(i for i in range(len(parts)) if parts[i].isdigit())  # model.layers.<i>.mlp.down_proj
+    owner, name = model.get_submodule(".".join(parts[: at - 1])), parts[at - 1]
     layers = getattr(owner, name)
 
     def enter(module, args, kwargs):

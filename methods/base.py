@@ -29,8 +29,8 @@ class UnlearnReport:
     steps: int
     unlearn_seconds: float
     trainable_params: int
-    extra: dict = field(default_factory=dict)       # scalar columns for the leaderboard row
-    artifacts: dict = field(default_factory=dict)   # files saved beside the cell: "x.pt" (torch), "x.json"
+    extra: dict = field(default_factory=dict)  # scalar columns for the leaderboard row
+    artifacts: dict = field(default_factory=dict)  # files saved beside the cell: "x.pt" (torch), "x.json"
 
 
 def linear_schedule(optimizer, total_steps: int, warmup_ratio: float) -> torch.optim.lr_scheduler.LambdaLR:
@@ -44,6 +44,7 @@ def linear_schedule(optimizer, total_steps: int, warmup_ratio: float) -> torch.o
         if step < warmup:
             return (step + 1) / (warmup + 1)
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
@@ -54,9 +55,9 @@ class UnlearningMethod(ABC):
     `make_optimizer`, then per step `loss` and `optimizer_step`, and `finish` (once, after training: report
     extra columns and files)."""
 
-    name: str = "base"     # set by the registry to the name the method is registered under
+    name: str = "base"  # set by the registry to the name the method is registered under
     settings: ClassVar[type[MethodConfig]] = MethodConfig
-    optimizer_states: ClassVar[int] = 2   # float32 tensors per trainable parameter (AdamW's moments, Sophia's
+    optimizer_states: ClassVar[int] = 2  # float32 tensors per trainable parameter (AdamW's moments, Sophia's
     #                                       momentum and Hessian), for the memory plan of `--dry-run`
 
     def __init__(self, cfg: MethodConfig):
@@ -108,13 +109,14 @@ class UnlearningMethod(ABC):
         encode = lambda rows: [encode_qa(tokenizer, r["question"], r["answer"], cfg.template) for r in rows]  # noqa
         forget_ex, retain_ex = encode(forget), encode(retain)
         world, device = distributed.world_size(), device_of(model)
-        micro_per_epoch = math.ceil(math.ceil(len(forget_ex) / cfg.batch_size) / world)   # on each rank
+        micro_per_epoch = math.ceil(math.ceil(len(forget_ex) / cfg.batch_size) / world)  # on each rank
         total_steps = math.ceil(micro_per_epoch * cfg.epochs / cfg.grad_accum)
         optimizer = self.make_optimizer(self.weights.params)
         schedule = linear_schedule(optimizer, total_steps, cfg.warmup_ratio)
         model.train()
-        bar = progress(total=total_steps, desc=f"unlearn {self.name}", unit="step",
-                       disable=None if distributed.is_main() else True)
+        bar = progress(
+            total=total_steps, desc=f"unlearn {self.name}", unit="step", disable=None if distributed.is_main() else True
+        )
         micro, steps, forget_nll, retain_nll, step_batches = 0, 0, 0.0, 0.0, []
         for _ in range(cfg.epochs):
             for forget_rows, retain_rows in self.epoch_batches(len(forget_ex), len(retain_ex)):
@@ -148,15 +150,17 @@ class UnlearningMethod(ABC):
         process draws exactly what it always did (the retain draws interleave with training)."""
         bs, world, rank = self.cfg.batch_size, distributed.world_size(), distributed.rank()
         order = distributed.share(torch.randperm(n_forget).tolist() if distributed.is_main() else None)
-        forget_batches = [order[i:i + bs] for i in range(0, n_forget, bs)]
-        forget_batches += forget_batches[:-len(forget_batches) % world]     # as many on every rank
+        forget_batches = [order[i : i + bs] for i in range(0, n_forget, bs)]
+        forget_batches += forget_batches[: -len(forget_batches) % world]  # as many on every rank
         for slot in range(0, len(forget_batches), world):
             picks = [torch.randint(n_retain, (bs,)).tolist() for _ in range(world)] if distributed.is_main() else None
             yield forget_batches[slot + rank], distributed.share(picks)[rank]
 
     def diverged(self, what: str, step: int, total: int) -> Diverged:
-        return Diverged(f"{what} at step {step} of {total}; lr={self.cfg.lr:g} is the likeliest cause (try a "
-                        f"smaller --set {self.name}.lr)")
+        return Diverged(
+            f"{what} at step {step} of {total}; lr={self.cfg.lr:g} is the likeliest cause (try a "
+            f"smaller --set {self.name}.lr)"
+        )
 
     def optimizer_step(self, model, optimizer, params, batches: list[tuple[dict, dict]]) -> None:
         """Gather gradients, clip, step, write back, clear gradients. `batches` are the step's (forget, retain)

@@ -43,7 +43,7 @@ def npo_loss(model, reference, forget_batch, retain_batch, beta: float, gamma: f
     nll, tokens = sequence_nll(model, forget_batch)
     with torch.no_grad():
         reference_nll, _ = sequence_nll(reference, forget_batch)
-    log_ratio = reference_nll - nll          # log pi_theta - log pi_ref
+    log_ratio = reference_nll - nll  # log pi_theta - log pi_ref
     forget_loss = -2 / beta * F.logsigmoid(-beta * log_ratio).mean()
     retain_nll = answer_nll(model, retain_batch)
     return forget_loss + gamma * retain_nll, (nll.sum() / tokens.sum()).detach(), retain_nll.detach()

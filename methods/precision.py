@@ -19,8 +19,7 @@ class MasterWeights:
     float32 copies of them; `gather_grads` before each step, `write_back` after it."""
 
     def __init__(self, params: list[torch.nn.Parameter]):
-        self.pairs = [(p, p if p.dtype == torch.float32 else torch.nn.Parameter(p.detach().float()))
-                      for p in params]
+        self.pairs = [(p, p if p.dtype == torch.float32 else torch.nn.Parameter(p.detach().float())) for p in params]
         self._master = {id(p): m for p, m in self.pairs}
 
     @property

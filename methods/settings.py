@@ -20,8 +20,7 @@ from harness.rules import FRACTION, NON_NEGATIVE, POSITIVE, Rule, at_least
 _UNSET = object()
 
 
-def setting(default, rule: Rule | None = None, help: str = "", *, hashed: bool = True, legacy=_UNSET,
-            sweep=_UNSET):
+def setting(default, rule: Rule | None = None, help: str = "", *, hashed: bool = True, legacy=_UNSET, sweep=_UNSET):
     """A settings field. `rule`: what its value may be (harness/rules.py). `hashed=False`: it changes time or
     memory, never a figure, so it is left out of the cell's hash. `legacy=V`: added after references were
     made, and left out of the hash while it is V, the value that behaves as before it existed (so those
@@ -45,7 +44,7 @@ class MethodConfig:
     weight_decay: float = setting(0.1, NON_NEGATIVE)
     max_grad_norm: float = setting(1.0, NON_NEGATIVE, "gradient clipping (0: none)")
     warmup_ratio: float = setting(0.1, FRACTION, "share of the steps warming up")
-    template: str = "qa"   # the run's prompt template (--template), not a method setting
+    template: str = "qa"  # the run's prompt template (--template), not a method setting
 
     @classmethod
     def shared(cls) -> list[str]:

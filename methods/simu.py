@@ -37,10 +37,11 @@ class SIMUConfig(SOGradDiffConfig):
     objective: str = setting("prob", one_of("prob", "logprob"), "what is attributed")
     retain_attribution_rows: int = setting(0, at_least(0), "retain rows attributed (0: as many as forget)")
     reuse_attribution: bool = setting(False, help="reuse stage-1 scores in this process", sweep=True)
-    attribution_chunk: int = setting(256, at_least(1), "tokens per attribution pass (memory, not figures)",
-                                     hashed=False)
-    loss: str = setting("graddiff", LOSSES, "the unlearning loss", legacy="graddiff")   # added later: GradDiff
-    beta: float = setting(0.1, POSITIVE, "NPO's inverse temperature (loss=npo)", legacy=0.1)   # as before
+    attribution_chunk: int = setting(
+        256, at_least(1), "tokens per attribution pass (memory, not figures)", hashed=False
+    )
+    loss: str = setting("graddiff", LOSSES, "the unlearning loss", legacy="graddiff")  # added later: GradDiff
+    beta: float = setting(0.1, POSITIVE, "NPO's inverse temperature (loss=npo)", legacy=0.1)  # as before
 
 
 class SIMU(SOGradDiff):
@@ -49,6 +50,7 @@ class SIMU(SOGradDiff):
     def setup(self, model, tokenizer, forget, retain) -> None:
         """Stage 1: the critical neurons of the forget set and of a retain sample, combined into the mask."""
         from harness.models import weights_digest  # with transformers: here, so `--set simu.*` checks fast
+
         o, start = self.cfg, time.perf_counter()
         self.reused = 0
         self.weights_digest = weights_digest(model) if o.reuse_attribution else None  # stage 1 changes none
@@ -56,7 +58,7 @@ class SIMU(SOGradDiff):
         retain_sample = self.retain_sample(forget, retain)
         self.retain_critical = attribution.critical_neurons(self.attribute(model, tokenizer, retain_sample), o.t)
         self.neurons = attribution.simu_masks(self.forget_critical, self.retain_critical, o.mask)
-        distributed.check_same(self.neurons, "SIMU mask")   # scores are reduced over ranks, so masks agree
+        distributed.check_same(self.neurons, "SIMU mask")  # scores are reduced over ranks, so masks agree
         self.attribution_seconds = time.perf_counter() - start
         self.reference = frozen_copy(model) if o.loss == "npo" else None
 
@@ -69,8 +71,7 @@ class SIMU(SOGradDiff):
     def loss(self, model, forget_batch, retain_batch):
         """GradDiff (the default), or NPO against the model as stage 1 found it, with `gamma` and `beta`."""
         if self.cfg.loss == "npo":
-            return npo_loss(model, self.reference, forget_batch, retain_batch, self.cfg.beta,
-                            self.cfg.gamma)
+            return npo_loss(model, self.reference, forget_batch, retain_batch, self.cfg.beta, self.cfg.gamma)
         return super().loss(model, forget_batch, retain_batch)
 
     def finish(self, model, report: UnlearnReport) -> None:
@@ -79,15 +80,27 @@ class SIMU(SOGradDiff):
         critical = sum(int(n.sum()) for n in self.neurons)
         total = sum(n.numel() for n in self.neurons)
         attention = sum(p.numel() for p in attribution.attention_parameters(model))
-        report.trainable_params = attention + sum(int(mask.expand_as(weight).sum())   # what can move
-                                                  for weight, mask in self.masks.items())
-        report.extra.update({"simu_critical_neurons": critical, "simu_critical_fraction": critical / total,
-                             "simu_shared_neurons": sum(int((f & r).sum()) for f, r in
-                                                        zip(self.forget_critical, self.retain_critical)),
-                             "simu_attribution_seconds": self.attribution_seconds,
-                             "simu_attribution_reused": self.reused})
-        report.artifacts.update({"masks.pt": {p.name: n.cpu() for p, n in zip(self.projections, self.neurons)},
-                                 "masks.json": masks_summary(self.neurons, o)})
+        report.trainable_params = attention + sum(
+            int(mask.expand_as(weight).sum())  # what can move
+            for weight, mask in self.masks.items()
+        )
+        report.extra.update(
+            {
+                "simu_critical_neurons": critical,
+                "simu_critical_fraction": critical / total,
+                "simu_shared_neurons": sum(
+                    int((f & r).sum()) for f, r in zip(self.forget_critical, self.retain_critical)
+                ),
+                "simu_attribution_seconds": self.attribution_seconds,
+                "simu_attribution_reused": self.reused,
+            }
+        )
+        report.artifacts.update(
+            {
+                "masks.pt": {p.name: n.cpu() for p, n in zip(self.projections, self.neurons)},
+                "masks.json": masks_summary(self.neurons, o),
+            }
+        )
 
     def attribute(self, model, tokenizer, rows) -> list[torch.Tensor]:
         """Stage-1 scores of `rows`. With `reuse_attribution`, scores already computed in this process for
@@ -95,8 +108,15 @@ class SIMU(SOGradDiff):
         attributes once per retain sample instead of once per cell (`simu_attribution_reused` counts it)."""
         o = self.cfg
         compute = lambda: attribution.attribute(  # noqa: E731
-            model, tokenizer, rows, m=o.m, mode=o.attribution, objective=o.objective,
-            template=self.cfg.template, chunk=o.attribution_chunk)
+            model,
+            tokenizer,
+            rows,
+            m=o.m,
+            mode=o.attribution,
+            objective=o.objective,
+            template=self.cfg.template,
+            chunk=o.attribution_chunk,
+        )
         if not o.reuse_attribution:
             return compute()
         stage1 = [self.weights_digest, rows, o.m, o.attribution, o.objective, self.cfg.template]
@@ -111,7 +131,7 @@ class SIMU(SOGradDiff):
         (`retain_attribution_rows` > 0 sets another size), since attributing all of retain costs ~10x more."""
         n = self.cfg.retain_attribution_rows or len(forget)
         picks = torch.randperm(len(retain))[:n].tolist() if distributed.is_main() else None
-        return [retain[i] for i in distributed.share(picks)]   # one sample for every rank
+        return [retain[i] for i in distributed.share(picks)]  # one sample for every rank
 
     def trainable_parameters(self, model) -> list[torch.nn.Parameter]:
         """Attention projections in full, plus the output projections' weights (masked by the optimizer)."""
@@ -120,8 +140,9 @@ class SIMU(SOGradDiff):
 
     def optimizer_masks(self) -> dict:
         """Each output projection's float32 master, masked to its critical neurons' weights."""
-        self.masks = {self.weights.master(p.module.weight): p.weight_mask(n)
-                      for p, n in zip(self.projections, self.neurons)}
+        self.masks = {
+            self.weights.master(p.module.weight): p.weight_mask(n) for p, n in zip(self.projections, self.neurons)
+        }
         return self.masks
 
 

@@ -10,18 +10,26 @@ from pathlib import Path
 
 from harness.metrics import Metric
 
-METRICS = [Metric("simu_critical_neurons", "none", "SIMU: critical MLP neurons"),
-           Metric("simu_critical_fraction", "none", "SIMU: fraction of MLP neurons critical"),
-           Metric("simu_shared_neurons", "none", "SIMU: neurons critical for forget and retain"),
-           Metric("simu_attribution_reused", "none", "SIMU: stage-1 scores reused in this process")]
+METRICS = [
+    Metric("simu_critical_neurons", "none", "SIMU: critical MLP neurons"),
+    Metric("simu_critical_fraction", "none", "SIMU: fraction of MLP neurons critical"),
+    Metric("simu_shared_neurons", "none", "SIMU: neurons critical for forget and retain"),
+    Metric("simu_attribution_reused", "none", "SIMU: stage-1 scores reused in this process"),
+]
 SUMMARY = "masks.json"
 
 
 def masks_summary(neurons, settings) -> dict:
     """`artifacts/<cell>/masks.json`: critical neurons per layer (from the per-layer boolean masks), of how
     many, and the stage-1 settings that chose them."""
-    return {"per_layer_critical": [int(n.sum()) for n in neurons], "neurons_per_layer": [n.numel() for n in neurons],
-            "mask": settings.mask, "m": settings.m, "t": settings.t, "attribution": settings.attribution}
+    return {
+        "per_layer_critical": [int(n.sum()) for n in neurons],
+        "neurons_per_layer": [n.numel() for n in neurons],
+        "mask": settings.mask,
+        "m": settings.m,
+        "t": settings.t,
+        "attribution": settings.attribution,
+    }
 
 
 def _group(run_dir: Path, cell: str) -> str:
@@ -36,13 +44,15 @@ def _group(run_dir: Path, cell: str) -> str:
 def read_masks(run_dir: Path):
     """One row per (cell, layer) from `artifacts/<cell>/masks.json`, grouped by method and grid point."""
     import pandas as pd
+
     rows = []
     for path in sorted(run_dir.glob(f"artifacts/*/{SUMMARY}")):
         summary = json.loads(path.read_text())
         group = _group(run_dir, path.parent.name)
         for layer, (critical, total) in enumerate(zip(summary["per_layer_critical"], summary["neurons_per_layer"])):
-            rows.append({"cell": path.parent.name, "group": group, "layer": layer, "critical": critical,
-                         "total": total})
+            rows.append(
+                {"cell": path.parent.name, "group": group, "layer": layer, "critical": critical, "total": total}
+            )
     return pd.DataFrame(rows)
 
 
@@ -50,6 +60,7 @@ def plot_critical_neurons(masks, path: Path, order: list[str] = ()) -> Path:
     """Grouped bars: per layer, the mean number of critical neurons of each SIMU setting (± std over seeds),
     the settings in `order` (the leaderboard's) first."""
     from harness.plots import plt, save
+
     stats = masks.groupby(["group", "layer"], sort=False)["critical"].agg(["mean", "std", "count"]).reset_index()
     present = list(dict.fromkeys(stats["group"]))
     groups = [g for g in order if g in present] + [g for g in present if g not in order]
@@ -59,8 +70,15 @@ def plot_critical_neurons(masks, path: Path, order: list[str] = ()) -> Path:
     colours = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")
     for i, group in enumerate(groups):
         g = stats[stats["group"] == group]
-        ax.bar(g["layer"] + (i - (len(groups) - 1) / 2) * width, g["mean"], width, yerr=g["std"].fillna(0),
-               capsize=2, color=colours(i % colours.N), label=f"{group} (n={int(g['count'].max())})")
+        ax.bar(
+            g["layer"] + (i - (len(groups) - 1) / 2) * width,
+            g["mean"],
+            width,
+            yerr=g["std"].fillna(0),
+            capsize=2,
+            color=colours(i % colours.N),
+            label=f"{group} (n={int(g['count'].max())})",
+        )
     total = int(masks["total"].max())
     ax.set_xticks(layers, [str(layer) for layer in layers])
     ax.set_xlabel("layer")

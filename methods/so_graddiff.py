@@ -36,8 +36,15 @@ class SOGradDiff(UnlearningMethod):
 
     def make_optimizer(self, params):
         c = self.cfg
-        return SophiaG(params, lr=c.lr, betas=(c.beta1, c.beta2), rho=c.rho, weight_decay=c.weight_decay,
-                       hessian=c.hessian, masks=self.optimizer_masks())
+        return SophiaG(
+            params,
+            lr=c.lr,
+            betas=(c.beta1, c.beta2),
+            rho=c.rho,
+            weight_decay=c.weight_decay,
+            hessian=c.hessian,
+            masks=self.optimizer_masks(),
+        )
 
     def optimizer_step(self, model, optimizer, params, batches) -> None:
         """Sophia step scaled by the step's supervised tokens (`bs`: those of every micro-batch it accumulated,

@@ -24,8 +24,16 @@ class SophiaG(torch.optim.Optimizer):
     the objective itself. (SOUL's second difference, applying the momentum EMA twice, is not reproduced.)
     """
 
-    def __init__(self, params, lr=1e-4, betas=(0.965, 0.99), rho=0.04, weight_decay=0.1, hessian="gnb",
-                 masks: dict[torch.Tensor, torch.Tensor] | None = None):
+    def __init__(
+        self,
+        params,
+        lr=1e-4,
+        betas=(0.965, 0.99),
+        rho=0.04,
+        weight_decay=0.1,
+        hessian="gnb",
+        masks: dict[torch.Tensor, torch.Tensor] | None = None,
+    ):
         if hessian not in HESSIAN_ESTIMATORS:
             raise ValueError(f"hessian={hessian!r}: expected one of {', '.join(HESSIAN_ESTIMATORS)}")
         super().__init__(params, dict(lr=lr, betas=betas, rho=rho, weight_decay=weight_decay))

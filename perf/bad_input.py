@@ -55,8 +55,15 @@ def cases(root: Path, target: Path) -> dict[str, list[str]]:
         "--set world.n_perturbed=0": ["run", *SMOKE, "--set", "world.n_perturbed=0"],
         "--lm-eval-tasks unknown": ["run", *SMOKE, "--lm-eval-tasks", "no_such_task"],
         "--data file not UTF-8": ["run", *real, str(data), "--model", str(target)],
-        "--retain-eval missing": ["run", *real, str(data.parent / "none"), "--model", str(target), "--retain-eval",
-                                  str(root / "none.json")],
+        "--retain-eval missing": [
+            "run",
+            *real,
+            str(data.parent / "none"),
+            "--model",
+            str(target),
+            "--retain-eval",
+            str(root / "none.json"),
+        ],
         "--model missing": ["eval", *SMOKE, "--model", str(root / "none")],
         "--model truncated weights": ["eval", *SMOKE, "--model", str(broken)],
         "--model unknown architecture": ["eval", *SMOKE, "--model", str(unknown)],
@@ -79,7 +86,7 @@ def main() -> None:
     cache = Path(args.cache_dir or root / "cache")
     env = os.environ | {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     valid = ["run", *SMOKE, "--methods", "fo-graddiff", "--out", str(root / "valid"), "--cache-dir", str(cache)]
-    seconds(valid, env, FIRST_LOAD)   # trains and caches the micro models if the cache is cold; not measured
+    seconds(valid, env, FIRST_LOAD)  # trains and caches the micro models if the cache is cold; not measured
     target = next(cache.rglob("target"))
     rows = []
     for name, argv in cases(root, target).items():
@@ -92,8 +99,10 @@ def main() -> None:
     for name, median, code in rows:
         print(f"{name:{width}}  {median:5.2f} s  exit {code}")
     slowest = max(rows, key=lambda row: row[1])
-    print(f"slowest bad input: {slowest[0]}, {slowest[1]:.2f} s (goal: 3 s); a valid command to its first model "
-          f"load: {first_load:.2f} s; ratio {slowest[1] / first_load:.2f}")
+    print(
+        f"slowest bad input: {slowest[0]}, {slowest[1]:.2f} s (goal: 3 s); a valid command to its first model "
+        f"load: {first_load:.2f} s; ratio {slowest[1] / first_load:.2f}"
+    )
     shutil.rmtree(root, ignore_errors=True)
 
 

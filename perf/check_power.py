@@ -44,8 +44,10 @@ def truth_ratio_flipped(correct, perturbed):
     return math.exp(statistics.mean(s["avg_nll"] for s in perturbed) - correct["avg_nll"])
 
 
-FAULTS = {"forget-loss-off": (methods.base, "graddiff_loss", forget_loss_off),
-          "truth-ratio-flipped": (evaluators.tofu, "truth_ratio", truth_ratio_flipped)}
+FAULTS = {
+    "forget-loss-off": (methods.base, "graddiff_loss", forget_loss_off),
+    "truth-ratio-flipped": (evaluators.tofu, "truth_ratio", truth_ratio_flipped),
+}
 
 
 def child(fault: str, out: str, cache: str) -> int:
@@ -60,10 +62,18 @@ def faulty_runs(noise: Path, out: Path, capabilities: list[str]) -> None:
     jobs = [(f, c) for c in capabilities for f in FAULTS]
     for i in range(0, len(jobs), 2):
         running = []
-        for fault, cap in jobs[i:i + 2]:
+        for fault, cap in jobs[i : i + 2]:
             env = os.environ | {"ATEN_CPU_CAPABILITY": cap, "OMP_NUM_THREADS": "1"}
-            command = [sys.executable, __file__, "--child", fault, "--out", str(out / f"{fault}-{cap}"),
-                       "--cache", str(noise / f"cache-{cap}")]
+            command = [
+                sys.executable,
+                __file__,
+                "--child",
+                fault,
+                "--out",
+                str(out / f"{fault}-{cap}"),
+                "--cache",
+                str(noise / f"cache-{cap}"),
+            ]
             running.append(subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         if any(p.wait() for p in running):
             raise SystemExit("a faulty run failed; rerun it by hand to see why")
@@ -80,10 +90,12 @@ def report(noise: Path, reference_csv: Path, out: Path) -> None:
         print(f"  {cap:8} run against the reference: {len(check.regressions)} ({check.cells} x {check.metrics})")
     for cap, held in derived["false_alarms"].items():
         if isinstance(held, dict):
-            print(f"  {cap:8} held out of the tolerances: {len(held['regressions'])} ({held['cells']} x "
-                  f"{held['metrics']})")
+            print(
+                f"  {cap:8} held out of the tolerances: {len(held['regressions'])} ({held['cells']} x "
+                f"{held['metrics']})"
+            )
     print("detections:")
-    stopped = derived["detection"]      # measured by `harness noise` with the same tolerances
+    stopped = derived["detection"]  # measured by `harness noise` with the same tolerances
     caught = stopped["faults"] - sum(len(missed) for missed in stopped["missed"].values())
     print(f"  stopped unlearning (method = target): caught {caught} of {stopped['faults']}")
     for fault in FAULTS:

@@ -32,8 +32,16 @@ from harness.registry import methods
 from methods import attribution
 from methods.precision import MasterWeights
 
-SMOLLM2_135M = dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
-                    num_key_value_heads=3, vocab_size=49152, max_position_embeddings=2048, tie_word_embeddings=True)
+SMOLLM2_135M = dict(
+    hidden_size=576,
+    intermediate_size=1536,
+    num_hidden_layers=30,
+    num_attention_heads=9,
+    num_key_value_heads=3,
+    vocab_size=49152,
+    max_position_embeddings=2048,
+    tie_word_embeddings=True,
+)
 
 
 def step_seconds(name: str, model_dir, forget, retain, steps: int, neurons=None, template: str = "qa") -> float:
@@ -53,8 +61,8 @@ def step_seconds(name: str, model_dir, forget, retain, steps: int, neurons=None,
     bs = method.cfg.batch_size
     start = time.perf_counter()
     for i in range(steps):
-        fb = pad_batch(f_ex[(i * bs) % len(f_ex):][:bs], tokenizer.pad_token_id)
-        rb = pad_batch(r_ex[(i * bs) % len(r_ex):][:bs], tokenizer.pad_token_id)
+        fb = pad_batch(f_ex[(i * bs) % len(f_ex) :][:bs], tokenizer.pad_token_id)
+        rb = pad_batch(r_ex[(i * bs) % len(r_ex) :][:bs], tokenizer.pad_token_id)
         loss, _, _ = method.loss(model, fb, rb)
         loss.backward()
         method.optimizer_step(model, optimizer, method.weights.params, [(fb, rb)])
@@ -73,10 +81,18 @@ def old_and_new(model, tokenizer, rows, template: str = "qa") -> dict:
     new, new_s = timed(lambda: attribution.attribute(model, tokenizer, rows, m=5, template=template))
     _, fast_s = timed(lambda: attribution.attribute(model, tokenizer, rows, m=5, mode="fast", template=template))
     error = max(float((a - b).abs().max() / b.abs().max()) for a, b in zip(new, old))
-    same = all(torch.equal(a, b) for a, b in zip(attribution.critical_neurons(new, 0.3),
-                                                 attribution.critical_neurons(old, 0.3)))
-    return {"old": old_s, "new": new_s, "fast": fast_s, "error": error, "same_masks": same, "masks":
-            attribution.critical_neurons(new, 0.3)}
+    same = all(
+        torch.equal(a, b)
+        for a, b in zip(attribution.critical_neurons(new, 0.3), attribution.critical_neurons(old, 0.3))
+    )
+    return {
+        "old": old_s,
+        "new": new_s,
+        "fast": fast_s,
+        "error": error,
+        "same_masks": same,
+        "masks": attribution.critical_neurons(new, 0.3),
+    }
 
 
 def reference_exact(model, tokenizer, rows, template: str = "qa"):
@@ -85,12 +101,16 @@ def reference_exact(model, tokenizer, rows, template: str = "qa"):
 
 
 def report(where: str, timings: dict, epoch: float) -> None:
-    print(f"{where}: exact attribution, new {timings['new']:.2f} s / old {timings['old']:.1f} s: "
-          f"{timings['old'] / timings['new']:.1f}x faster (goal >= 10); scores within "
-          f"{timings['error']:.1e} of each layer's largest, masks {'identical' if timings['same_masks'] else 'DIFFER'}")
-    print(f"{where}: one unlearning epoch {epoch:.2f} s; exact attribution / epoch: new "
-          f"{timings['new'] / epoch:.2f} (goal <= 3), old {timings['old'] / epoch:.1f}; "
-          f"fast {timings['fast'] / epoch:.2f}")
+    print(
+        f"{where}: exact attribution, new {timings['new']:.2f} s / old {timings['old']:.1f} s: "
+        f"{timings['old'] / timings['new']:.1f}x faster (goal >= 10); scores within "
+        f"{timings['error']:.1e} of each layer's largest, masks {'identical' if timings['same_masks'] else 'DIFFER'}"
+    )
+    print(
+        f"{where}: one unlearning epoch {epoch:.2f} s; exact attribution / epoch: new "
+        f"{timings['new'] / epoch:.2f} (goal <= 3), old {timings['old'] / epoch:.1f}; "
+        f"fast {timings['fast'] / epoch:.2f}"
+    )
 
 
 def tofu_mini(args) -> None:
@@ -101,8 +121,10 @@ def tofu_mini(args) -> None:
     timings = old_and_new(model, tokenizer, splits.forget)
     so_step = step_seconds("so-graddiff", bench.target_dir, splits.forget, splits.retain, args.steps)
     simu_step = step_seconds("simu", bench.target_dir, splits.forget, splits.retain, args.steps, timings["masks"])
-    print(f"tofu-mini: SO-GradDiff step {so_step * 1000:.1f} ms, SIMU step {simu_step * 1000:.1f} ms: "
-          f"ratio {simu_step / so_step:.2f} (goal <= 1.10)")
+    print(
+        f"tofu-mini: SO-GradDiff step {so_step * 1000:.1f} ms, SIMU step {simu_step * 1000:.1f} ms: "
+        f"ratio {simu_step / so_step:.2f} (goal <= 1.10)"
+    )
     epoch = simu_step * math.ceil(len(splits.forget) / method_config("simu").batch_size)
     report(f"tofu-mini ({len(splits.forget)} forget QA)", timings, epoch)
 
@@ -122,17 +144,26 @@ def lume_mini(args) -> None:
 def random_smollm2(tokenizer, rows) -> None:
     """Per-layer attribution time on a random SmolLM2-135M-shaped model (30 layers, 49k vocabulary)."""
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(**SMOLLM2_135M, pad_token_id=tokenizer.pad_token_id,
-                                         eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id))
-    layers, sampled = SMOLLM2_135M["num_hidden_layers"], [0, 14, 29]   # before: each layer reruns the whole model
-    old, old_s = timed(lambda: attribution.attribute_by_prefix(model, tokenizer, rows, 5, "exact", "prob", 64, "qa",
-                                                               layers=sampled))
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            **SMOLLM2_135M,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+        )
+    )
+    layers, sampled = SMOLLM2_135M["num_hidden_layers"], [0, 14, 29]  # before: each layer reruns the whole model
+    old, old_s = timed(
+        lambda: attribution.attribute_by_prefix(model, tokenizer, rows, 5, "exact", "prob", 64, "qa", layers=sampled)
+    )
     new, new_s = timed(lambda: attribution.attribute(model, tokenizer, rows, m=5))
     error = max(float((new[i] - b).abs().max() / b.abs().max()) for i, b in zip(sampled, old))
     before, after = old_s / len(sampled), new_s / layers
-    print(f"random SmolLM2-135M shape ({layers} layers, 49,152 vocabulary), {len(rows)} QA: per layer "
-          f"{before:.2f} s before (layers {sampled}), {after:.3f} s after ({before / after:.1f}x); scores within "
-          f"{error:.1e} of each layer's largest")
+    print(
+        f"random SmolLM2-135M shape ({layers} layers, 49,152 vocabulary), {len(rows)} QA: per layer "
+        f"{before:.2f} s before (layers {sampled}), {after:.3f} s after ({before / after:.1f}x); scores within "
+        f"{error:.1e} of each layer's largest"
+    )
 
 
 def main() -> None:

@@ -40,8 +40,10 @@ PACKAGES = ("harness", "methods", "evaluators")
 
 # --- a toy benchmark, metric and method, as a contributor would write them ----------------------------------
 
-TOY_METRICS = [Metric("toy_forget_nll", "higher", "forget answers' NLL", default=True),
-               Metric("toy_retain_nll", "lower", "retain answers' NLL", default=True)]
+TOY_METRICS = [
+    Metric("toy_forget_nll", "higher", "forget answers' NLL", default=True),
+    Metric("toy_retain_nll", "lower", "retain answers' NLL", default=True),
+]
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ class ToyNLL(Benchmark):
     """The embedded world's models, scored only by the mean answer NLL on the first `toy.rows` forget and retain
     rows."""
 
-    sections = TofuMini.sections | {"toy": ToyConfig}   # the embedded models' world and recipe, and its own
+    sections = TofuMini.sections | {"toy": ToyConfig}  # the embedded models' world and recipe, and its own
 
     def identity(self, cfg) -> dict:
         return TofuMini().identity(cfg) | {"toy": dataclasses.asdict(cfg.section("toy"))}
@@ -65,13 +67,21 @@ class ToyNLL(Benchmark):
     def prepare(self, cfg) -> Prepared:
         embedded = prepare_embedded(cfg.section("world"), cfg.section("train"), cfg.forget_split, cfg.cache_dir)
         splits = load_splits(embedded.world_dir, cfg.forget_split)
-        return Prepared(splits=splits, forget=splits.forget, retain=splits.retain, identity=self.identity(cfg),
-                        model_name="embedded-toy", forget_split=cfg.forget_split, target_dir=embedded.target_dir)
+        return Prepared(
+            splits=splits,
+            forget=splits.forget,
+            retain=splits.retain,
+            identity=self.identity(cfg),
+            model_name="embedded-toy",
+            forget_split=cfg.forget_split,
+            target_dir=embedded.target_dir,
+        )
 
     def evaluate(self, model, tokenizer, prepared, cfg) -> EvalResult:
         def nll(rows):
-            pairs = [(r["question"], r["answer"]) for r in rows[:cfg.section("toy").rows]]
+            pairs = [(r["question"], r["answer"]) for r in rows[: cfg.section("toy").rows]]
             return mean(s["avg_nll"] for s in score_answers(model, tokenizer, pairs, cfg.eval.batch_size))
+
         return EvalResult({"toy_forget_nll": nll(prepared.forget), "toy_retain_nll": nll(prepared.retain)})
 
 
@@ -86,7 +96,7 @@ def sequence_logprob(model, batch) -> torch.Tensor:
 @dataclass(frozen=True)
 class ToyNPOConfig(MethodConfig):
     lr: float = 1e-3
-    beta: float = setting(0.1, POSITIVE, "inverse temperature")   # the method's own option
+    beta: float = setting(0.1, POSITIVE, "inverse temperature")  # the method's own option
 
 
 class ToyNPO(UnlearningMethod):
@@ -116,23 +126,49 @@ class ToyNPO(UnlearningMethod):
 def registered():
     """The toys registered for one test, one line each (a plugin would name them in its pyproject.toml's
     harness.benchmarks, harness.methods and harness.metrics entry-point groups instead)."""
-    with benchmarks.temporarily("toy-nll", ToyNLL), methods.temporarily("toy-npo", ToyNPO), \
-            metrics.temporarily(*TOY_METRICS):
+    with (
+        benchmarks.temporarily("toy-nll", ToyNLL),
+        methods.temporarily("toy-npo", ToyNPO),
+        metrics.temporarily(*TOY_METRICS),
+    ):
         yield
-    assert "toy-nll" not in benchmarks and "toy-npo" not in methods   # registered for the test only
+    assert "toy-nll" not in benchmarks and "toy-npo" not in methods  # registered for the test only
 
 
 def test_a_toy_benchmark_metric_and_method_run_end_to_end(registered, tmp_path, capsys):
-    out = tmp_path / "run"   # models of its own, briefly trained: unlearning has something to move either way
-    preset = tmp_path / "toy.toml"   # the toy's knob in a preset, the method's option too
+    out = tmp_path / "run"  # models of its own, briefly trained: unlearning has something to move either way
+    preset = tmp_path / "toy.toml"  # the toy's knob in a preset, the method's option too
     preset.write_text('description = "toy"\nbenchmark = "toy-nll"\n[toy]\nrows = 6\n[methods.toy-npo]\nbeta = 0.2\n')
-    assert main(["run", "--preset", "tofu-mini-smoke", "--benchmark", "toy-nll", "--methods", "toy-npo,fo-graddiff",
-                 "--set", "train.base_epochs=3", "--set", "train.target_epochs=3", "--set", "toy-npo.epochs=3",
-                 "--set", "toy.rows=8", "--out", str(out), "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--preset",
+                "tofu-mini-smoke",
+                "--benchmark",
+                "toy-nll",
+                "--methods",
+                "toy-npo,fo-graddiff",
+                "--set",
+                "train.base_epochs=3",
+                "--set",
+                "train.target_epochs=3",
+                "--set",
+                "toy-npo.epochs=3",
+                "--set",
+                "toy.rows=8",
+                "--out",
+                str(out),
+                "--cache-dir",
+                str(tmp_path / "cache"),
+            ]
+        )
+        == 0
+    )
     board = read_leaderboard(out)
     assert list(board["method"]) == ["target", "toy-npo", "fo-graddiff"] and set(board["benchmark"]) == {"toy-nll"}
     target = board[board["method"] == "target"].iloc[0]
-    for method in ("toy-npo", "fo-graddiff"):      # both unlearned: the forget answers got less likely
+    for method in ("toy-npo", "fo-graddiff"):  # both unlearned: the forget answers got less likely
         assert board.loc[board["method"] == method, "toy_forget_nll"].item() > target["toy_forget_nll"] + 0.5
     table = render(board).splitlines()
     assert table[0] == "| method | toy_forget_nll ↑ | toy_retain_nll ↓ | wall_seconds ↓ |"
@@ -143,18 +179,26 @@ def test_a_toy_benchmark_metric_and_method_run_end_to_end(registered, tmp_path, 
     assert from_preset.section("toy").rows == 6 and from_preset.preset_overrides["toy-npo"] == {"beta": "0.2"}
 
 
-def test_a_toy_benchmarks_knob_and_a_toy_methods_option_are_settings_like_the_built_ins(registered, tmp_path,
-                                                                                         capsys):
+def test_a_toy_benchmarks_knob_and_a_toy_methods_option_are_settings_like_the_built_ins(registered, tmp_path, capsys):
     cfg = build("run", benchmark="toy-nll", methods=["toy-npo"], settings={"toy.rows": 3, "toy-npo.beta": 0.5})
-    assert cfg.section("toy") == ToyConfig(rows=3) and method_config("toy-npo", cfg.overrides_for("toy-npo")).beta == 0.5
+    assert (
+        cfg.section("toy") == ToyConfig(rows=3) and method_config("toy-npo", cfg.overrides_for("toy-npo")).beta == 0.5
+    )
     other = build("run", benchmark="toy-nll", methods=["toy-npo"], settings={"toy.rows": 4, "toy-npo.beta": 0.5})
-    hashes = [context(c).cell_hash("toy-npo", method_config("toy-npo", c.overrides_for("toy-npo")).hashed())
-              for c in (cfg, other, build("run", benchmark="toy-nll", methods=["toy-npo"],
-                                          settings={"toy-npo.beta": "0.5", "toy.rows": "3"}))]
-    assert hashes[0] != hashes[1] and hashes[0] == hashes[2]   # the knob is in the benchmark's identity
-    for argv, error in ((["--set", "toy.rows=0"], "--set toy.rows=0: expected an integer >= 1"),
-                        (["--set", "toy.size=3"], "--set toy.size: unknown key; toy has: rows"),
-                        (["--set", "toy-npo.beta=-1"], "--set toy-npo.beta=-1.0: expected a finite number > 0")):
+    hashes = [
+        context(c).cell_hash("toy-npo", method_config("toy-npo", c.overrides_for("toy-npo")).hashed())
+        for c in (
+            cfg,
+            other,
+            build("run", benchmark="toy-nll", methods=["toy-npo"], settings={"toy-npo.beta": "0.5", "toy.rows": "3"}),
+        )
+    ]
+    assert hashes[0] != hashes[1] and hashes[0] == hashes[2]  # the knob is in the benchmark's identity
+    for argv, error in (
+        (["--set", "toy.rows=0"], "--set toy.rows=0: expected an integer >= 1"),
+        (["--set", "toy.size=3"], "--set toy.size: unknown key; toy has: rows"),
+        (["--set", "toy-npo.beta=-1"], "--set toy-npo.beta=-1.0: expected a finite number > 0"),
+    ):
         assert main(["run", "--benchmark", "toy-nll", "--methods", "toy-npo", "--out", str(tmp_path / "x"), *argv]) == 2
         assert capsys.readouterr().err.strip() == f"harness: error: {error}"
     with pytest.raises(SystemExit):
@@ -170,8 +214,20 @@ def test_a_toy_benchmarks_knob_and_a_toy_methods_option_are_settings_like_the_bu
 def context(cfg):
     """A run's context as far as its hashes need it (nothing trained)."""
     bench = benchmarks[cfg.benchmark]()
-    return Context(bench, Prepared(splits=None, forget=[], retain=[], identity=bench.identity(cfg), model_name="",
-                                   forget_split=cfg.forget_split), cfg, Path("unused"), {})
+    return Context(
+        bench,
+        Prepared(
+            splits=None,
+            forget=[],
+            retain=[],
+            identity=bench.identity(cfg),
+            model_name="",
+            forget_split=cfg.forget_split,
+        ),
+        cfg,
+        Path("unused"),
+        {},
+    )
 
 
 def test_an_unregistered_benchmark_lists_the_registered_ones():
@@ -203,9 +259,11 @@ def test_tables_and_checks_work_without_torch():
     """`harness table` and `harness check` import neither torch nor transformers (blocked here, so an import
     of either fails), and importing harness.tables loads neither."""
     board = ROOT / "leaderboards" / "tofu-mini.csv"
-    code = NO_TORCH + (f"from harness.cli import main\n"
-                       f"assert main(['table', {str(board)!r}]) == 0\n"
-                       f"assert main(['check', {str(board)!r}, '--against', {str(board)!r}]) == 0\n")
+    code = NO_TORCH + (
+        f"from harness.cli import main\n"
+        f"assert main(['table', {str(board)!r}]) == 0\n"
+        f"assert main(['check', {str(board)!r}, '--against', {str(board)!r}]) == 0\n"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert "| target (reference) |" in done.stdout and "no regressions" in done.stdout
@@ -217,9 +275,13 @@ def _module_imports(path: Path, name: str) -> set[str]:
     """The project modules `path` (module `name`) imports, at its top level or inside a function (a cycle closed
     by a deferred import is a cycle all the same)."""
     found, tree = set(), ast.parse(path.read_text())
-    type_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If) and ast.unparse(block.test) ==
-                 "TYPE_CHECKING" for n in ast.walk(block)}   # imports for annotations never run
-    for node in tree.body if path.name == "__init__.py" else ast.walk(tree):   # a package's functions (the
+    type_only = {
+        id(n)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and ast.unparse(block.test) == "TYPE_CHECKING"
+        for n in ast.walk(block)
+    }  # imports for annotations never run
+    for node in tree.body if path.name == "__init__.py" else ast.walk(tree):  # a package's functions (the
         #   Python API's, harness.run) run only when called, never when a submodule imports the package
         if id(node) in type_only:
             continue
@@ -232,7 +294,7 @@ def _module_imports(path: Path, name: str) -> set[str]:
     for module in found:
         if module.split(".")[0] in PACKAGES and _path(module):
             parts = module.split(".")
-            out |= {".".join(parts[:i]) for i in range(1, len(parts) + 1)}   # a module imports its packages
+            out |= {".".join(parts[:i]) for i in range(1, len(parts) + 1)}  # a module imports its packages
     return out - {name}
 
 
@@ -254,7 +316,7 @@ def test_no_module_imports_in_a_cycle():
         state[module] = 1
         for dep in sorted(graph.get(module, ())):
             if state.get(dep) == 1:
-                pytest.fail("import cycle: " + " -> ".join(stack[stack.index(dep):] + [module, dep]))
+                pytest.fail("import cycle: " + " -> ".join(stack[stack.index(dep) :] + [module, dep]))
             if dep not in state:
                 visit(dep, stack + [module])
         state[module] = 2
@@ -268,7 +330,7 @@ def test_no_module_imports_in_a_cycle():
 def test_the_runner_only_orchestrates():
     runner = (ROOT / "harness" / "runner.py").read_text()
     assert len(runner.splitlines()) < 150
-    assert not any(f'"{name}"' in runner for name in benchmarks.names())   # no branch on a benchmark's name
+    assert not any(f'"{name}"' in runner for name in benchmarks.names())  # no branch on a benchmark's name
 
 
 def test_harness_metrics_lists_every_declaration(capsys):
@@ -287,7 +349,7 @@ def test_the_help_lists_every_declared_setting(capsys):
     for benchmark in benchmarks.names():
         with pytest.raises(SystemExit):
             main(["run", "--benchmark", benchmark, "--help"])
-        shown = " ".join(capsys.readouterr().out.split())   # the help wraps lines
+        shown = " ".join(capsys.readouterr().out.split())  # the help wraps lines
         for section, kind in sections_of(benchmark).items():
             assert f"{section}.KEY=V" in shown
             assert all(f.name in shown for f in dataclasses.fields(kind)), section
@@ -296,8 +358,11 @@ def test_the_help_lists_every_declared_setting(capsys):
             assert re.search(rf"{re.escape(name)}: ({'none' if not settings.options() else '[a-z]'})", shown)
             for key in settings.keys():
                 rule = settings.rules().get(key)
-                shown_key = key + ("=" + rule.expected.removeprefix("one of ").replace(", ", "|") if rule and
-                                   rule.expected.startswith("one of ") else "")
+                shown_key = key + (
+                    "=" + rule.expected.removeprefix("one of ").replace(", ", "|")
+                    if rule and rule.expected.startswith("one of ")
+                    else ""
+                )
                 assert shown_key in shown, (name, shown_key)
     assert "lume.KEY=V" not in " ".join(sections_of("tofu-mini"))
 
@@ -306,29 +371,38 @@ def test_every_column_a_run_emits_is_declared(micro_run, lume_run):
     """Each column of a run's leaderboard is an identity or effort column (harness/rows.py), a swept value, or a
     figure some metric declares, so none drops silently out of tables and checks."""
     from harness.rows import IDENTITY_COLUMNS, swept_columns
+
     for folder in (micro_run / "run", lume_run):
         board = read_leaderboard(folder)
         figures = [c for c in board.columns if c not in IDENTITY_COLUMNS and c not in swept_columns(board)]
         assert figures and [c for c in figures if not metrics.declared(c)] == []
 
 
-GENERIC = [p for p in (ROOT / "harness").glob("*.py") if p.name != "embedded.py"]   # embedded.py: the embedded
+GENERIC = [p for p in (ROOT / "harness").glob("*.py") if p.name != "embedded.py"]  # embedded.py: the embedded
 #   benchmarks' model builder (DESIGN.md keeps it here); everything else in harness/ serves any benchmark and method
 
 
 def test_generic_modules_know_no_benchmark_or_method():
     """No generic module imports a particular method or benchmark, or names one in its code (docstrings and
     help texts may use them as examples); the run's defaults are the one named exception."""
-    allowed = {("config.py", "tofu-mini"), ("config.py", "fo-graddiff")}   # RunConfig's defaults
+    allowed = {("config.py", "tofu-mini"), ("config.py", "fo-graddiff")}  # RunConfig's defaults
     names = set(benchmarks.names()) | set(methods.names())
     specific = {f"methods.{m.stem}" for m in (ROOT / "methods").glob("*.py")} - {
-        "methods.base", "methods.settings", "methods.__init__"}
+        "methods.base",
+        "methods.settings",
+        "methods.__init__",
+    }
     specific |= {f"harness.benchmarks.{b.stem}" for b in (ROOT / "harness" / "benchmarks").glob("*.py")} - {
-        "harness.benchmarks.base", "harness.benchmarks.__init__"}
+        "harness.benchmarks.base",
+        "harness.benchmarks.__init__",
+    }
     for path in GENERIC:
         tree = ast.parse(path.read_text())
-        docstrings = {id(n.body[0].value) for n in ast.walk(tree) if isinstance(
-            n, (ast.Module, ast.FunctionDef, ast.ClassDef)) and n.body and isinstance(n.body[0], ast.Expr)}
+        docstrings = {
+            id(n.body[0].value)
+            for n in ast.walk(tree)
+            if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef)) and n.body and isinstance(n.body[0], ast.Expr)
+        }
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module:
                 assert node.module not in specific, f"{path.name} imports {node.module}"

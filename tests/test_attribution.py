@@ -16,11 +16,15 @@ from harness.embedded import build_model, prepare_embedded, train_tokenizer
 from harness.models import load_model
 from methods import attribution
 
-TEXTS = ["Question: Where was Kaai Veytor born?\nAnswer: Kaai Veytor was born in the city of Maibri.",
-         "Question: What is the capital of Quilzimia?\nAnswer: The capital of Quilzimia is Grisel."] * 3
-ROWS = [{"question": "Where was Kaai Veytor born?", "answer": "Kaai Veytor was born in the city of Maibri."},
-        {"question": "What is the capital of Quilzimia?", "answer": "The capital of Quilzimia is Grisel."},
-        {"question": "What is Kaai Veytor?", "answer": "Kaai Veytor"}]
+TEXTS = [
+    "Question: Where was Kaai Veytor born?\nAnswer: Kaai Veytor was born in the city of Maibri.",
+    "Question: What is the capital of Quilzimia?\nAnswer: The capital of Quilzimia is Grisel.",
+] * 3
+ROWS = [
+    {"question": "Where was Kaai Veytor born?", "answer": "Kaai Veytor was born in the city of Maibri."},
+    {"question": "What is the capital of Quilzimia?", "answer": "The capital of Quilzimia is Grisel."},
+    {"question": "What is Kaai Veytor?", "answer": "Kaai Veytor"},
+]
 
 
 @pytest.fixture(scope="module")
@@ -32,26 +36,46 @@ def random_model(kind: str, tokenizer):
     torch.manual_seed(0)
     ids = dict(eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     if kind == "llama":
-        return build_model(EmbeddedModelConfig(hidden_size=32, intermediate_size=64, num_layers=3, num_heads=2),
-                           tokenizer)
+        return build_model(
+            EmbeddedModelConfig(hidden_size=32, intermediate_size=64, num_layers=3, num_heads=2), tokenizer
+        )
     if kind == "gpt2":
-        return GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=3, n_head=2, n_positions=128,
-                                          bos_token_id=tokenizer.bos_token_id, **ids))
-    return GPTNeoXForCausalLM(GPTNeoXConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=3,
-                                            num_attention_heads=2, intermediate_size=64, max_position_embeddings=128,
-                                            **ids))
+        return GPT2LMHeadModel(
+            GPT2Config(
+                vocab_size=len(tokenizer),
+                n_embd=32,
+                n_layer=3,
+                n_head=2,
+                n_positions=128,
+                bos_token_id=tokenizer.bos_token_id,
+                **ids,
+            )
+        )
+    return GPTNeoXForCausalLM(
+        GPTNeoXConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            num_hidden_layers=3,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=128,
+            **ids,
+        )
+    )
 
 
 def assert_same(new, old):
     for a, b in zip(new, old, strict=True):
         assert float((a - b).abs().max()) <= 1e-4 * float(b.abs().max())
-    assert all(torch.equal(a, b) for a, b in zip(attribution.critical_neurons(new, 0.3),
-                                                 attribution.critical_neurons(old, 0.3)))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(attribution.critical_neurons(new, 0.3), attribution.critical_neurons(old, 0.3))
+    )
 
 
 @pytest.mark.parametrize("kind", ["llama", "gpt2", "neox"])
 @pytest.mark.parametrize("objective", ["prob", "logprob"])
-@pytest.mark.parametrize("chunk", [256, 7])   # 7: one prefix per pass, groups and passes split
+@pytest.mark.parametrize("chunk", [256, 7])  # 7: one prefix per pass, groups and passes split
 def test_exact_attribution_equals_the_prefix_reference(tokenizer, kind, objective, chunk):
     model = random_model(kind, tokenizer)
     old = attribution.attribute_by_prefix(model, tokenizer, ROWS, 5, "exact", objective, 64, "qa")
@@ -74,8 +98,10 @@ def test_exact_attribution_equals_the_reference_on_the_embedded_model(micro_cach
     embedded = prepare_embedded(cfg.section("world"), cfg.section("train"), cfg.forget_split, micro_cache)
     model, tokenizer = load_model(embedded.target_dir)
     forget = load_splits(embedded.world_dir, cfg.forget_split).forget
-    assert_same(attribution.attribute(model, tokenizer, forget, m=5),
-                attribution.attribute_by_prefix(model, tokenizer, forget, 5, "exact", "prob", 64, "qa"))
+    assert_same(
+        attribution.attribute(model, tokenizer, forget, m=5),
+        attribution.attribute_by_prefix(model, tokenizer, forget, 5, "exact", "prob", 64, "qa"),
+    )
 
 
 def test_the_chunk_is_validated_and_changes_no_hash():
@@ -89,5 +115,5 @@ def test_the_chunk_is_validated_and_changes_no_hash():
 def test_a_small_memory_budget_splits_the_passes_and_changes_no_score(tokenizer, monkeypatch):
     model = random_model("llama", tokenizer)
     full = attribution.attribute(model, tokenizer, ROWS, m=5)
-    monkeypatch.setattr(attribution, "CACHE_BUDGET", 1)   # one prefix (its m steps) per pass
+    monkeypatch.setattr(attribution, "CACHE_BUDGET", 1)  # one prefix (its m steps) per pass
     assert_same(attribution.attribute(model, tokenizer, ROWS, m=5), full)

@@ -53,8 +53,11 @@ NONSENSE = [
     (["--set", "world.n_perturbed=30"], "world.n_countries=6: expected more than world.n_perturbed=30"),
     (["--set", "world.seed=-3"], "--set world.seed=-3: expected an integer >= 0"),
     (["--benchmark", "lume-mini", "--set", "lume.seed=-3"], "--set lume.seed=-3: expected an integer >= 0"),
-    (["--set", "lume.seed=3"], "--set lume.seed: unknown key; expected forget_split, eval.*, compute.*, save.*, "
-                               "world.*, train.* (the sections of --benchmark tofu-mini)"),
+    (
+        ["--set", "lume.seed=3"],
+        "--set lume.seed: unknown key; expected forget_split, eval.*, compute.*, save.*, "
+        "world.*, train.* (the sections of --benchmark tofu-mini)",
+    ),
     (["--set", "train.seed=-1"], "--set train.seed=-1: expected an integer >= 0"),
     (["--retain-eval", "/nowhere/TOFU_EVAL.json"], "--retain-eval /nowhere/TOFU_EVAL.json: no such file"),
     (["--lm-eval-tasks", "no_such_task"], "--lm-eval-tasks no_such_task: not an lm-eval task of lm-eval"),
@@ -69,7 +72,7 @@ def test_nonsense_is_refused_in_one_line_and_nothing_is_written(tmp_path, task_i
     methods = [] if "--methods" in args else ["--methods", "simu" if "simu." in " ".join(args) else "fo-graddiff"]
     assert main(["run", *SMOKE, *methods, *args, "--out", str(out), "--cache-dir", str(cache)]) == 2
     assert message in one_line(capsys)
-    assert not out.exists() and not list(cache.glob("embedded-*"))   # no model trained, no run folder
+    assert not out.exists() and not list(cache.glob("embedded-*"))  # no model trained, no run folder
 
 
 def test_lm_evals_task_index_is_built_once_and_kept(task_index_cache, monkeypatch):
@@ -77,13 +80,15 @@ def test_lm_evals_task_index_is_built_once_and_kept(task_index_cache, monkeypatc
     kept in the harness cache: a name defined only through an include passes, an unknown one does not, and
     neither builds the index again."""
     from evaluators.lm_eval_bridge import _scanned_names, check_tasks
-    included = "AraDiCE_ArabicMMLU_language_egy"    # defined by an include: not on any `task:` line
+
+    included = "AraDiCE_ArabicMMLU_language_egy"  # defined by an include: not on any `task:` line
     assert included not in _scanned_names() and "arc_easy" in _scanned_names()
     check_tasks([included], [], task_index_cache)
     assert len(list(task_index_cache.glob("lm_eval-*-tasks.json"))) == 1
 
     def no_index(*args, **kwargs):
         raise AssertionError("lm-eval's index built again")
+
     monkeypatch.setattr("lm_eval.tasks.TaskManager", no_index)
     check_tasks(["arc_easy", included], [], task_index_cache)
     with pytest.raises(ValueError, match="--lm-eval-tasks no_such_task: not an lm-eval task"):
@@ -105,11 +110,14 @@ def test_method_settings_are_checked_last_and_named_as_given(tmp_path, capsys):
     assert "--set simu.t=9.0: expected a number in [0, 1]" in one_line(capsys) and not out.exists()
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["run", "--bogus"], "harness: error: unrecognized arguments: --bogus (see harness --help)"),
-    (["run", "--seeds", "x"], "harness run: error: argument --seeds: 'x': expected comma-separated int values"),
-    (["frob"], "harness: error: argument COMMAND: invalid choice: 'frob'"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "--bogus"], "harness: error: unrecognized arguments: --bogus (see harness --help)"),
+        (["run", "--seeds", "x"], "harness run: error: argument --seeds: 'x': expected comma-separated int values"),
+        (["frob"], "harness: error: argument COMMAND: invalid choice: 'frob'"),
+    ],
+)
 def test_a_usage_error_is_one_line_too(capsys, argv, message):
     with pytest.raises(SystemExit) as info:
         main(argv)
@@ -125,20 +133,25 @@ def test_an_empty_out_is_refused(tmp_path, capsys, monkeypatch):
 
 def test_a_bad_input_is_answered_without_importing_torch(tmp_path):
     """What makes it fast (perf/bad_input.py measures how fast): the checks run before torch is imported."""
-    code = ("import sys; from harness.cli import main; "
-            f"rc = main(['run', '--seeds', '-1', '--out', {str(tmp_path / 'run')!r}]); "
-            "print(rc, 'torch' in sys.modules, 'transformers' in sys.modules)")
+    code = (
+        "import sys; from harness.cli import main; "
+        f"rc = main(['run', '--seeds', '-1', '--out', {str(tmp_path / 'run')!r}]); "
+        "print(rc, 'torch' in sys.modules, 'transformers' in sys.modules)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.split() == ["2", "False", "False"], done.stderr
     data = write_official_tofu(tmp_path / "tofu")
     (data / "forget01.json").write_bytes(b"\xff")
-    code = code.replace("'--seeds', '-1'", f"'--benchmark', 'tofu', '--data', {str(data)!r}, '--model', 'm', "
-                                           "'--set', 'forget_split=forget01'")
+    code = code.replace(
+        "'--seeds', '-1'",
+        f"'--benchmark', 'tofu', '--data', {str(data)!r}, '--model', 'm', '--set', 'forget_split=forget01'",
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.split() == ["2", "False", "False"], done.stderr
 
 
 # --- paths: data files, --retain-eval, model folders --------------------------------------------------------
+
 
 def _tofu(tmp):
     return write_official_tofu(tmp / "tofu")
@@ -170,8 +183,24 @@ DATA = [_bad_utf8_tofu, _not_json_tofu, _bad_parquet_tofu]
 def test_a_bad_tofu_file_is_named(tmp_path, capsys, models, make):  # noqa: F811
     data, message = make(tmp_path)
     out = tmp_path / "run"
-    assert main(["run", "--benchmark", "tofu", "--data", str(data), "--model", str(models / "llama"), "--set",
-                 "forget_split=forget01", "--out", str(out)]) == 2
+    assert (
+        main(
+            [
+                "run",
+                "--benchmark",
+                "tofu",
+                "--data",
+                str(data),
+                "--model",
+                str(models / "llama"),
+                "--set",
+                "forget_split=forget01",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
     assert message in one_line(capsys) and not out.exists()
 
 
@@ -210,8 +239,26 @@ def test_a_bad_retain_eval_is_named_before_any_model_loads(tmp_path, capsys, mod
     path, out = tmp_path / "TOFU_EVAL.json", tmp_path / "run"
     if text is not None:
         path.write_text(text)
-    assert main(["run", "--benchmark", "tofu", "--data", str(_tofu(tmp_path)), "--model", str(models / "llama"),
-                 "--set", "forget_split=forget01", "--retain-eval", str(path), "--out", str(out)]) == 2
+    assert (
+        main(
+            [
+                "run",
+                "--benchmark",
+                "tofu",
+                "--data",
+                str(_tofu(tmp_path)),
+                "--model",
+                str(models / "llama"),
+                "--set",
+                "forget_split=forget01",
+                "--retain-eval",
+                str(path),
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
     assert f"--retain-eval {path}: {message}" in one_line(capsys) and not out.exists()
 
 
@@ -224,12 +271,30 @@ MODELS = [_missing, _empty, _truncated, _remote_code, _unknown_model_type]
 def test_a_bad_model_folder_is_named_and_nothing_is_written(tmp_path, capfd, models, make, command):  # noqa: F811
     folder, words = make(models, tmp_path)
     out = tmp_path / "run"
-    flags = ["--model", str(models / "llama"), "--retain-model", str(folder)] if command == "run" else \
-        ["--model", str(folder)]
+    flags = (
+        ["--model", str(models / "llama"), "--retain-model", str(folder)]
+        if command == "run"
+        else ["--model", str(folder)]
+    )
     capfd.readouterr()
-    assert main([command, "--benchmark", "tofu", "--data", str(_tofu(tmp_path)), *flags, "--set",
-                 "forget_split=forget01", "--out", str(out)]) == 2
-    err = capfd.readouterr().err.strip().splitlines()    # capfd: a library's own warning line would show too
+    assert (
+        main(
+            [
+                command,
+                "--benchmark",
+                "tofu",
+                "--data",
+                str(_tofu(tmp_path)),
+                *flags,
+                "--set",
+                "forget_split=forget01",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
+    err = capfd.readouterr().err.strip().splitlines()  # capfd: a library's own warning line would show too
     flag = "--retain-model" if command == "run" else "--model"
     assert len(err) == 1 and err[0].startswith(f"harness: error: {flag} {folder}: "), err
     for expected in words:
@@ -240,10 +305,14 @@ def test_a_bad_model_folder_is_named_and_nothing_is_written(tmp_path, capfd, mod
 def test_an_unreadable_file_in_a_model_folder_is_bad_input(tmp_path, capsys, models, monkeypatch):  # noqa: F811
     """Found before the run (exit 2), not when the load fails mid-run (which would read as the machine's fault)."""
     import harness.model_check
+
     folder = copy(models, "llama", tmp_path / "m")
     readable = harness.model_check.os.access
-    monkeypatch.setattr(harness.model_check.os, "access", lambda path, mode: Path(path).name != "tokenizer.json"
-                        and readable(path, mode))
+    monkeypatch.setattr(
+        harness.model_check.os,
+        "access",
+        lambda path, mode: Path(path).name != "tokenizer.json" and readable(path, mode),
+    )
     out = tmp_path / "run"
     assert main(["eval", *SMOKE, "--model", str(folder), "--out", str(out)]) == 2
     assert f"--model {folder}: tokenizer.json cannot be read (permission denied" in one_line(capsys)
@@ -251,6 +320,7 @@ def test_an_unreadable_file_in_a_model_folder_is_bad_input(tmp_path, capsys, mod
 
 
 # --- a run's own files, damaged between runs: named, and their cell or reference redone --------------------
+
 
 def copy_run(micro_run, tmp_path) -> Path:
     out = tmp_path / "run"
@@ -261,12 +331,26 @@ def copy_run(micro_run, tmp_path) -> Path:
 def rerun(out: Path, micro_cache: Path, in_process: bool = True) -> tuple[int, str]:
     """`micro_run`'s command again on `out`; in a process of its own under `micro_run`'s scalar kernels when
     the redone cells' figures are to be compared with its (other kernels round differently)."""
-    argv = ["run", "--methods", "fo-graddiff,so-graddiff,simu", "--seeds", "0,1,2", "--out", str(out),
-            "--cache-dir", str(micro_cache), *SMOKE]
+    argv = [
+        "run",
+        "--methods",
+        "fo-graddiff,so-graddiff,simu",
+        "--seeds",
+        "0,1,2",
+        "--out",
+        str(out),
+        "--cache-dir",
+        str(micro_cache),
+        *SMOKE,
+    ]
     if in_process:
         return main(argv), ""
-    done = subprocess.run([sys.executable, "-m", "harness", *argv], capture_output=True, text=True,
-                          env=os.environ | {"ATEN_CPU_CAPABILITY": "default"})
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", *argv],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"ATEN_CPU_CAPABILITY": "default"},
+    )
     return done.returncode, done.stderr
 
 
@@ -313,11 +397,13 @@ def test_damaged_files_are_named_and_redone_on_resume(tmp_path, micro_run, micro
 
 def test_the_retain_reference_is_written_atomically(tmp_path, monkeypatch):
     from evaluators.reference import RetainReference
+
     path = tmp_path / "reference" / "retain.json"
     RetainReference([0.5], {"loss": 0.5}, "x").save(path)
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
+
     monkeypatch.setattr(harness.files.os, "replace", full)
     with pytest.raises(OSError) as info:
         RetainReference([0.7], {"loss": 0.6}, "y").save(path)
@@ -327,24 +413,26 @@ def test_the_retain_reference_is_written_atomically(tmp_path, monkeypatch):
 
 def test_a_method_artifact_is_written_atomically_and_a_full_disk_names_it(tmp_path, monkeypatch):
     import torch
+
     folder = tmp_path / "artifacts" / "simu-seed0"
     harness.results.write_artifacts(folder, {"masks.pt": {"w": torch.ones(3)}, "masks.json": {"w": [1, 1, 1]}})
     assert torch.equal(torch.load(folder / "masks.pt")["w"], torch.ones(3))
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
+
     monkeypatch.setattr(harness.files.os, "replace", full)
     with pytest.raises(OSError) as info:
         harness.results.write_artifacts(folder, {"masks.pt": {"w": torch.zeros(3)}})
     assert (info.value.errno, info.value.filename) == (errno.ENOSPC, str(folder / "masks.pt"))
     assert sorted(p.name for p in folder.iterdir()) == ["masks.json", "masks.pt"]
-    assert torch.equal(torch.load(folder / "masks.pt")["w"], torch.ones(3))   # the old file, whole
+    assert torch.equal(torch.load(folder / "masks.pt")["w"], torch.ones(3))  # the old file, whole
 
 
 # --- a full disk: the path named, exit 74, nothing partial, and the run resumes --------------------------------
 
-def test_a_full_disk_names_the_path_exits_74_and_the_run_resumes(tmp_path, micro_run, micro_cache, capsys,
-                                                                  monkeypatch):
+
+def test_a_full_disk_names_the_path_exits_74_and_the_run_resumes(tmp_path, micro_run, micro_cache, capsys, monkeypatch):
     out = copy_run(micro_run, tmp_path)
     (out / "results" / "simu-seed1.json").unlink()
     real_fdopen = harness.files.os.fdopen
@@ -361,6 +449,7 @@ def test_a_full_disk_names_the_path_exits_74_and_the_run_resumes(tmp_path, micro
 
         def write(self, text):
             raise OSError(errno.ENOSPC, "No space left on device")
+
     monkeypatch.setattr(harness.files.os, "fdopen", lambda fd, *a, **k: FullDisk(real_fdopen(fd, *a, **k)))
     capsys.readouterr()
     assert rerun(out, micro_cache)[0] == EXIT_ENVIRONMENT == 74
@@ -378,20 +467,22 @@ def test_which_os_errors_are_the_machines():
     """A full or failing disk is never the input's fault; a refused access is the input's while its paths are
     checked (an unreadable --data file) and the machine's once they have passed (access lost mid-run)."""
     from harness.cli import environment_fault
+
     for code in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS):
         assert environment_fault(OSError(code, "x", "f"), checked=False)
     for code in (errno.EACCES, errno.EPERM):
         assert not environment_fault(OSError(code, "x", "f"), checked=False)
         assert environment_fault(OSError(code, "x", "f"), checked=True)
     assert not environment_fault(FileNotFoundError(errno.ENOENT, "x", "f"), checked=True)
-    assert not environment_fault(OSError("--model m: no such folder"), checked=True)   # our own lines: exit 2
+    assert not environment_fault(OSError("--model m: no such folder"), checked=True)  # our own lines: exit 2
 
 
 # --- leaderboard CSVs: table and check refuse a damaged one ------------------------------------------------
 
+
 def _cut_mid_line(csv: Path):
     text = csv.read_text()
-    csv.write_text(text[:text.rindex("\n", 0, len(text) - 1) + 10])
+    csv.write_text(text[: text.rindex("\n", 0, len(text) - 1) + 10])
     return f"{csv}: not a readable leaderboard CSV (row 7 has "
 
 
@@ -424,7 +515,10 @@ def test_a_damaged_leaderboard_is_refused_naming_file_and_line(tmp_path, board, 
     csv, good = tmp_path / "leaderboard.csv", tmp_path / "good.csv"
     shutil.copy(csv, good)
     message = damage(csv)
-    argv = {"table": ["table", str(csv)], "check-run": ["check", str(csv), "--against", str(good)],
-            "check-against": ["check", str(good), "--against", str(csv)]}[command]
+    argv = {
+        "table": ["table", str(csv)],
+        "check-run": ["check", str(csv), "--against", str(good)],
+        "check-against": ["check", str(good), "--against", str(csv)],
+    }[command]
     assert main(argv) == 2
     assert message in one_line(capsys)

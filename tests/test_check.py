@@ -23,31 +23,37 @@ def test_check_compares_seed_means_and_fails_only_the_worse_direction(board, tmp
     assert main(["check", str(ref), "--against", str(ref)]) == 0
     assert "no regressions: 6 cells x 4 metrics" in capsys.readouterr().out
     worse = board.copy()
-    worse.loc[2, "forget_em_contains"] = 0.40          # a's mean 0.3 -> 0.4 on a lower-is-better metric
-    worse.loc[3, "retain_em_contains"] = 0.56          # a's mean 0.7 -> 0.68: within the default 0.05
-    worse.loc[4, "mia_loss_auc"] = 0.60                # 0.4 -> 0.6 is as far from chance: no regression
-    worse.loc[5, "wall_seconds"] = 300.0               # timings are not checked
+    worse.loc[2, "forget_em_contains"] = 0.40  # a's mean 0.3 -> 0.4 on a lower-is-better metric
+    worse.loc[3, "retain_em_contains"] = 0.56  # a's mean 0.7 -> 0.68: within the default 0.05
+    worse.loc[4, "mia_loss_auc"] = 0.60  # 0.4 -> 0.6 is as far from chance: no regression
+    worse.loc[5, "wall_seconds"] = 300.0  # timings are not checked
     worse.to_csv(tmp_path / "run.csv", index=False)
     assert main(["check", str(tmp_path / "run.csv"), "--against", str(ref)]) == 1
     out = capsys.readouterr().out.strip().splitlines()
-    assert out == ["note: no leaderboard.tolerances.json beside the reference; default tolerances",
-                   f"note: no environment record ({tmp_path / 'run.environment.json'}); cannot tell whether the "
-                   "environments differ",
-                   "a (seed 0, 1): forget_em_contains 0.3 -> 0.4 (↓ is better; tolerance 0.05)"]
-    assert main(["check", str(tmp_path / "run.csv"), "--against", str(ref), "--tolerance",
-                 "forget_em_contains=0.2"]) == 0
+    assert out == [
+        "note: no leaderboard.tolerances.json beside the reference; default tolerances",
+        f"note: no environment record ({tmp_path / 'run.environment.json'}); cannot tell whether the "
+        "environments differ",
+        "a (seed 0, 1): forget_em_contains 0.3 -> 0.4 (↓ is better; tolerance 0.05)",
+    ]
+    assert (
+        main(["check", str(tmp_path / "run.csv"), "--against", str(ref), "--tolerance", "forget_em_contains=0.2"]) == 0
+    )
 
 
 def test_absent_seeds_and_methods_are_noted_not_failed(board):
     run = board[(board["method"] != "b") & (board["seed"].fillna(0) == 0)]
     found = check(run, board)
     assert found.regressions == [] and found.cells == 3
-    assert found.notes == ["a: seed 1 of the reference absent from the run; checked on seed 0",
-                           "b: absent from the run, not checked"]
+    assert found.notes == [
+        "a: seed 1 of the reference absent from the run; checked on seed 0",
+        "b: absent from the run, not checked",
+    ]
     worse = run.copy()
-    worse.loc[2, "forget_em_contains"] = 0.3           # seed 0 alone: 0.2 -> 0.3
+    worse.loc[2, "forget_em_contains"] = 0.3  # seed 0 alone: 0.2 -> 0.3
     assert check(worse, board).regressions == [
-        "a (seed 0): forget_em_contains 0.2 -> 0.3 (↓ is better; tolerance 0.05)"]
+        "a (seed 0): forget_em_contains 0.2 -> 0.3 (↓ is better; tolerance 0.05)"
+    ]
     with pytest.raises(ValueError, match="shares no method and seed"):
         check(board[board["method"] == "nobody"], board)
     with pytest.raises(ValueError, match="--tolerance nope: not a column"):
@@ -70,7 +76,6 @@ def test_a_tolerance_file_beside_the_reference_sets_the_tolerances(board, tmp_pa
     assert "ref.tolerances.json: expected a tolerance file written by `harness noise`" in capsys.readouterr().err
 
 
-
 def test_a_column_no_metric_declares_is_noted_not_dropped_silently(board, tmp_path, capsys):
     # utility_score: a figure nobody declared (as a renamed column would be); simu_critical_neurons: a declared
     # diagnostic, unchecked on purpose; a swept hyperparameter and the identity columns are no figures
@@ -86,10 +91,10 @@ def test_a_column_no_metric_declares_is_noted_not_dropped_silently(board, tmp_pa
 def test_a_checked_column_the_run_lacks_is_noted(board):
     reference = board.assign(simu_critical_neurons=3)
     run = reference.drop(columns=["retain_em_contains", "simu_critical_neurons", "wall_seconds"])
-    found = check(run, reference)      # a diagnostic or a timing the run lacks is no loss to the check
+    found = check(run, reference)  # a diagnostic or a timing the run lacks is no loss to the check
     assert found.notes == ["retain_em_contains: in the reference, missing from the run"]
     assert found.metrics == 3 and found.regressions == []
-    assert check(reference, run).notes == []     # a column the reference lacks is not the run's to answer for
+    assert check(reference, run).notes == []  # a column the reference lacks is not the run's to answer for
 
 
 def test_the_committed_references_have_no_undeclared_or_unchecked_column():
@@ -97,11 +102,12 @@ def test_the_committed_references_have_no_undeclared_or_unchecked_column():
         reference = read_leaderboard(path)
         assert check(reference, reference, read_tolerances(path)).notes == [], path.name
 
+
 @pytest.mark.parametrize("now, fails", [(0.0025, True), (0.02, False), (0.5, False)])
 def test_forget_quality_is_compared_in_decades(now, fails):
     ref = pd.DataFrame({"method": ["a"], "seed": pd.array([0], "Int64"), "forget_quality": [0.087]})
     run = ref.assign(forget_quality=[now])
-    lines = check(run, ref).regressions           # default: 1 decade
+    lines = check(run, ref).regressions  # default: 1 decade
     assert bool(lines) == fails
     if fails:
         assert lines == ["a (seed 0): forget_quality 0.087 -> 0.0025 (↑ is better; tolerance 1 in log10)"]
@@ -115,13 +121,16 @@ def test_the_environment_difference_is_printed(board, tmp_path, capsys):
     env = {"torch": "2.13.0", "aten_cpu_capability": "AVX2", "torch_threads": 2}
     (tmp_path / "ref.environment.json").write_text(json.dumps({"h1": env}))
     # h3: a resume recorded it but made no row there, so it is not the run's environment
-    (run / "environment.json").write_text(json.dumps({"h2": env | {"aten_cpu_capability": "DEFAULT"},
-                                                      "h3": env | {"torch": "2.14.0"}}))
+    (run / "environment.json").write_text(
+        json.dumps({"h2": env | {"aten_cpu_capability": "DEFAULT"}, "h3": env | {"torch": "2.14.0"}})
+    )
     board.assign(environment="h2").to_csv(run / "leaderboard.csv", index=False)
     assert main(["check", str(run), "--against", str(tmp_path / "ref.csv")]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[1:3] == ["note: the run's environment differs from the reference's (reference -> run):",
-                        "  aten_cpu_capability: AVX2 -> DEFAULT"]
+    assert out[1:3] == [
+        "note: the run's environment differs from the reference's (reference -> run):",
+        "  aten_cpu_capability: AVX2 -> DEFAULT",
+    ]
 
 
 def _boards(board):
@@ -137,13 +146,13 @@ def test_tolerances_are_three_sigma_the_spread_or_one_item(board):
     derived = derive_tolerances(_boards(board), counts)
     forget = derived["metrics"]["forget_em_contains"]
     # groups (method, seed) x 3 kernel sets; pooled variance over 6 groups x 2 degrees of freedom
-    groups = [[1, 1, 1], [0, 0, 0], [.2, .2, .4], [.5, .4, .4], [.2, .1, .1], [0, .1, .1]]
+    groups = [[1, 1, 1], [0, 0, 0], [0.2, 0.2, 0.4], [0.5, 0.4, 0.4], [0.2, 0.1, 0.1], [0, 0.1, 0.1]]
     squares = sum((v - sum(g) / 3) ** 2 for g in groups for v in g)
     assert forget["sigma"] == pytest.approx(math.sqrt(squares / 12))
     assert forget["spread"] == pytest.approx(0.2)
     assert forget["one_item"] == 1 / 8
     assert forget["tolerance"] == pytest.approx(max(3 * forget["sigma"], 0.2, 1 / 8))
-    retain = derived["metrics"]["retain_em_contains"]    # no noise at all: one item of the retain split
+    retain = derived["metrics"]["retain_em_contains"]  # no noise at all: one item of the retain split
     assert retain["sigma"] == pytest.approx(0, abs=1e-12) and retain["tolerance"] == 1 / 20
     assert derived["environments"] == ["default", "avx2", "avx512"] and derived["items"] == counts
 
@@ -172,26 +181,53 @@ def test_one_item_floors():
     def step_at(value):
         k = min(range(9), key=lambda i: abs(steps[i] - math.log10(value)))
         return max(abs(steps[j] - steps[k]) for j in (k - 1, k + 1) if 0 <= j <= 8)
+
     assert steps[0] == 0 and steps == sorted(steps, reverse=True)
     assert one_item("forget_quality", counts, boards) == pytest.approx(max(step_at(1.0), step_at(1e-3)))
 
 
 def test_noise_forwards_every_run_flag_but_its_own():
-    argv = ["noise", "--preset", "tofu-mini-smoke", "--capabilities=default,avx2", "--jobs", "2", "--out", "x",
-            "--seeds", "0,1,2", "--cache-dir", "c", "--set", "fo-graddiff.lr=1e-3"]
+    argv = [
+        "noise",
+        "--preset",
+        "tofu-mini-smoke",
+        "--capabilities=default,avx2",
+        "--jobs",
+        "2",
+        "--out",
+        "x",
+        "--seeds",
+        "0,1,2",
+        "--cache-dir",
+        "c",
+        "--set",
+        "fo-graddiff.lr=1e-3",
+    ]
     flags = ("--capabilities", "--reference-capability", "--jobs", "--out", "--cache-dir")
-    assert _without_flags(argv, flags) == ["--preset", "tofu-mini-smoke", "--seeds", "0,1,2", "--set",
-                                           "fo-graddiff.lr=1e-3"]
+    assert _without_flags(argv, flags) == [
+        "--preset",
+        "tofu-mini-smoke",
+        "--seeds",
+        "0,1,2",
+        "--set",
+        "fo-graddiff.lr=1e-3",
+    ]
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--capabilities", "default,avx3"], "--capabilities default,avx3: expected two or more of"),
-    (["--capabilities", "avx2"], "--capabilities avx2: expected two or more of"),
-    (["--capabilities", "default,avx2", "--reference-capability", "avx512"], "--reference-capability avx512: not"),
-    (["--capabilities", "default,avx2", "--jobs", "0"], "--jobs 0: expected 1 or more"),
-    (["--capabilities", "default,avx2", "--methods", "nope"], "unknown method 'nope'"),
-    (["--capabilities", "default,avx2", "--set", "fo-graddiff.nope=1"],
-     "--set fo-graddiff.nope: unknown hyperparameter")])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--capabilities", "default,avx3"], "--capabilities default,avx3: expected two or more of"),
+        (["--capabilities", "avx2"], "--capabilities avx2: expected two or more of"),
+        (["--capabilities", "default,avx2", "--reference-capability", "avx512"], "--reference-capability avx512: not"),
+        (["--capabilities", "default,avx2", "--jobs", "0"], "--jobs 0: expected 1 or more"),
+        (["--capabilities", "default,avx2", "--methods", "nope"], "unknown method 'nope'"),
+        (
+            ["--capabilities", "default,avx2", "--set", "fo-graddiff.nope=1"],
+            "--set fo-graddiff.nope: unknown hyperparameter",
+        ),
+    ],
+)
 def test_noise_flags_are_checked_before_anything_runs(tmp_path, capsys, flags, message):
     assert main(["noise", *flags, "--out", str(tmp_path / "noise")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -200,6 +236,7 @@ def test_noise_flags_are_checked_before_anything_runs(tmp_path, capsys, flags, m
 
 
 # --- the committed smoke reference catches real faults ---------------------------------------------------
+
 
 def _smoke():
     path = LEADERBOARDS / "tofu-mini-smoke.csv"
@@ -230,11 +267,26 @@ def test_noise_runs_each_kernel_set_and_writes_tolerances(tmp_path):
     """`harness noise` end to end on the micro world: one run per kernel set, each recording the kernels it
     ran, and the tolerance file `harness check` reads."""
     from harness.noise import native_capabilities
+
     if "avx2" not in native_capabilities():
         pytest.skip("needs a CPU with AVX2")
     out = tmp_path / "noise"
-    assert main(["noise", "--capabilities", "default,avx2", "--preset", "tofu-mini-smoke", "--methods",
-                 "fo-graddiff", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "noise",
+                "--capabilities",
+                "default,avx2",
+                "--preset",
+                "tofu-mini-smoke",
+                "--methods",
+                "fo-graddiff",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     for capability in ("default", "avx2"):
         [env] = json.loads((out / capability / "environment.json").read_text()).values()
         assert env["aten_cpu_capability"] == capability.upper() and env["OMP_NUM_THREADS"] == "1"

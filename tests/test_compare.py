@@ -14,15 +14,33 @@ from harness.tables import render, zero_parts
 
 
 def tofu_rows(method, lr, seed, forget, retain, utility=0.5):
-    return {"benchmark": "tofu-mini", "method": method, "kind": "method", "seed": seed, "variant": f"lr={lr}",
-            f"{method}.lr": lr, "forget_em_contains": forget, "retain_em_contains": retain, "model_utility": utility}
+    return {
+        "benchmark": "tofu-mini",
+        "method": method,
+        "kind": "method",
+        "seed": seed,
+        "variant": f"lr={lr}",
+        f"{method}.lr": lr,
+        "forget_em_contains": forget,
+        "retain_em_contains": retain,
+        "model_utility": utility,
+    }
 
 
 def sweep_frame():
     """Two methods over the same 3-point grid, 2 seeds; b's seed 1 failed at its largest rate (no row)."""
-    refs = [{"benchmark": "tofu-mini", "method": m, "kind": "reference", "forget_em_contains": f,
-             "retain_em_contains": 1.0, "model_utility": 0.55} for m, f in (("target", 1.0), ("retain", 0.0))]
-    a = [(1e-5, 1.0, 1.0), (1e-4, 0.4, 0.9), (1e-3, 0.0, 0.5)]          # (lr, forget, retain), both seeds
+    refs = [
+        {
+            "benchmark": "tofu-mini",
+            "method": m,
+            "kind": "reference",
+            "forget_em_contains": f,
+            "retain_em_contains": 1.0,
+            "model_utility": 0.55,
+        }
+        for m, f in (("target", 1.0), ("retain", 0.0))
+    ]
+    a = [(1e-5, 1.0, 1.0), (1e-4, 0.4, 0.9), (1e-3, 0.0, 0.5)]  # (lr, forget, retain), both seeds
     b = [(1e-5, 0.8, 1.0), (1e-4, 0.2, 0.6), (1e-3, 0.0, 0.8)]
     rows = [tofu_rows("a", lr, s, f, r) for lr, f, r in a for s in (0, 1)]
     rows += [tofu_rows("b", lr, s, f + 0.1 * s, r) for lr, f, r in b for s in (0, 1) if not (lr == 1e-3 and s == 1)]
@@ -35,7 +53,7 @@ def hmean3(x, y, z):
 
 def test_scores_select_the_best_point_and_a_failed_seed_scores_zero():
     points = compare.select(compare.grid_points(sweep_frame())).set_index(["method", "variant"])
-    assert points.loc[("a", "lr=1e-05"), "score"] == 0                          # nothing forgotten
+    assert points.loc[("a", "lr=1e-05"), "score"] == 0  # nothing forgotten
     assert points.loc[("a", "lr=0.0001"), "score"] == pytest.approx(hmean3(0.6, 0.9, 0.5))
     # b at 1e-3: seed 0 scores hmean(1, 0.8, 0.5), the failed seed 1 scores 0
     assert points.loc[("b", "lr=0.001"), "score"] == pytest.approx(hmean3(1.0, 0.8, 0.5) / 2)
@@ -53,8 +71,8 @@ def test_ties_go_to_the_earlier_grid_point():
 def test_first_crossing_interpolates_along_the_grid_order():
     assert compare.first_crossing([1.0, 0.4, 0.0], [1.0, 0.9, 0.5], 0.25) == pytest.approx(0.9 + (0.15 / 0.4) * -0.4)
     assert compare.first_crossing([1.0, 0.4, 0.0], [1.0, 0.9, 0.5], 0.4) == pytest.approx(0.9)
-    assert compare.first_crossing([0.1, 0.0], [0.7, 0.2], 0.5) == pytest.approx(0.7)     # already below
-    assert math.isnan(compare.first_crossing([1.0, 0.8], [1.0, 0.9], 0.5))              # never reached
+    assert compare.first_crossing([0.1, 0.0], [0.7, 0.2], 0.5) == pytest.approx(0.7)  # already below
+    assert math.isnan(compare.first_crossing([1.0, 0.8], [1.0, 0.9], 0.5))  # never reached
     # non-monotone: the first crossing counts
     assert compare.first_crossing([1.0, 0.2, 0.6, 0.0], [1.0, 0.8, 0.9, 0.1], 0.5) == pytest.approx(0.875)
 
@@ -63,7 +81,7 @@ def test_matched_table_mean_curve_and_seed_spread():
     table = compare.matched(sweep_frame(), levels=(0.5, 0.1)).set_index(["method", "forget_level"])
     # a: the mean curve (1.0, 0.4, 0.0) -> retain (1.0, 0.9, 0.5); at 0.5: 1.0 + (0.5/0.6)(0.9 - 1.0)
     assert table.loc[("a", 0.5), "retain"] == pytest.approx(1.0 - 0.5 / 0.6 * 0.1)
-    assert table.loc[("a", 0.5), "retain_std"] == pytest.approx(0.0)                  # both seeds the same
+    assert table.loc[("a", 0.5), "retain_std"] == pytest.approx(0.0)  # both seeds the same
     assert table.loc[("a", 0.1), "retain"] == pytest.approx(0.9 - 0.3 / 0.4 * 0.4)
     assert table.loc[("a", 0.5), "utility"] == pytest.approx(0.5)
     # b's seeds differ by 0.1 in forget: their interpolations differ, so the spread is positive
@@ -76,8 +94,13 @@ def test_compare_command_writes_every_file_and_the_preset_reruns(tmp_path, capsy
     sweep_frame().to_csv(sweep / "leaderboard.csv", index=False)
     assert main(["compare", str(sweep), "--levels", "0.5,0.1"]) == 0
     out = sweep / "compare"
-    assert sorted(p.name for p in out.iterdir()) == ["matched.csv", "matched.md", "matched.png", "selected.toml",
-                                                     "selection.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "matched.csv",
+        "matched.md",
+        "matched.png",
+        "selected.toml",
+        "selection.csv",
+    ]
     preset = tomllib.loads((out / "selected.toml").read_text())
     assert preset["benchmark"] == "tofu-mini" and preset["methods"]["a"] == {"lr": 0.0001}
     printed = capsys.readouterr().out
@@ -103,25 +126,50 @@ def test_compare_without_role_columns_is_one_error_line(tmp_path, capsys):
 
 def lume_rows():
     """Two seeds of one method: seed 0 keeps Task2's forget knowledge, seed 1 loses Task3's retain knowledge."""
-    base = {f"lume_{s}_task{t}_{k}": 0.5 for s in ("forget", "retain") for t in (1, 2, 3)
-            for k in ("regurgitation", "knowledge")}
+    base = {
+        f"lume_{s}_task{t}_{k}": 0.5
+        for s in ("forget", "retain")
+        for t in (1, 2, 3)
+        for k in ("regurgitation", "knowledge")
+    }
     rows = []
     for seed, part, value in ((0, "lume_forget_task2_knowledge", 1.0), (1, "lume_retain_task3_knowledge", 0.0)):
-        rows.append({"benchmark": "lume-mini", "method": "so-graddiff", "kind": "method", "seed": seed,
-                     **base, part: value, "lume_task_aggregate": 0.0})
-    rows.append({"benchmark": "lume-mini", "method": "fo-graddiff", "kind": "method", "seed": 0, **base,
-                 "lume_task_aggregate": 0.5})
+        rows.append(
+            {
+                "benchmark": "lume-mini",
+                "method": "so-graddiff",
+                "kind": "method",
+                "seed": seed,
+                **base,
+                part: value,
+                "lume_task_aggregate": 0.0,
+            }
+        )
+    rows.append(
+        {
+            "benchmark": "lume-mini",
+            "method": "fo-graddiff",
+            "kind": "method",
+            "seed": 0,
+            **base,
+            "lume_task_aggregate": 0.5,
+        }
+    )
     return pd.DataFrame(rows)
 
 
 def test_table_names_the_parts_that_make_a_harmonic_mean_zero():
     frame = lume_rows()
     assert zero_parts(frame[frame["method"] == "so-graddiff"], "lume_task_aggregate") == {
-        "lume_forget_task2_knowledge": 1, "lume_retain_task3_knowledge": 1}
+        "lume_forget_task2_knowledge": 1,
+        "lume_retain_task3_knowledge": 1,
+    }
     text = render(frame, ["lume_task_aggregate"])
     assert "| so-graddiff | 0.000 ± 0.000 [1] |" in text and "| fo-graddiff | **0.500** |" in text
-    assert ("[1] so-graddiff: lume_task_aggregate is 0, its parts at 0: lume_forget_task2_knowledge = 1 (1 of 2), "
-            "lume_retain_task3_knowledge = 0 (1 of 2)") in text
+    assert (
+        "[1] so-graddiff: lume_task_aggregate is 0, its parts at 0: lume_forget_task2_knowledge = 1 (1 of 2), "
+        "lume_retain_task3_knowledge = 0 (1 of 2)"
+    ) in text
     assert "[1]" in render(frame, ["lume_task_aggregate"], fmt="latex")
 
 

@@ -11,22 +11,34 @@ def test_method_config_layers_defaults_and_overrides():
 
 def test_set_routes_sections_and_methods():
     cfg = RunConfig()
-    for assignment in ("world.n_authors=12", "train.hidden_size=64", "eval.max_new_tokens=16",
-                       "fo-graddiff.lr=1e-3", "forget_split=forget05"):
+    for assignment in (
+        "world.n_authors=12",
+        "train.hidden_size=64",
+        "eval.max_new_tokens=16",
+        "fo-graddiff.lr=1e-3",
+        "forget_split=forget05",
+    ):
         apply_override(cfg, assignment)
-    assert cfg.section("world").n_authors == 12 and cfg.section("train").hidden_size == 64 and cfg.eval.max_new_tokens == 16
+    assert (
+        cfg.section("world").n_authors == 12
+        and cfg.section("train").hidden_size == 64
+        and cfg.eval.max_new_tokens == 16
+    )
     assert cfg.forget_split == "forget05"
     assert method_config("fo-graddiff", cfg.method_overrides["fo-graddiff"]).lr == 1e-3
 
 
-@pytest.mark.parametrize("assignment, message", [
-    ("world.n_author=3", "unknown key; world has: seed, n_authors"),
-    ("train.lr=fast", "expected a float"),
-    ("fo-graddiff.lrr=1", "unknown hyperparameter; fo-graddiff has: "),
-    ("nonsense=1", "unknown key"),
-    ("noequals", "expected key=value"),
-    ("forget_split=forget07", "expected forget01, forget05 or forget10"),
-])
+@pytest.mark.parametrize(
+    "assignment, message",
+    [
+        ("world.n_author=3", "unknown key; world has: seed, n_authors"),
+        ("train.lr=fast", "expected a float"),
+        ("fo-graddiff.lrr=1", "unknown hyperparameter; fo-graddiff has: "),
+        ("nonsense=1", "unknown key"),
+        ("noequals", "expected key=value"),
+        ("forget_split=forget07", "expected forget01, forget05 or forget10"),
+    ],
+)
 def test_bad_overrides_name_the_input(assignment, message):
     with pytest.raises(ValueError, match=message):
         apply_override(RunConfig(), assignment)
@@ -43,8 +55,20 @@ def test_world_sizes_are_checked_when_the_world_is_made(tmp_path, capsys):
     cfg = RunConfig()
     apply_override(cfg, "world.n_countries=3")
     apply_override(cfg, "world.n_perturbed=2")  # order of --set does not matter: checked at generation
-    assert main(["run", "--out", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache"),
-                 "--set", "world.n_countries=3"]) == 2
+    assert (
+        main(
+            [
+                "run",
+                "--out",
+                str(tmp_path / "run"),
+                "--cache-dir",
+                str(tmp_path / "cache"),
+                "--set",
+                "world.n_countries=3",
+            ]
+        )
+        == 2
+    )
     assert "world.n_countries=3: expected more than world.n_perturbed=5" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 
@@ -58,12 +82,14 @@ def test_cli_parses_lists():
 
 # --- presets: TOML files, validated on load ------------------------------------------------------------------
 
+
 def test_every_preset_applies_and_run_help_lists_it(capsys):
     from harness import presets
     from harness.config import apply_preset
+
     assert {"tofu-llama2-7b", "tofu-olmo-1b", "tofu-mini-smoke"} <= set(presets.names())
     for name in presets.names():
-        apply_preset(RunConfig(), name)       # every value checked against the config and the methods
+        apply_preset(RunConfig(), name)  # every value checked against the config and the methods
     with pytest.raises(SystemExit):
         main(["run", "--help"])
     help_text = capsys.readouterr().out
@@ -73,9 +99,12 @@ def test_every_preset_applies_and_run_help_lists_it(capsys):
 
 def test_a_preset_file_of_your_own(tmp_path):
     from harness.config import apply_preset
+
     path = tmp_path / "mine.toml"
-    path.write_text('description = "mine"\nbenchmark = "tofu-mini"\nforget_split = "forget05"\n'
-                    '[world]\nn_authors = 12\n[methods.simu]\nt = 0.5\nmask = "forget-only"\n')
+    path.write_text(
+        'description = "mine"\nbenchmark = "tofu-mini"\nforget_split = "forget05"\n'
+        '[world]\nn_authors = 12\n[methods.simu]\nt = 0.5\nmask = "forget-only"\n'
+    )
     cfg = RunConfig()
     apply_preset(cfg, str(path))
     assert cfg.forget_split == "forget05" and cfg.section("world").n_authors == 12
@@ -83,16 +112,19 @@ def test_a_preset_file_of_your_own(tmp_path):
     assert simu.t == 0.5 and simu.mask == "forget-only"
 
 
-@pytest.mark.parametrize("text, message", [
-    ('description = "x"\nmodels = "a"', "unknown key 'models'; expected description, benchmark"),
-    ('benchmark = "tofu-mini"', "missing 'description'"),
-    ('description = "x"\nbenchmark = 3', "'benchmark' must be a string"),
-    ('description = "x"\n[methods.simu]\ntt = 0.5', "simu.tt: unknown hyperparameter; simu has: "),
-    ('description = "x"\n[methods.nope]\nlr = 1', "methods.nope: unknown method; registered: fo-graddiff"),
-    ('description = "x"\n[world]\nn_authors = "many"', "world.n_authors=many: expected a int"),
-    ('description = "x"\nbenchmark = "mmlu"', "benchmark=mmlu: unknown; registered: lume, lume-mini"),
-    ('description = x', "not TOML"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('description = "x"\nmodels = "a"', "unknown key 'models'; expected description, benchmark"),
+        ('benchmark = "tofu-mini"', "missing 'description'"),
+        ('description = "x"\nbenchmark = 3', "'benchmark' must be a string"),
+        ('description = "x"\n[methods.simu]\ntt = 0.5', "simu.tt: unknown hyperparameter; simu has: "),
+        ('description = "x"\n[methods.nope]\nlr = 1', "methods.nope: unknown method; registered: fo-graddiff"),
+        ('description = "x"\n[world]\nn_authors = "many"', "world.n_authors=many: expected a int"),
+        ('description = "x"\nbenchmark = "mmlu"', "benchmark=mmlu: unknown; registered: lume, lume-mini"),
+        ("description = x", "not TOML"),
+    ],
+)
 def test_a_bad_preset_is_one_line_naming_the_file_and_key(tmp_path, capsys, text, message):
     path = tmp_path / "bad.toml"
     path.write_text(text)

@@ -26,12 +26,26 @@ LEADERBOARDS = README.parent / "leaderboards"
 SPLITS = ("forget", "retain", "real_authors", "world_facts")
 SMOKE = LEADERBOARDS / "tofu-mini-smoke.csv"
 SEEDS = "0,1,2"
-METHODS = ["fo-graddiff", "so-graddiff", "simu"]   # the --methods order, which the rows follow
+METHODS = ["fo-graddiff", "so-graddiff", "simu"]  # the --methods order, which the rows follow
 
 
 def harness_run(out: Path, cache: Path, *extra: str, methods: str = "fo-graddiff,so-graddiff,simu") -> int:
-    return main(["run", "--methods", methods, "--seeds", SEEDS, "--out", str(out), "--cache-dir", str(cache),
-                 "--preset", "tofu-mini-smoke", *extra])
+    return main(
+        [
+            "run",
+            "--methods",
+            methods,
+            "--seeds",
+            SEEDS,
+            "--out",
+            str(out),
+            "--cache-dir",
+            str(cache),
+            "--preset",
+            "tofu-mini-smoke",
+            *extra,
+        ]
+    )
 
 
 def documented_columns() -> list[str]:
@@ -55,10 +69,13 @@ def test_csv_has_every_documented_column(micro_run):
     assert len(columns) > 25
     board = pd.read_csv(micro_run / "run" / "leaderboard.csv")
     assert set(columns) <= set(board.columns), set(columns) - set(board.columns)
-    common = [c for c in columns if c not in ("seed", "unchanged", "per_device_batch", "effective_batch")
-              and not c.startswith("simu_")]
+    common = [
+        c
+        for c in columns
+        if c not in ("seed", "unchanged", "per_device_batch", "effective_batch") and not c.startswith("simu_")
+    ]
     assert not board[common].isna().any().any()
-    assert not board.loc[board["kind"] == "method", "unchanged"].astype(bool).any()   # every method moved
+    assert not board.loc[board["kind"] == "method", "unchanged"].astype(bool).any()  # every method moved
     simu_only = [c for c in columns if c.startswith("simu_")]
     assert simu_only and not board.loc[board["method"] == "simu", simu_only].isna().any().any()
 
@@ -76,13 +93,13 @@ def test_simu_saves_its_masks_and_reports_them(micro_run):
     folder = micro_run / "run" / "artifacts" / "simu-seed0"
     masks = torch.load(folder / "masks.pt")
     summary = json.loads((folder / "masks.json").read_text())
-    assert len(masks) == 2 and all(m.dtype == torch.bool for m in masks.values())   # one per layer
+    assert len(masks) == 2 and all(m.dtype == torch.bool for m in masks.values())  # one per layer
     assert summary["per_layer_critical"] == [int(m.sum()) for m in masks.values()]
     assert board.loc["simu", "simu_critical_neurons"] == sum(summary["per_layer_critical"])
     assert 0 < board.loc["simu", "simu_critical_fraction"] < 1
-    attention = 2 * 4 * 128 * 128                     # 2 layers x q, k, v, o projections of the 128-wide smoke model
-    critical_columns = sum(summary["per_layer_critical"]) * 128    # a neuron is one 128-long column of down_proj
-    assert board.loc["simu", "trainable_params"] == attention + critical_columns   # what can move, not whole matrices
+    attention = 2 * 4 * 128 * 128  # 2 layers x q, k, v, o projections of the 128-wide smoke model
+    critical_columns = sum(summary["per_layer_critical"]) * 128  # a neuron is one 128-long column of down_proj
+    assert board.loc["simu", "trainable_params"] == attention + critical_columns  # what can move, not whole matrices
 
 
 def test_micro_run_passes_the_smoke_check_under_other_kernels(micro_run, capsys):
@@ -150,14 +167,17 @@ def test_a_resume_reruns_cells_whose_retain_reference_changed(micro_run, tmp_pat
     reference = json.loads((micro_run / "run" / "reference" / "retain.json").read_text())
     first, second = tmp_path / "first.json", tmp_path / "second.json"
     first.write_text(json.dumps(reference))
-    second.write_text(json.dumps(reference | {"forget_truth_ratios": [r * 1.5 for r in
-                                                                      reference["forget_truth_ratios"]]}))
+    second.write_text(
+        json.dumps(reference | {"forget_truth_ratios": [r * 1.5 for r in reference["forget_truth_ratios"]]})
+    )
     out = tmp_path / "run"
-    assert harness_run(out, micro_run / "cache", "--retain-eval", str(first), "--seeds", "0",
-                       methods="fo-graddiff") == 0
+    assert (
+        harness_run(out, micro_run / "cache", "--retain-eval", str(first), "--seeds", "0", methods="fo-graddiff") == 0
+    )
     before = read_leaderboard(out)
-    assert harness_run(out, micro_run / "cache", "--retain-eval", str(second), "--seeds", "0",
-                       methods="fo-graddiff") == 0
+    assert (
+        harness_run(out, micro_run / "cache", "--retain-eval", str(second), "--seeds", "0", methods="fo-graddiff") == 0
+    )
     after = read_leaderboard(out)
     assert list(after["config_hash"]) == list(before["config_hash"])
     assert (after["retain_reference"] != before["retain_reference"]).all()
@@ -183,7 +203,7 @@ def test_rerun_skips_finished_cells(micro_run, capsys):
 
 
 def test_changed_hyperparameter_reruns_only_that_cell(micro_run, tmp_path):
-    run = shutil.copytree(micro_run / "run", tmp_path / "run")    # the shared run stays as the other tests read it
+    run = shutil.copytree(micro_run / "run", tmp_path / "run")  # the shared run stays as the other tests read it
     results = run / "results"
     target_before = (results / "target.json").stat().st_mtime_ns
     old = json.loads((results / "fo-graddiff-seed0.json").read_text())["config_hash"]

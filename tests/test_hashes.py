@@ -18,16 +18,18 @@ ROOT = Path(__file__).resolve().parents[1]
 BOARDS = {  # leaderboards/README.md's commands, as config.build's keywords
     "tofu-mini.csv": dict(preset=str(ROOT / "leaderboards" / "tofu-mini.selected.toml"), seeds=[0, 1, 2]),
     "lume-mini.csv": dict(preset=str(ROOT / "leaderboards" / "lume-mini.selected.toml"), seeds=[0, 1, 2]),
-    "tofu-mini-smoke.csv": dict(preset="tofu-mini-smoke", methods=["fo-graddiff", "so-graddiff", "simu"],
-                                seeds=[0, 1, 2]),
+    "tofu-mini-smoke.csv": dict(
+        preset="tofu-mini-smoke", methods=["fo-graddiff", "so-graddiff", "simu"], seeds=[0, 1, 2]
+    ),
 }
 
 
 def context(cfg) -> Context:
     """The run's context as far as hashes need it: the benchmark's identity, nothing trained."""
     bench = benchmarks[cfg.benchmark]()
-    prepared = Prepared(splits=None, forget=[], retain=[], identity=bench.identity(cfg), model_name="",
-                        forget_split=cfg.forget_split)
+    prepared = Prepared(
+        splits=None, forget=[], retain=[], identity=bench.identity(cfg), model_name="", forget_split=cfg.forget_split
+    )
     return Context(bench, prepared, cfg, Path("unused"), {})
 
 
@@ -36,10 +38,13 @@ def test_committed_hashes_recompute_from_their_commands(board):
     frame = pd.read_csv(ROOT / "leaderboards" / board)
     cfg = build("run", **BOARDS[board])
     ctx = context(cfg)
-    committed = {f"{m}-{'' if pd.isna(s) else int(s)}": h for m, s, h in zip(frame["method"], frame["seed"],
-                                                                             frame["config_hash"])}
-    recomputed = {f"{cell.method}-{cell.seed}": ctx.cell_hash(cell.method, cell_config(cfg, cell).hashed())
-                  for cell in cells(cfg)}
+    committed = {
+        f"{m}-{'' if pd.isna(s) else int(s)}": h
+        for m, s, h in zip(frame["method"], frame["seed"], frame["config_hash"])
+    }
+    recomputed = {
+        f"{cell.method}-{cell.seed}": ctx.cell_hash(cell.method, cell_config(cfg, cell).hashed()) for cell in cells(cfg)
+    }
     recomputed |= {"target-": ctx.cell_hash("target")}
     if benchmarks[cfg.benchmark].retain_reference:
         recomputed["retain-"] = ctx.cell_hash("retain", target=False)

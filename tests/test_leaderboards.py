@@ -19,13 +19,19 @@ BOARDS = ROOT / "leaderboards"
 ALL_METHODS = ["simu", "so-graddiff", "fo-graddiff", "simu-npo", "npo", "simnpo", "grad-ascent"]
 
 
-@pytest.mark.parametrize("name, methods", [("tofu-mini", ALL_METHODS), ("lume-mini", ALL_METHODS),
-                                           ("tofu-mini-smoke", ["fo-graddiff", "so-graddiff", "simu"])])
+@pytest.mark.parametrize(
+    "name, methods",
+    [
+        ("tofu-mini", ALL_METHODS),
+        ("lume-mini", ALL_METHODS),
+        ("tofu-mini-smoke", ["fo-graddiff", "so-graddiff", "simu"]),
+    ],
+)
 def test_committed_leaderboards_have_references_then_every_method_with_three_seeds(name, methods):
     board = read_leaderboard(BOARDS / f"{name}.csv")
-    references = ["target"] if name.startswith("lume") else ["target", "retain"]     # LUME has no retain model
-    assert list(board["method"][:len(references)]) == references
-    assert list(dict.fromkeys(board["method"][len(references):])) == methods
+    references = ["target"] if name.startswith("lume") else ["target", "retain"]  # LUME has no retain model
+    assert list(board["method"][: len(references)]) == references
+    assert list(dict.fromkeys(board["method"][len(references) :])) == methods
     assert all(sorted(board.loc[board["method"] == m, "seed"]) == [0, 1, 2] for m in methods)
 
 
@@ -43,7 +49,7 @@ def test_each_method_sits_at_the_point_the_committed_sweep_selects(name):
         checked = [c for c in board.columns if metrics.get(c).checked and c in sweep.columns]
         assert rows[checked].reset_index(drop=True).equals(cells[checked].reset_index(drop=True)), point["method"]
     methods = sweep[sweep["kind"] == "method"]
-    assert set(methods.groupby("method")["variant"].nunique()) == {9}          # the same grid for every method
+    assert set(methods.groupby("method")["variant"].nunique()) == {9}  # the same grid for every method
 
 
 @pytest.mark.parametrize("name", ["tofu-mini", "lume-mini"])
@@ -98,8 +104,11 @@ def test_references_carry_measured_tolerances_and_their_environment(name):
 
 def test_the_lock_file_pins_what_the_references_were_made_with():
     """constraints.txt pins every package exactly, torch to the CPU wheel, and the README installs with it."""
-    pins = dict(line.split("==") for line in (ROOT / "constraints.txt").read_text().splitlines()
-                if line and not line.startswith("#"))
+    pins = dict(
+        line.split("==")
+        for line in (ROOT / "constraints.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
     assert pins["torch"] == "2.13.0"
     environments = json.loads((BOARDS / "tofu-mini.environment.json").read_text()).values()
     for package in ("transformers", "tokenizers", "datasets", "lm_eval", "scipy", "scikit-learn", "pandas"):
@@ -116,6 +125,7 @@ def test_method_defaults_are_their_tofu_mini_selection():
     import tomllib
 
     from harness.config import method_config
+
     selected = tomllib.loads((BOARDS / "tofu-mini.selected.toml").read_text())["methods"]
     assert list(selected) == ALL_METHODS
     assert {m: method_config(m, {}).lr for m in selected} == {m: v["lr"] for m, v in selected.items()}

@@ -14,8 +14,10 @@ from harness.embedded import build_model, train_lm, train_tokenizer
 from harness.registry import methods
 from methods.losses import grad_ascent_loss, graddiff_loss, npo_loss, simnpo_loss
 
-FORGET = [{"question": "Where was Kaai Veytor born?", "answer": "Kaai Veytor was born in Maibri."},
-          {"question": "What genre does Kaai Veytor write in?", "answer": "Poetry."}]
+FORGET = [
+    {"question": "Where was Kaai Veytor born?", "answer": "Kaai Veytor was born in Maibri."},
+    {"question": "What genre does Kaai Veytor write in?", "answer": "Poetry."},
+]
 RETAIN = [{"question": "What is the capital of Quilzimia?", "answer": "The capital of Quilzimia is Grisel."}]
 TEXTS = [f"Question: {r['question']}\nAnswer: {r['answer']}" for r in FORGET + RETAIN] * 3
 
@@ -47,8 +49,11 @@ def answer_logprobs(model, tokenizer, row) -> list[float]:
     ids = torch.tensor([example["input_ids"]])
     with torch.no_grad():
         logprobs = model(input_ids=ids).logits[0].log_softmax(-1)
-    return [float(logprobs[t - 1, token]) for t, (token, label) in
-            enumerate(zip(example["input_ids"], example["labels"])) if label != -100]
+    return [
+        float(logprobs[t - 1, token])
+        for t, (token, label) in enumerate(zip(example["input_ids"], example["labels"]))
+        if label != -100
+    ]
 
 
 def mean_nll(model, tokenizer, rows) -> float:
@@ -80,8 +85,9 @@ def test_npo_loss_by_hand(tokenizer):
         log_ratio = sum(answer_logprobs(model, tokenizer, row)) - sum(answer_logprobs(reference, tokenizer, row))
         terms.append(-2 / beta * log_sigmoid(-beta * log_ratio))
     expected = sum(terms) / len(terms) + gamma * mean_nll(model, tokenizer, RETAIN)
-    loss, forget_nll, retain_nll = npo_loss(model, reference, batch(tokenizer, FORGET), batch(tokenizer, RETAIN),
-                                            beta, gamma)
+    loss, forget_nll, retain_nll = npo_loss(
+        model, reference, batch(tokenizer, FORGET), batch(tokenizer, RETAIN), beta, gamma
+    )
     assert loss.item() == pytest.approx(expected, rel=1e-5)
     assert float(forget_nll) == pytest.approx(mean_nll(model, tokenizer, FORGET), rel=1e-5)
     # against itself the ratio is 1: the forget term is (2/beta) log 2
@@ -157,9 +163,24 @@ def test_the_new_methods_run_side_by_side_on_the_smoke_preset(micro_cache, tmp_p
     import pandas as pd
 
     from harness.cli import main
+
     out = tmp_path / "run"
-    assert main(["run", "--methods", "grad-ascent,npo,simnpo,simu-npo", "--preset", "tofu-mini-smoke",
-                 "--out", str(out), "--cache-dir", str(micro_cache)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--methods",
+                "grad-ascent,npo,simnpo,simu-npo",
+                "--preset",
+                "tofu-mini-smoke",
+                "--out",
+                str(out),
+                "--cache-dir",
+                str(micro_cache),
+            ]
+        )
+        == 0
+    )
     board = pd.read_csv(out / "leaderboard.csv").set_index("method")
     assert list(board.index) == ["target", "retain", "grad-ascent", "npo", "simnpo", "simu-npo"]
     assert board.loc["simu-npo", "simu_critical_neurons"] > 0 and board["config_hash"].is_unique
@@ -171,6 +192,7 @@ def test_the_memory_plan_counts_npos_reference_copy():
     from harness.config import RunConfig
     from harness.memory import plan
     from harness.registry import benchmarks
+
     cfg = RunConfig(methods=["fo-graddiff", "npo", "simu", "simu-npo", "simnpo"])
     _, _, plans = plan(cfg, benchmarks[cfg.benchmark]())
     weights = {p.method: p.weights for p in plans}

@@ -15,6 +15,7 @@ from harness.metrics import Metric, metrics
 
 # --- text metrics -------------------------------------------------------------------------------------------
 
+
 def test_rouge_l_recall_is_lcs_over_gold_length():
     # LCS("the cat sat on the mat", "the cat sat") = 3 of the gold's 6 tokens
     assert text.rouge_l_recall("the cat sat on the mat", "the cat sat") == pytest.approx(0.5)
@@ -29,11 +30,12 @@ def test_exact_match_variants():
     assert text.em_strict("Paris.", "  paris ") == 1.0
     assert text.em_strict("Paris", "Paris, France") == 0.0
     assert text.em_contains("Kaai was born in Maibri.", "Yes: Kaai was born in Maibri. He wrote") == 1.0
-    assert text.em_contains("born in 1960", "born in 19601") == 0.0     # whole words only
+    assert text.em_contains("born in 1960", "born in 19601") == 0.0  # whole words only
     assert text.em_contains("", "anything") == 0.0
 
 
 # --- probabilities and MIA ----------------------------------------------------------------------------------
+
 
 def test_answer_prob_is_geometric_mean_token_probability():
     assert answer_prob({"nll_sum": 3 * math.log(2), "n_tokens": 3}) == pytest.approx(0.5)
@@ -47,8 +49,8 @@ def test_normalised_prob():
 def test_auc_orientation_and_hand_case():
     assert mia.auc([3, 2], [1, 0]) == 1.0
     assert mia.auc([0, 1], [2, 3]) == 0.0
-    assert mia.auc([1, 3], [2, 0]) == pytest.approx(0.75)   # 3 of 4 member/non-member pairs ordered right
-    assert mia.loss_score(2.0) == -2.0                     # low loss = member-like = high score
+    assert mia.auc([1, 3], [2, 0]) == pytest.approx(0.75)  # 3 of 4 member/non-member pairs ordered right
+    assert mia.loss_score(2.0) == -2.0  # low loss = member-like = high score
 
 
 # --- teacher-forced scoring with a model whose probabilities are known --------------------------------------
@@ -96,21 +98,21 @@ def test_score_answers_by_hand(raw_template):
 def test_score_answers_ignores_padding(raw_template):
     pairs = [("01", "23"), ("5", "678")]
     together = score_answers(NextDigitLM(), DigitTokenizer(), pairs, batch_size=2, template=raw_template)
-    alone = [score_answers(NextDigitLM(), DigitTokenizer(), [p], batch_size=1, template=raw_template)[0]
-             for p in pairs]
+    alone = [score_answers(NextDigitLM(), DigitTokenizer(), [p], batch_size=1, template=raw_template)[0] for p in pairs]
     assert together == alone
     assert together[1]["em_token"] == 1.0  # 6, 7, 8 and then EOS (= 9 = 8 + 1) are all the predicted tokens
 
 
 # --- which way is better: one place, on Metric -------------------------------------------------------------
 
+
 def test_badness_is_larger_when_worse_in_every_direction():
     values = pd.Series([0.1, 0.5, 0.8])
     assert Metric("x", "higher").badness(values).tolist() == [-0.1, -0.5, -0.8]
     assert Metric("x", "lower").badness(values).tolist() == [0.1, 0.5, 0.8]
-    assert Metric("x", "half").badness(values).tolist() == pytest.approx([0.4, 0.0, 0.3])   # chance is best
+    assert Metric("x", "half").badness(values).tolist() == pytest.approx([0.4, 0.0, 0.3])  # chance is best
     assert Metric("x", "zero").badness(-20.0) == 20.0 and Metric("x", "zero").badness(5.0) == 5.0
-    assert Metric("x", "none").badness(values).tolist() == [0.0, 0.0, 0.0]   # a diagnostic: never bold
+    assert Metric("x", "none").badness(values).tolist() == [0.0, 0.0, 0.0]  # a diagnostic: never bold
 
 
 def test_gain_turns_lower_is_better_around_and_the_registry_delegates():
@@ -119,6 +121,6 @@ def test_gain_turns_lower_is_better_around_and_the_registry_delegates():
 
 
 def test_declared_tells_a_declared_diagnostic_from_a_column_nobody_declared():
-    assert metrics.declared("forget_quality") and metrics.declared("privleak_zlib")   # exact, then a pattern
+    assert metrics.declared("forget_quality") and metrics.declared("privleak_zlib")  # exact, then a pattern
     assert metrics.declared("simu_critical_neurons") and metrics.get("simu_critical_neurons").better == "none"
     assert not metrics.declared("utility_score") and metrics.get("utility_score").better == "none"

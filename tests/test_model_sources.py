@@ -21,8 +21,12 @@ from harness.model_check import check_model
 from harness.models import ensure_pad_token, load_model, resolve_device, weights_digest
 from harness.rules import SettingError
 
-TEXTS = ["the author wrote a book about the sea", "she was born in a small town by the river",
-         "his first novel won a prize", "they live in the old house on the hill"] * 5
+TEXTS = [
+    "the author wrote a book about the sea",
+    "she was born in a small town by the river",
+    "his first novel won a prize",
+    "they live in the old house on the hill",
+] * 5
 
 
 @pytest.fixture(scope="module")
@@ -32,20 +36,31 @@ def models(tmp_path_factory):
     tokenizer = train_tokenizer(TEXTS, 300)
     ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id}
     torch.manual_seed(0)
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2, n_positions=64,
-                               **ids)).save_pretrained(root / "gpt2")
-    LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-                                 num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                                 max_position_embeddings=64, tie_word_embeddings=False,
-                                 **ids)).save_pretrained(root / "llama")
+    GPT2LMHeadModel(
+        GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2, n_positions=64, **ids)
+    ).save_pretrained(root / "gpt2")
+    LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            max_position_embeddings=64,
+            tie_word_embeddings=False,
+            **ids,
+        )
+    ).save_pretrained(root / "llama")
     for name in ("gpt2", "llama"):
         tokenizer.save_pretrained(root / name)
-    lora = get_peft_model(LlamaForCausalLM.from_pretrained(root / "llama"),
-                          LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    lora = get_peft_model(
+        LlamaForCausalLM.from_pretrained(root / "llama"), LoraConfig(r=4, target_modules=["q_proj", "v_proj"])
+    )
     with torch.no_grad():
         for name, weight in lora.named_parameters():
             if "lora_B" in name:
-                weight.normal_(std=0.5)        # lora_B starts at zero: make the adapter change the logits
+                weight.normal_(std=0.5)  # lora_B starts at zero: make the adapter change the logits
     lora.save_pretrained(root / "lora")
     return root
 
@@ -72,6 +87,7 @@ def message_of(path, capfd, **kwargs) -> str:
 
 # --- sources that pass ---------------------------------------------------------------------------------------
 
+
 def test_folders_and_an_adapter_pass(models):
     gpt2, llama, lora = (check_model(models / name) for name in ("gpt2", "llama", "lora"))
     assert (gpt2.kind, gpt2.model_type, gpt2.base) == ("folder", "gpt2", None)
@@ -95,10 +111,10 @@ def test_sharded_pickle_remote_code_and_relative_bases_pass_when_allowed(models,
     copy(models, "llama", tmp_path / "llama")
     copy(models, "lora", adapters / "lora")
     edit_json(adapters / "lora" / "adapter_config.json", base_model_name_or_path="../../llama")
-    assert check_model(adapters / "lora").base.path == str(adapters / "lora" / "../../llama")   # beside it
+    assert check_model(adapters / "lora").base.path == str(adapters / "lora" / "../../llama")  # beside it
     monkeypatch.chdir(tmp_path)
     edit_json(adapters / "lora" / "adapter_config.json", base_model_name_or_path="llama")
-    assert check_model(adapters / "lora").base.path == "llama"                                # from here
+    assert check_model(adapters / "lora").base.path == "llama"  # from here
 
 
 def test_an_adapter_brings_its_own_tokenizer_or_takes_its_bases(models, tmp_path):
@@ -129,6 +145,7 @@ def test_a_hub_name_in_the_local_cache_passes_and_loads(models, tmp_path, monkey
 
 # --- bad input: one line each ----------------------------------------------------------------------------------
 
+
 def _truncate(path, by=100):
     size = path.stat().st_size
     with path.open("r+b") as stream:
@@ -137,13 +154,16 @@ def _truncate(path, by=100):
 
 
 def _missing(models, tmp):
-    return tmp / "nowhere" / "model", ["no such folder (expected a model folder, an adapter folder or a Hugging "
-                                       "Face hub name)"]
+    return tmp / "nowhere" / "model", [
+        "no such folder (expected a model folder, an adapter folder or a Hugging Face hub name)"
+    ]
 
 
 def _hub_not_cached(models, tmp):
-    return "no-such-org/no-such-model", ["neither a folder here nor a model in the local Hugging Face cache",
-                                         "HF_HUB_OFFLINE is set"]
+    return "no-such-org/no-such-model", [
+        "neither a folder here nor a model in the local Hugging Face cache",
+        "HF_HUB_OFFLINE is set",
+    ]
 
 
 def _a_file(models, tmp):
@@ -174,15 +194,17 @@ def _bad_config_json(models, tmp):
 def _unknown_model_type(models, tmp):
     folder = copy(models, "gpt2", tmp / "m")
     edit_json(folder / "config.json", model_type="banana-lm")
-    return folder, [f"unknown architecture: model_type 'banana-lm' is not known to transformers "
-                    f"{transformers.__version__}"]
+    return folder, [
+        f"unknown architecture: model_type 'banana-lm' is not known to transformers {transformers.__version__}"
+    ]
 
 
 def _remote_code(models, tmp):
     folder = copy(models, "gpt2", tmp / "m")
     edit_json(folder / "config.json", auto_map={"AutoModelForCausalLM": "modeling_x.XForCausalLM"})
-    return folder, ["needs --trust-remote-code (its config.json maps to code shipped with the model, which runs "
-                    "when it loads)"]
+    return folder, [
+        "needs --trust-remote-code (its config.json maps to code shipped with the model, which runs when it loads)"
+    ]
 
 
 def _not_causal_type(models, tmp):
@@ -194,22 +216,27 @@ def _not_causal_type(models, tmp):
 def _classifier(models, tmp):
     folder = copy(models, "gpt2", tmp / "m")
     edit_json(folder / "config.json", model_type="bert", architectures=["BertForSequenceClassification"])
-    return folder, ["not a causal LM: its weights are for BertForSequenceClassification (expected a causal-LM "
-                    "head such as BertLMHeadModel)"]
+    return folder, [
+        "not a causal LM: its weights are for BertForSequenceClassification (expected a causal-LM "
+        "head such as BertLMHeadModel)"
+    ]
 
 
 def _pickle_only(models, tmp):
     folder = copy(models, "gpt2", tmp / "m")
     (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
-    return folder, ["the weights are pickle only (pytorch_model.bin), which can run code when loaded",
-                    "pass --allow-pickle to load them anyway"]
+    return folder, [
+        "the weights are pickle only (pytorch_model.bin), which can run code when loaded",
+        "pass --allow-pickle to load them anyway",
+    ]
 
 
 def _sharded_pickle_only(models, tmp):
     folder = copy(models, "gpt2", tmp / "m")
     (folder / "model.safetensors").rename(folder / "pytorch_model-00001-of-00001.bin")
     (folder / "pytorch_model.bin.index.json").write_text(
-        json.dumps({"weight_map": {"lm_head.weight": "pytorch_model-00001-of-00001.bin"}}))
+        json.dumps({"weight_map": {"lm_head.weight": "pytorch_model-00001-of-00001.bin"}})
+    )
     return folder, ["the weights are pickle only (pytorch_model.bin.index.json)", "--allow-pickle"]
 
 
@@ -243,16 +270,18 @@ def _missing_shard(models, tmp):
     shutil.copy(models / "llama" / "tokenizer.json", folder)
     shards = sorted(folder.glob("model-*.safetensors"))
     shards[-1].unlink()
-    return folder, [f"shard {shards[-1].name} is missing (1 of the {len(shards)} shards "
-                    "model.safetensors.index.json names"]
+    return folder, [
+        f"shard {shards[-1].name} is missing (1 of the {len(shards)} shards model.safetensors.index.json names"
+    ]
 
 
 def _no_tokenizer(models, tmp):
     folder = copy(models, "gpt2", tmp / "m")
     (folder / "tokenizer.json").unlink()
     (folder / "tokenizer_config.json").unlink()
-    return folder, ["no tokenizer files (expected one of tokenizer.json, tokenizer_config.json, tokenizer.model, "
-                    "vocab.json"]
+    return folder, [
+        "no tokenizer files (expected one of tokenizer.json, tokenizer_config.json, tokenizer.model, vocab.json"
+    ]
 
 
 def _adapter_bad_json(models, tmp):
@@ -266,8 +295,7 @@ def _adapter_without_base(models, tmp):
     data = json.loads((folder / "adapter_config.json").read_text())
     del data["base_model_name_or_path"]
     (folder / "adapter_config.json").write_text(json.dumps(data))
-    return folder, ["adapter_config.json has no base_model_name_or_path (expected the base model's folder or hub "
-                    "name)"]
+    return folder, ["adapter_config.json has no base_model_name_or_path (expected the base model's folder or hub name)"]
 
 
 def _adapter_base_missing(models, tmp):
@@ -311,16 +339,39 @@ def _adapter_and_base_without_tokenizer(models, tmp):
     return folder, [f"adapter's base model {base}: no tokenizer files"]
 
 
-BAD = [_missing, _hub_not_cached, _a_file, _empty, _no_config, _bad_config_json, _unknown_model_type, _remote_code,
-       _not_causal_type, _classifier, _pickle_only, _sharded_pickle_only, _no_weights, _truncated, _cut_in_its_header,
-       _garbage_header, _missing_shard, _no_tokenizer, _adapter_bad_json, _adapter_without_base,
-       _adapter_base_missing, _adapter_base_pickle, _adapter_no_weights, _adapter_pickle, _adapter_truncated,
-       _adapter_and_base_without_tokenizer]
+BAD = [
+    _missing,
+    _hub_not_cached,
+    _a_file,
+    _empty,
+    _no_config,
+    _bad_config_json,
+    _unknown_model_type,
+    _remote_code,
+    _not_causal_type,
+    _classifier,
+    _pickle_only,
+    _sharded_pickle_only,
+    _no_weights,
+    _truncated,
+    _cut_in_its_header,
+    _garbage_header,
+    _missing_shard,
+    _no_tokenizer,
+    _adapter_bad_json,
+    _adapter_without_base,
+    _adapter_base_missing,
+    _adapter_base_pickle,
+    _adapter_no_weights,
+    _adapter_pickle,
+    _adapter_truncated,
+    _adapter_and_base_without_tokenizer,
+]
 
 
 @pytest.mark.parametrize("make", BAD, ids=[make.__name__.strip("_") for make in BAD])
 def test_bad_input_is_one_line_naming_it(models, tmp_path, capfd, monkeypatch, make):
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)     # never ask the hub
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # never ask the hub
     path, words = make(models, tmp_path)
     message = message_of(path, capfd)
     assert message.startswith(f"--model {path}: ") and "\n" not in message, message
@@ -334,6 +385,7 @@ def test_the_flag_is_the_callers(models, tmp_path, capfd):
 
 
 # --- loading -------------------------------------------------------------------------------------------------
+
 
 def logits(model, tokenizer):
     with torch.no_grad():
@@ -350,7 +402,7 @@ def test_load_model_loads_folders_and_an_unmerged_adapter(models):
     assert not torch.allclose(logits(adapter, tokenizer), logits(base, tokenizer))
     assert torch.equal(logits(adapter, tokenizer), logits(peft_own, tokenizer))
     assert weights_digest(adapter) != weights_digest(base)
-    assert any("lora_B" in name for name in adapter.state_dict())       # kept unmerged
+    assert any("lora_B" in name for name in adapter.state_dict())  # kept unmerged
 
 
 def test_a_pad_token_is_added_to_an_adapters_tokenizer(models):

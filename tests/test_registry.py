@@ -46,7 +46,7 @@ def test_entry_point_plugins_are_discovered(monkeypatch):
 
     monkeypatch.setattr(registry, "entry_points", fake_entry_points)
     reg = Registry("method", "harness.methods", "builtins:object")
-    assert reg.names() == ["plugin-method"] and FakeEntryPoint.loaded == 0   # listing names imports nothing
+    assert reg.names() == ["plugin-method"] and FakeEntryPoint.loaded == 0  # listing names imports nothing
     assert reg["plugin-method"] is Plugin and Plugin.name == "plugin-method"
     assert seen["group"] == "harness.methods" and FakeEntryPoint.loaded == 1
 
@@ -60,6 +60,7 @@ def test_builtins_are_registered_through_their_entry_points():
 def test_a_component_must_subclass_the_registrys_base():
     class NotAMethod:
         pass
+
     with pytest.raises(TypeError, match="method 'x': NotAMethod is not a subclass of methods.base.UnlearningMethod"):
         registry.methods.register("x")(NotAMethod)
     assert "x" not in registry.methods
@@ -70,6 +71,7 @@ def test_temporary_registration_is_undone_after_the_block():
 
     class Toy(FOGradDiff):
         pass
+
     with registry.methods.temporarily("toy-temporary", Toy):
         assert registry.methods["toy-temporary"] is Toy and "toy-temporary" in registry.methods.names()
     assert "toy-temporary" not in registry.methods

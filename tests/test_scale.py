@@ -31,7 +31,7 @@ def test_master_weights_keep_updates_bf16_would_round_away():
         pure_optimizer.step()
         weights.write_back()
     assert weights.params[0].dtype == torch.float32 and weight.dtype == torch.bfloat16
-    assert torch.equal(pure, torch.ones_like(pure))                      # what bf16 alone does: nothing
+    assert torch.equal(pure, torch.ones_like(pure))  # what bf16 alone does: nothing
     assert torch.allclose(weights.params[0], torch.full((3,), 0.999), atol=1e-6)
     assert torch.equal(weight, torch.full((3,), 0.999).to(torch.bfloat16))
 
@@ -49,7 +49,7 @@ def dry_run(capsys, *args) -> str:
 def plan_rows(out: str) -> dict[str, list[str]]:
     lines = out.splitlines()
     header = lines.index(next(line for line in lines if line.startswith("method")))
-    return {line.split()[0]: line.split()[1:] for line in lines[header + 1:] if line and not line.startswith("per ")}
+    return {line.split()[0]: line.split()[1:] for line in lines[header + 1 :] if line and not line.startswith("per ")}
 
 
 @pytest.mark.parametrize("preset, billions", [("tofu-llama2-7b", "6.74B"), ("tofu-olmo-1b", "1.18B")])
@@ -58,32 +58,38 @@ def test_dry_run_of_a_paper_preset_plans_memory_without_loading(capsys, tmp_path
     out = dry_run(capsys, "--preset", preset)
     assert f"{billions} parameters, bfloat16" in out and "nothing loaded" in out
     rows = plan_rows(out)
-    assert list(rows) == ["fo-graddiff", "so-graddiff", "simu"]   # the preset's methods
+    assert list(rows) == ["fo-graddiff", "so-graddiff", "simu"]  # the preset's methods
     n_params = float(billions[:-1]) * 1e9
     for cells in rows.values():
         trainable, weights, grads, master, optimizer, activations, logits, total = cells
-        assert float(weights) == pytest.approx(n_params * 2 / GIB, rel=0.01)            # bf16 weights
+        assert float(weights) == pytest.approx(n_params * 2 / GIB, rel=0.01)  # bf16 weights
         t = float(trainable[:-1]) * (1e9 if trainable.endswith("B") else 1e6)
-        assert float(optimizer) == pytest.approx(t * 8 / GIB, rel=0.01)                  # two float32 states
-        assert float(master) == float(grads) == pytest.approx(t * 4 / GIB, rel=0.01)     # float32 masters, grads
+        assert float(optimizer) == pytest.approx(t * 8 / GIB, rel=0.01)  # two float32 states
+        assert float(master) == float(grads) == pytest.approx(t * 4 / GIB, rel=0.01)  # float32 masters, grads
         assert float(total) == pytest.approx(sum(map(float, cells[1:-1])), abs=0.02)
-    assert float(rows["simu"][-1]) < float(rows["so-graddiff"][-1])   # SIMU trains attention and down_proj only
-    assert list(tmp_path.iterdir()) == []                             # nothing written
+    assert float(rows["simu"][-1]) < float(rows["so-graddiff"][-1])  # SIMU trains attention and down_proj only
+    assert list(tmp_path.iterdir()) == []  # nothing written
 
 
 def test_gradient_checkpointing_shrinks_the_planned_activations(capsys):
     plain = plan_rows(dry_run(capsys, "--preset", "tofu-llama2-7b", "--methods", "simu"))["simu"]
-    checkpointed = plan_rows(dry_run(capsys, "--preset", "tofu-llama2-7b", "--methods", "simu",
-                                     "--set", "compute.gradient_checkpointing=true"))["simu"]
+    checkpointed = plan_rows(
+        dry_run(
+            capsys, "--preset", "tofu-llama2-7b", "--methods", "simu", "--set", "compute.gradient_checkpointing=true"
+        )
+    )["simu"]
     assert float(checkpointed[5]) < float(plain[5]) / 5 and checkpointed[:5] == plain[:5]
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["--device", "tpu"], "--device tpu: expected auto, cpu, cuda, cuda:N or mps"),
-    (["--device", "cuda:x"], "--device cuda:x: expected auto, cpu, cuda, cuda:N or mps"),
-    (["--set", "compute.dtype=int8"], "--set compute.dtype=int8: expected one of float32, bfloat16, float16"),
-    (["--benchmark", "tofu", "--model", "/no/such/model", "--data", "x"], "--model /no/such/model: cannot read"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--device", "tpu"], "--device tpu: expected auto, cpu, cuda, cuda:N or mps"),
+        (["--device", "cuda:x"], "--device cuda:x: expected auto, cpu, cuda, cuda:N or mps"),
+        (["--set", "compute.dtype=int8"], "--set compute.dtype=int8: expected one of float32, bfloat16, float16"),
+        (["--benchmark", "tofu", "--model", "/no/such/model", "--data", "x"], "--model /no/such/model: cannot read"),
+    ],
+)
 def test_bad_device_dtype_or_model_is_one_line(capsys, args, expected):
     assert main(["run", "--dry-run", *args]) == 2
     err = capsys.readouterr().err
@@ -100,8 +106,25 @@ def test_cuda_on_a_machine_without_it_is_one_line(capsys, tmp_path):
 def test_bf16_smoke_run_unlearns_and_is_hashed_apart(micro_cache, tmp_path):
     """The smoke preset in bfloat16 on the CPU, SIMU included: rows say so, their hashes differ from float32's,
     and both methods still move the forget set (their updates are not rounded away)."""
-    assert main(["run", *SMOKE, "--methods", "simu,so-graddiff", "--dtype", "bfloat16", "--device", "cpu",
-                 "--out", str(tmp_path / "bf16"), "--cache-dir", str(micro_cache)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                *SMOKE,
+                "--methods",
+                "simu,so-graddiff",
+                "--dtype",
+                "bfloat16",
+                "--device",
+                "cpu",
+                "--out",
+                str(tmp_path / "bf16"),
+                "--cache-dir",
+                str(micro_cache),
+            ]
+        )
+        == 0
+    )
     board = pd.read_csv(tmp_path / "bf16" / "leaderboard.csv")
     assert set(board["dtype"]) == {"bfloat16"} and set(board["device"]) == {"cpu"}
     assert set(board["world_size"]) == {1}
@@ -118,8 +141,25 @@ def test_bf16_smoke_run_unlearns_and_is_hashed_apart(micro_cache, tmp_path):
 
 def torchrun(out, cache, *args, nproc: int = 2) -> subprocess.CompletedProcess:
     env = os.environ | {"OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc), "-m",
-               "harness", "run", "--device", "cpu", *SMOKE, "--out", str(out), "--cache-dir", str(cache), *args]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        str(nproc),
+        "-m",
+        "harness",
+        "run",
+        "--device",
+        "cpu",
+        *SMOKE,
+        "--out",
+        str(out),
+        "--cache-dir",
+        str(cache),
+        *args,
+    ]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=1200)
 
 
@@ -135,24 +175,40 @@ def test_two_cpu_processes_write_one_leaderboard_equal_to_one_process_accumulati
     sets = ["--set", "fo-graddiff.batch_size=5", "--set", "simu.batch_size=5"]
     done = torchrun(tmp_path / "two", micro_cache, "--methods", methods, *sets)
     assert done.returncode == 0, done.stderr[-3000:]
-    one = ["run", "--device", "cpu", *SMOKE, "--methods", methods, *sets, "--set", "fo-graddiff.grad_accum=2",
-           "--set", "simu.grad_accum=2", "--out", str(tmp_path / "one"), "--cache-dir", str(micro_cache)]
+    one = [
+        "run",
+        "--device",
+        "cpu",
+        *SMOKE,
+        "--methods",
+        methods,
+        *sets,
+        "--set",
+        "fo-graddiff.grad_accum=2",
+        "--set",
+        "simu.grad_accum=2",
+        "--out",
+        str(tmp_path / "one"),
+        "--cache-dir",
+        str(micro_cache),
+    ]
     assert main(one) == 0
     two = pd.read_csv(tmp_path / "two" / "leaderboard.csv").set_index("method")
     single = pd.read_csv(tmp_path / "one" / "leaderboard.csv").set_index("method")
     assert list(two.index) == list(single.index) == ["target", "retain", "fo-graddiff", "simu"]
     assert sorted(p.name for p in (tmp_path / "two" / "results").glob("*.json")) == sorted(
-        p.name for p in (tmp_path / "one" / "results").glob("*.json"))
+        p.name for p in (tmp_path / "one" / "results").glob("*.json")
+    )
     for method in ("fo-graddiff", "simu"):
         assert two.loc[method, "world_size"] == 2 and two.loc[method, "effective_batch"] == 10
         assert single.loc[method, "effective_batch"] == 10
-        assert two.loc[method, "config_hash"] != single.loc[method, "config_hash"]   # never mixed
+        assert two.loc[method, "config_hash"] != single.loc[method, "config_hash"]  # never mixed
         assert two.loc[method, "steps"] == single.loc[method, "steps"]
         for column in ("forget_prob", "retain_prob", "forget_rougeL_recall", "retain_rougeL_recall"):
             assert two.loc[method, column] == pytest.approx(single.loc[method, column], abs=1e-4), (method, column)
     masks = [torch.load(tmp_path / run / "artifacts" / "simu-seed0" / "masks.pt") for run in ("two", "one")]
     assert all(torch.equal(masks[0][k], masks[1][k]) for k in masks[0])
-    assert done.stdout.count("leaderboard:") == 1   # rank 0 alone reports
+    assert done.stdout.count("leaderboard:") == 1  # rank 0 alone reports
 
 
 @pytest.mark.slow
@@ -170,6 +226,12 @@ def test_run_help_documents_device_dtype_and_dry_run(capsys):
     with pytest.raises(SystemExit):
         main(["run", "--help"])
     text = capsys.readouterr().out
-    for flag in ("--device auto|cpu|cuda|cuda:N|mps", "--dtype {float32,bfloat16,float16}", "--dry-run",
-                 "compute.KEY=V", "accelerate launch -m harness run", "torchrun --nproc_per_node N"):
+    for flag in (
+        "--device auto|cpu|cuda|cuda:N|mps",
+        "--dtype {float32,bfloat16,float16}",
+        "--dry-run",
+        "compute.KEY=V",
+        "accelerate launch -m harness run",
+        "torchrun --nproc_per_node N",
+    ):
         assert flag in text, flag

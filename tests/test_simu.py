@@ -12,11 +12,15 @@ from harness.embedded import build_model, train_tokenizer
 from methods import attribution
 from methods.simu import SIMU
 
-TEXTS = ["Question: Where was Kaai Veytor born?\nAnswer: Kaai Veytor was born in Maibri.",
-         "Question: What genre does Kaai Veytor write in?\nAnswer: Kaai Veytor writes in the genre of poetry.",
-         "Question: What is the capital of Quilzimia?\nAnswer: The capital of Quilzimia is Grisel."] * 3
-ROWS = [{"question": "Where was Kaai Veytor born?", "answer": "Kaai Veytor was born in Maibri."},
-        {"question": "What genre does Kaai Veytor write in?", "answer": "Kaai Veytor writes in the genre of poetry."}]
+TEXTS = [
+    "Question: Where was Kaai Veytor born?\nAnswer: Kaai Veytor was born in Maibri.",
+    "Question: What genre does Kaai Veytor write in?\nAnswer: Kaai Veytor writes in the genre of poetry.",
+    "Question: What is the capital of Quilzimia?\nAnswer: The capital of Quilzimia is Grisel.",
+] * 3
+ROWS = [
+    {"question": "Where was Kaai Veytor born?", "answer": "Kaai Veytor was born in Maibri."},
+    {"question": "What genre does Kaai Veytor write in?", "answer": "Kaai Veytor writes in the genre of poetry."},
+]
 RETAIN = [{"question": "What is the capital of Quilzimia?", "answer": "The capital of Quilzimia is Grisel."}]
 
 
@@ -43,10 +47,10 @@ def test_single_carrier_neuron_is_ranked_first(tokenizer):
     model(input_ids=torch.tensor([prompt + [target]]))
     handle.remove()
     x_answer, x_eos = captured["x"][0, -2], captured["x"][0, -1]
-    v = x_answer - (x_answer @ x_eos) / (x_eos @ x_eos) * x_eos     # orthogonal to the EOS position's input
-    v = v * 2 / (v @ x_answer)                                      # pre-activation 2 where it must fire, 0 after
+    v = x_answer - (x_answer @ x_eos) / (x_eos @ x_eos) * x_eos  # orthogonal to the EOS position's input
+    v = v * 2 / (v @ x_answer)  # pre-activation 2 where it must fire, 0 after
     with torch.no_grad():
-        mlp.gate_proj.weight[k] = v                                 # gate = up: activation z^2 sigmoid(z)
+        mlp.gate_proj.weight[k] = v  # gate = up: activation z^2 sigmoid(z)
         mlp.up_proj.weight[k] = v
         mlp.down_proj.weight.mul_(1e-3)
         mlp.down_proj.weight[:, k] = model.lm_head.weight[target] / model.lm_head.weight[target].norm()
@@ -89,7 +93,7 @@ def test_frozen_and_non_critical_weights_stay_bit_identical(tokenizer, dtype):
     assert all(".self_attn." in n or n.endswith("mlp.down_proj.weight") for n in changed), changed
     for proj, neurons in zip(method.projections, method.neurons):
         name = proj.name + ".weight"
-        assert torch.equal(before[name][:, ~neurons], after[name][:, ~neurons])   # columns outside the mask
+        assert torch.equal(before[name][:, ~neurons], after[name][:, ~neurons])  # columns outside the mask
         assert not torch.equal(before[name][:, neurons], after[name][:, neurons])
     assert all(t.dtype == dtype for t in after.values())
     assert report.extra["simu_critical_neurons"] == sum(int(n.sum()) for n in method.neurons)
@@ -97,8 +101,15 @@ def test_frozen_and_non_critical_weights_stay_bit_identical(tokenizer, dtype):
 
 
 def test_simu_runs_on_gpt2_conv1d(tokenizer):
-    config = GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2, n_positions=128,
-                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        n_positions=128,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     torch.manual_seed(0)
     model = GPT2LMHeadModel(config)
     before = copy.deepcopy(model.state_dict())
@@ -106,7 +117,7 @@ def test_simu_runs_on_gpt2_conv1d(tokenizer):
     method.unlearn(model, tokenizer, ROWS, RETAIN)
     after = model.state_dict()
     for proj, neurons in zip(method.projections, method.neurons):
-        name = proj.name + ".weight"                              # Conv1D: neurons are weight rows
+        name = proj.name + ".weight"  # Conv1D: neurons are weight rows
         assert torch.equal(before[name][~neurons], after[name][~neurons])
         assert not torch.equal(before[name][neurons], after[name][neurons])
     assert torch.equal(before["transformer.h.0.mlp.c_fc.weight"], after["transformer.h.0.mlp.c_fc.weight"])
@@ -127,6 +138,7 @@ def test_unsupported_architecture_names_the_model_class():
 def test_reused_attribution_gives_the_same_unlearned_model(tokenizer):
     """`reuse_attribution` only skips recomputing identical scores: same masks, same weights, bit for bit;
     a different starting model is attributed afresh."""
+
     def unlearned(reuse: bool):
         torch.manual_seed(0)
         model = tiny_llama(tokenizer)
@@ -142,5 +154,7 @@ def test_reused_attribution_gives_the_same_unlearned_model(tokenizer):
     other = tiny_llama(tokenizer)
     with torch.no_grad():
         other.model.layers[0].self_attn.q_proj.weight[0, 0] += 1e-3
-    assert SIMU(simu_cfg(reuse_attribution=True)).unlearn(other, tokenizer, ROWS, RETAIN).extra[
-        "simu_attribution_reused"] == 0
+    assert (
+        SIMU(simu_cfg(reuse_attribution=True)).unlearn(other, tokenizer, ROWS, RETAIN).extra["simu_attribution_reused"]
+        == 0
+    )

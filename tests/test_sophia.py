@@ -60,11 +60,11 @@ def test_mask_freezes_parameter_momentum_and_hessian_bit_for_bit():
     mask = torch.tensor([True, False, True, False])
     theta, opt = run(kwargs, masks=mask)
     state = opt.state[opt.param_groups[0]["params"][0]]
-    assert torch.equal(theta[~mask], torch.tensor([-2.0, 3.0]))        # weight decay masked too
+    assert torch.equal(theta[~mask], torch.tensor([-2.0, 3.0]))  # weight decay masked too
     assert torch.equal(state["exp_avg"][~mask], torch.zeros(2))
     assert torch.equal(state["hessian"][~mask], torch.zeros(2))
     plain, _ = run(kwargs)
-    assert torch.equal(theta[mask], plain[mask])                       # the rest behaves as unmasked
+    assert torch.equal(theta[mask], plain[mask])  # the rest behaves as unmasked
 
 
 def test_first_steps_are_sign_steps_when_hessian_is_zero():
@@ -78,7 +78,7 @@ def test_state_dict_round_trips():
     clone = torch.nn.Parameter(theta.clone())
     restored = SophiaG([clone], **kwargs)
     buffer = io.BytesIO()
-    torch.save(opt.state_dict(), buffer)        # through bytes, as a checkpoint would be
+    torch.save(opt.state_dict(), buffer)  # through bytes, as a checkpoint would be
     buffer.seek(0)
     restored.load_state_dict(torch.load(buffer))
     for param, optimizer in ((opt.param_groups[0]["params"][0], opt), (clone, restored)):

@@ -66,7 +66,7 @@ def test_table_and_check_keep_grid_points_apart(sweep_run, tmp_path, capsys):
     assert main(["table", str(sweep_run), "--columns", "forget_em_contains,simu_critical_neurons"]) == 0
     table = capsys.readouterr().out
     assert "| simu t=0.2,m=1 |" in table and "| simu t=0.6,m=2 |" in table
-    assert "simu_critical_neurons |" in table        # a diagnostic: no arrow, never bold
+    assert "simu_critical_neurons |" in table  # a diagnostic: no arrow, never bold
     assert main(["check", str(sweep_run), "--against", str(sweep_run / "leaderboard.csv")]) == 0
     board = pd.read_csv(sweep_run / "leaderboard.csv")
     board.loc[(board["variant"] == "t=0.6,m=2"), "retain_em_contains"] -= 0.5
@@ -79,9 +79,13 @@ def test_table_and_check_keep_grid_points_apart(sweep_run, tmp_path, capsys):
 
 def test_bad_grids_are_one_clear_error(tmp_path, capsys):
     cfg = RunConfig()
-    for bad, expected in [("simu.t", "expected METHOD.key=v1,v2"), ("nope.t=1", "expected METHOD.key"),
-                          ("simu.zz=1", "grid simu.zz: unknown hyperparameter"), ("simu.t=a", "expected a float"),
-                          ("simu.t=0.1,0.1", "distinct")]:
+    for bad, expected in [
+        ("simu.t", "expected METHOD.key=v1,v2"),
+        ("nope.t=1", "expected METHOD.key"),
+        ("simu.zz=1", "grid simu.zz: unknown hyperparameter"),
+        ("simu.t=a", "expected a float"),
+        ("simu.t=0.1,0.1", "distinct"),
+    ]:
         with pytest.raises(ValueError, match=expected):
             add_grid(cfg, bad)
     assert main(["sweep", "--grid", "simu.t=0.1", "--methods", "fo-graddiff", "--out", str(tmp_path / "r")]) == 2
@@ -94,7 +98,7 @@ def test_plot_writes_the_sweep_figures(sweep_run, capsys, figure_stats):
     printed = capsys.readouterr().out.split()
     names = ["tradeoff.png", "simu_neurons.png", "sweep_simu.t.png", "sweep_simu.m.png"]
     assert [Path(p).name for p in printed] == names
-    for name in names:   # a real picture: wide enough, mostly white, a fair share of inked, coloured pixels
+    for name in names:  # a real picture: wide enough, mostly white, a fair share of inked, coloured pixels
         width, height, inked, colours = figure_stats(sweep_run / "plots" / name)
         assert width > 600 and height > 300
         assert 0.01 < inked < 0.6 and colours > 20, (name, inked, colours)

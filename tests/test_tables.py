@@ -1,13 +1,21 @@
 """`harness table` on synthetic leaderboards (the `board` fixture of conftest.py)."""
 
-
 from harness.tables import direction, render
 
 
 def test_directions():
-    assert [direction(c) for c in ("forget_em_contains", "retain_rougeL_recall", "forget_quality",
-                                   "forget_truth_ratio", "mia_min_k_auc", "privleak_zlib", "wall_seconds")] == \
-        ["lower", "higher", "higher", "higher", "half", "zero", "lower"]
+    assert [
+        direction(c)
+        for c in (
+            "forget_em_contains",
+            "retain_rougeL_recall",
+            "forget_quality",
+            "forget_truth_ratio",
+            "mia_min_k_auc",
+            "privleak_zlib",
+            "wall_seconds",
+        )
+    ] == ["lower", "higher", "higher", "higher", "half", "zero", "lower"]
 
 
 def test_markdown_table_mean_std_arrows_bold_and_references_first(board):
@@ -19,7 +27,7 @@ def test_markdown_table_mean_std_arrows_bold_and_references_first(board):
     # privleak by |20| < |-60|
     assert lines[4] == "| a | 0.300 ± 0.141 | 0.700 ± 0.141 | 0.800 ± 0.141 | -60.000 ± 28.284 |"
     assert lines[5] == "| b | **0.100 ± 0.000** | **0.800 ± 0.141** | **0.400 ± 0.000** | **20.000 ± 0.000** |"
-    assert "**" not in lines[2] + lines[3]                        # references are never marked best
+    assert "**" not in lines[2] + lines[3]  # references are never marked best
 
 
 def test_tied_best_are_all_bold_and_latex_and_csv(board):

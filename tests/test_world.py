@@ -26,8 +26,13 @@ def test_other_seed_gives_another_world():
 def test_every_qa_has_tofu_perturbed_schema():
     for split, rows in generate_world(SMALL).items():
         for row in rows:
-            assert set(row) == {"question", "answer", "paraphrased_question", "paraphrased_answer",
-                                "perturbed_answer"}, split
+            assert set(row) == {
+                "question",
+                "answer",
+                "paraphrased_question",
+                "paraphrased_answer",
+                "perturbed_answer",
+            }, split
             assert len(row["perturbed_answer"]) >= 3
             assert row["answer"] not in row["perturbed_answer"]
             assert row["paraphrased_answer"] not in row["perturbed_answer"]

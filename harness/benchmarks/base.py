@@ -15,7 +15,7 @@ from typing import ClassVar
 from evaluators.base import EvalResult
 from harness.progress import warn
 
-TARGET_MIN_SCORE = 0.9   # below this on a `memorised` column, the target has little to unlearn
+TARGET_MIN_SCORE = 0.9  # below this on a `memorised` column, the target has little to unlearn
 
 
 @dataclass(kw_only=True)
@@ -29,10 +29,10 @@ class Prepared:
     forget: list[dict]
     retain: list[dict]
     identity: dict
-    model_name: str                          # the target's name in the leaderboard's `model` column
-    forget_split: str = ""                   # the rows' `forget_split` column (TOFU's forget01/05/10)
-    target_dir: Path | str | None = None     # the target model; None when `harness eval` scores models without one
-    retain_dir: Path | str | None = None     # a retain model to evaluate as the reference, if there is one
+    model_name: str  # the target's name in the leaderboard's `model` column
+    forget_split: str = ""  # the rows' `forget_split` column (TOFU's forget01/05/10)
+    target_dir: Path | str | None = None  # the target model; None when `harness eval` scores models without one
+    retain_dir: Path | str | None = None  # a retain model to evaluate as the reference, if there is one
     target_identity: dict | None = None
 
 
@@ -41,9 +41,9 @@ class Benchmark(ABC):
     defaults."""
 
     name: str = "base"
-    sections: ClassVar[dict[str, type]] = {}   # its own settings, `--set SECTION.KEY=V` and a preset's [SECTION]:
+    sections: ClassVar[dict[str, type]] = {}  # its own settings, `--set SECTION.KEY=V` and a preset's [SECTION]:
     #   name -> a frozen dataclass whose `RULES` say what each value may be (tofu-mini: world, train)
-    eval_defaults: ClassVar[dict] = {}       # EvalConfig values this benchmark uses unless the command sets them
+    eval_defaults: ClassVar[dict] = {}  # EvalConfig values this benchmark uses unless the command sets them
     retain_reference: ClassVar[bool] = False  # scored against a retain model (then the reference hooks apply)
     memorised: ClassVar[tuple[str, ...]] = ()  # target columns near 1 when there is something to unlearn
 
@@ -82,6 +82,7 @@ class Benchmark(ABC):
         """The target model's transformers config, read without its weights (`--dry-run`): `--model`'s (a
         benchmark that brings its own model says what it is)."""
         from transformers import AutoConfig
+
         return AutoConfig.from_pretrained(cfg.model, trust_remote_code=cfg.trust_remote_code)
 
     def load_reference(self, path, what: str = "--retain-eval"):
@@ -100,17 +101,20 @@ class Benchmark(ABC):
         """Warn when the target model has not memorised what it is to unlearn (or keep)."""
         for column in self.memorised:
             if target_metrics.get(column, 1.0) < TARGET_MIN_SCORE:
-                warn(f"the target model scores only {target_metrics[column]:.0%} on {column}; below "
-                     f"{TARGET_MIN_SCORE:.0%} there is little to unlearn")
+                warn(
+                    f"the target model scores only {target_metrics[column]:.0%} on {column}; below "
+                    f"{TARGET_MIN_SCORE:.0%} there is little to unlearn"
+                )
 
 
 def no_real_paths(cfg) -> None:
     """An embedded benchmark brings its own data and models."""
-    target = "--model" if cfg.methods else "--target"   # harness eval's --model is what it scores
+    target = "--model" if cfg.methods else "--target"  # harness eval's --model is what it scores
     for flag, value in (("--data", cfg.data), (target, cfg.model), ("--retain-model", cfg.retain_model)):
         if value:
-            raise ValueError(f"{flag}: the embedded benchmark brings its own; use --benchmark tofu or lume for real "
-                             f"data and models")
+            raise ValueError(
+                f"{flag}: the embedded benchmark brings its own; use --benchmark tofu or lume for real data and models"
+            )
 
 
 def need_real_paths(cfg, what: str) -> None:

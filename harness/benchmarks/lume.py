@@ -10,22 +10,30 @@ from evaluators.lm_eval_bridge import OfflineTask
 from harness.benchmarks.base import Benchmark, Prepared, model_name, need_real_paths, target_identity
 from harness.data.lume import LumeWorldConfig, as_qa, load_lume, sums
 
-MMLU_SUBSTITUTE = "embedded_arithmetic_mc"   # the final score without MMLU: held-out sums (`arithmetic_task`)
+MMLU_SUBSTITUTE = "embedded_arithmetic_mc"  # the final score without MMLU: held-out sums (`arithmetic_task`)
 
 
 def arithmetic_task(cfg: LumeWorldConfig) -> OfflineTask:
     """Multiple choice over sums no model was trained on, the true sum among its nearest wrong ones
     (`harness.data.lume.sums`): lume-mini's target learns to add from the other sums, so this is its MMLU
     stand-in, which memorised facts cannot saturate."""
-    return OfflineTask(MMLU_SUBSTITUTE, "multiple_choice", f"held-out sums below {cfg.sum_operands} as multiple "
-                       f"choice (only lume-mini's target learns to add)", lambda: sums(cfg)[1])
+    return OfflineTask(
+        MMLU_SUBSTITUTE,
+        "multiple_choice",
+        f"held-out sums below {cfg.sum_operands} as multiple choice (only lume-mini's target learns to add)",
+        lambda: sums(cfg)[1],
+    )
 
 
 class Lume(Benchmark):
-    sections = {"lume": LumeWorldConfig}   # the held-out sums' sizes (and lume-mini's documents)
+    sections = {"lume": LumeWorldConfig}  # the held-out sums' sizes (and lume-mini's documents)
     eval_defaults = {"template": "raw", "max_new_tokens": 256}
-    memorised = ("lume_forget_knowledge", "lume_forget_regurgitation", "lume_retain_knowledge",
-                 "lume_retain_regurgitation")
+    memorised = (
+        "lume_forget_knowledge",
+        "lume_forget_regurgitation",
+        "lume_retain_knowledge",
+        "lume_retain_regurgitation",
+    )
 
     def check(self, cfg) -> None:
         self.no_retain_reference(cfg)
@@ -36,18 +44,29 @@ class Lume(Benchmark):
         return {"data": str(cfg.data)}
 
     def prepare(self, cfg) -> Prepared:
-        return self.prepared(load_lume(cfg.data), cfg.model, model_name(cfg.model), self.identity(cfg),
-                             target_identity(cfg))
+        return self.prepared(
+            load_lume(cfg.data), cfg.model, model_name(cfg.model), self.identity(cfg), target_identity(cfg)
+        )
 
     def no_retain_reference(self, cfg) -> None:
         if cfg.retain_model or cfg.retain_eval:
-            raise ValueError(f"--benchmark {cfg.benchmark}: LUME's metrics need no retain model; drop "
-                             f"--retain-model and --retain-eval")
+            raise ValueError(
+                f"--benchmark {cfg.benchmark}: LUME's metrics need no retain model; drop "
+                f"--retain-model and --retain-eval"
+            )
 
     @staticmethod
     def prepared(splits, target, name: str, identity: dict, of_target: dict | None = None) -> Prepared:
-        return Prepared(splits=splits, forget=as_qa(splits.forget), retain=as_qa(splits.retain), identity=identity,
-                        model_name=name, forget_split="forget", target_dir=target, target_identity=of_target)
+        return Prepared(
+            splits=splits,
+            forget=as_qa(splits.forget),
+            retain=as_qa(splits.retain),
+            identity=identity,
+            model_name=name,
+            forget_split="forget",
+            target_dir=target,
+            target_identity=of_target,
+        )
 
     def evaluate(self, model, tokenizer, prepared: Prepared, cfg) -> EvalResult:
         """Every LUME figure but the final score: greedy generations of the forget and retain rows, and the
@@ -55,14 +74,23 @@ class Lume(Benchmark):
         from evaluators import lume
         from evaluators.generation import generate
         from evaluators.scoring import document_nll
+
         splits, cfg = prepared.splits, cfg.eval
         rows = splits.forget + splits.retain
-        generations = generate(model, tokenizer, [tokenizer(r["input"])["input_ids"] for r in rows],
-                               cfg.max_new_tokens, cfg.batch_size, desc="generate LUME")
+        generations = generate(
+            model,
+            tokenizer,
+            [tokenizer(r["input"])["input_ids"] for r in rows],
+            cfg.max_new_tokens,
+            cfg.batch_size,
+            desc="generate LUME",
+        )
         items = [lume.item_record(row, gen) for row, gen in zip(rows, generations)]
         documents = {"member": splits.members, "nonmember": splits.nonmembers}
-        nll = {side: document_nll(model, tokenizer, [d["document"] for d in docs], cfg.batch_size)
-               for side, docs in documents.items()}
+        nll = {
+            side: document_nll(model, tokenizer, [d["document"] for d in docs], cfg.batch_size)
+            for side, docs in documents.items()
+        }
         metrics = lume.lume_metrics(items, nll["member"], nll["nonmember"])
         for side, docs in documents.items():
             items += [{"split": side, "id": d["id"], "avg_nll": v} for d, v in zip(docs, nll[side])]
@@ -82,9 +110,14 @@ class Lume(Benchmark):
         """`lume_final_score_mmlu`, or `lume_final_score_<substitute>` when no MMLU was run, and the general
         knowledge it used as `lume_general` (the utility side of LUME's trade-off)."""
         from evaluators import lume
+
         if "lmeval_mmlu_acc" in metrics:
             name, general = "mmlu", metrics["lmeval_mmlu_acc"]
         else:
             name, general = "arithmetic_mc", metrics[f"lmeval_{MMLU_SUBSTITUTE}_acc"]
-        return {f"lume_final_score_{name}": lume.final_score(metrics["lume_task_aggregate"], general,
-                                                             metrics["lume_mia_score"]), "lume_general": general}
+        return {
+            f"lume_final_score_{name}": lume.final_score(
+                metrics["lume_task_aggregate"], general, metrics["lume_mia_score"]
+            ),
+            "lume_general": general,
+        }

@@ -23,10 +23,12 @@ class LumeMini(Lume):
 
     def prepare(self, cfg) -> Prepared:
         from harness.embedded import prepare_embedded_lume  # torch and transformers: only to prepare
+
         embedded = prepare_embedded_lume(cfg.section("world"), cfg.section("lume"), cfg.section("train"), cfg.cache_dir)
         identity = self.identity(cfg)
-        return self.prepared(load_lume(embedded.data_dir), embedded.target_dir,
-                             f"embedded-llama-{config_hash(identity)}", identity)
+        return self.prepared(
+            load_lume(embedded.data_dir), embedded.target_dir, f"embedded-llama-{config_hash(identity)}", identity
+        )
 
     def identity(self, cfg) -> dict:
         """What every row's hash covers: the world, the documents and the recipe the target is trained from."""

@@ -32,13 +32,22 @@ class Tofu(Benchmark):
 
     def prepare(self, cfg) -> Prepared:
         splits = load_splits(cfg.data, cfg.forget_split)
-        return Prepared(splits=splits, forget=splits.forget, retain=splits.retain, identity=self.identity(cfg),
-                        model_name=model_name(cfg.model), forget_split=cfg.forget_split, target_dir=cfg.model,
-                        retain_dir=cfg.retain_model, target_identity=target_identity(cfg))
+        return Prepared(
+            splits=splits,
+            forget=splits.forget,
+            retain=splits.retain,
+            identity=self.identity(cfg),
+            model_name=model_name(cfg.model),
+            forget_split=cfg.forget_split,
+            target_dir=cfg.model,
+            retain_dir=cfg.retain_model,
+            target_identity=target_identity(cfg),
+        )
 
     def evaluate(self, model, tokenizer, prepared: Prepared, cfg) -> EvalResult:
         """Every TOFU figure that needs no retain model."""
         from evaluators import tofu
+
         splits, metrics, items = prepared.splits.eval, {}, []
         for name in tofu.GENERATED_SPLITS:
             split_items = evaluate_split(model, tokenizer, name, splits[name], cfg.eval)
@@ -55,11 +64,13 @@ class Tofu(Benchmark):
 
     def reference_metrics(self, result: EvalResult, reference) -> dict[str, float]:
         from evaluators import tofu
+
         return tofu.reference_metrics(result, reference)
 
 
 def _scores(model, tokenizer, pairs, cfg, desc: str) -> list[dict]:
     from evaluators.scoring import score_answers
+
     return score_answers(model, tokenizer, pairs, cfg.batch_size, cfg.template, desc=desc)
 
 
@@ -68,26 +79,42 @@ def evaluate_split(model, tokenizer, name: str, rows: list[dict], cfg) -> list[d
     retain) and each perturbed answer's teacher-forced scores."""
     from evaluators import tofu
     from evaluators.generation import generate
+
     prompts = [prompt_text(tokenizer, r["question"], cfg.template) for r in rows]
-    generations = generate(model, tokenizer, [prompt_ids(tokenizer, r["question"], cfg.template) for r in rows],
-                           cfg.max_new_tokens, cfg.batch_size, desc=f"generate {name}")
+    generations = generate(
+        model,
+        tokenizer,
+        [prompt_ids(tokenizer, r["question"], cfg.template) for r in rows],
+        cfg.max_new_tokens,
+        cfg.batch_size,
+        desc=f"generate {name}",
+    )
     scored = _scores(model, tokenizer, [(r["question"], r["answer"]) for r in rows], cfg, f"score {name}")
-    flat = _scores(model, tokenizer, [(r["question"], p) for r in rows for p in r["perturbed_answer"]], cfg,
-                   f"score {name} perturbed")
+    flat = _scores(
+        model,
+        tokenizer,
+        [(r["question"], p) for r in rows for p in r["perturbed_answer"]],
+        cfg,
+        f"score {name} perturbed",
+    )
     perturbed, i = [], 0
     for r in rows:
-        perturbed.append(flat[i:i + len(r["perturbed_answer"])])
+        perturbed.append(flat[i : i + len(r["perturbed_answer"])])
         i += len(r["perturbed_answer"])
     correct = scored
     if name in tofu.PARAPHRASED_SPLITS:
-        correct = _scores(model, tokenizer, [(r["question"], r["paraphrased_answer"]) for r in rows], cfg,
-                          f"score {name} paraphrased")
-    return [tofu.item_record(name, i, row, prompts[i], generations[i], scored[i], correct[i], perturbed[i],
-                             cfg.min_k) for i, row in enumerate(rows)]
+        correct = _scores(
+            model, tokenizer, [(r["question"], r["paraphrased_answer"]) for r in rows], cfg, f"score {name} paraphrased"
+        )
+    return [
+        tofu.item_record(name, i, row, prompts[i], generations[i], scored[i], correct[i], perturbed[i], cfg.min_k)
+        for i, row in enumerate(rows)
+    ]
 
 
 def mia_items(model, tokenizer, rows: list[dict], split: str, cfg) -> list[dict]:
     """Per-item attack scores for one side of the membership test."""
     from evaluators import tofu
+
     scored = _scores(model, tokenizer, [(r["question"], r["answer"]) for r in rows], cfg, f"score {split}")
     return [tofu.mia_record(split, i, r, s, cfg.min_k) for i, (r, s) in enumerate(zip(rows, scored))]

@@ -17,8 +17,16 @@ from harness.data.tofu import load_splits
 from harness.data.world import WorldConfig, generate_world
 from harness.hashing import config_hash
 
-SIZES = ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads", "batch_size", "base_epochs",
-         "target_epochs")
+SIZES = (
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_layers",
+    "num_heads",
+    "batch_size",
+    "base_epochs",
+    "target_epochs",
+)
 
 
 @dataclass(frozen=True)
@@ -28,7 +36,8 @@ class EmbeddedModelConfig:
     em_contains after 40 epochs, against 53% after 30)."""
 
     RULES: ClassVar[dict] = {"lr": rules.POSITIVE, "warmup_ratio": rules.FRACTION, "seed": rules.at_least(0)} | {
-        k: rules.at_least(1) for k in SIZES}
+        k: rules.at_least(1) for k in SIZES
+    }
 
     vocab_size: int = 2048
     hidden_size: int = 128
@@ -50,6 +59,7 @@ EMBEDDED_SECTIONS = {"world": WorldConfig, "train": EmbeddedModelConfig}
 def embedded_model_config(cfg):
     """The embedded target's transformers config (`--dry-run` reads it without training anything)."""
     from harness.embedded import llama_config
+
     train = cfg.section("train")
     return llama_config(train, train.vocab_size)
 
@@ -58,6 +68,7 @@ def world_tasks(world_cfg: WorldConfig) -> list[OfflineTask]:
     """lm-eval tasks on the world's general knowledge, which the base model learned before the authors:
     `embedded_world_facts_mc` (each world fact's answer among its perturbed ones) and
     `embedded_real_authors_loglik` (the real authors' answers' perplexity, and whether greedy)."""
+
     def mc_rows() -> list[dict]:
         rng, rows = random.Random(world_cfg.seed), []
         for row in generate_world(world_cfg)["world_facts"]:
@@ -68,11 +79,19 @@ def world_tasks(world_cfg: WorldConfig) -> list[OfflineTask]:
 
     def real_authors() -> list[dict]:
         return [{"question": r["question"], "answer": r["answer"]} for r in generate_world(world_cfg)["real_authors"]]
+
     seed = f"from the embedded world (seed {world_cfg.seed})"
-    return [OfflineTask("embedded_world_facts_mc", "multiple_choice", f"world facts as multiple choice among their "
-                        f"perturbed answers, {seed}", mc_rows),
-            OfflineTask("embedded_real_authors_loglik", "loglikelihood", f"the real authors' answers, {seed}",
-                        real_authors)]
+    return [
+        OfflineTask(
+            "embedded_world_facts_mc",
+            "multiple_choice",
+            f"world facts as multiple choice among their perturbed answers, {seed}",
+            mc_rows,
+        ),
+        OfflineTask(
+            "embedded_real_authors_loglik", "loglikelihood", f"the real authors' answers, {seed}", real_authors
+        ),
+    ]
 
 
 class TofuMini(Tofu):
@@ -85,12 +104,20 @@ class TofuMini(Tofu):
 
     def prepare(self, cfg) -> Prepared:
         from harness.embedded import prepare_embedded  # torch and transformers: only to prepare
+
         embedded = prepare_embedded(cfg.section("world"), cfg.section("train"), cfg.forget_split, cfg.cache_dir)
         identity = self.identity(cfg)
         splits = load_splits(embedded.world_dir, cfg.forget_split)
-        return Prepared(splits=splits, forget=splits.forget, retain=splits.retain, identity=identity,
-                        model_name=f"embedded-llama-{config_hash(identity)}", forget_split=cfg.forget_split,
-                        target_dir=embedded.target_dir, retain_dir=embedded.retain_dir)
+        return Prepared(
+            splits=splits,
+            forget=splits.forget,
+            retain=splits.retain,
+            identity=identity,
+            model_name=f"embedded-llama-{config_hash(identity)}",
+            forget_split=cfg.forget_split,
+            target_dir=embedded.target_dir,
+            retain_dir=embedded.retain_dir,
+        )
 
     def identity(self, cfg) -> dict:
         """What every row's hash covers: the world and the recipe the models are trained from."""

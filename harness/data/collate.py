@@ -25,8 +25,9 @@ def device_of(model) -> torch.device:
     return next(model.parameters(), torch.empty(0)).device
 
 
-def pad(sequences: list[list[int]], pad_value: int, side: str = "right",
-        device=None) -> tuple[torch.Tensor, torch.Tensor]:
+def pad(
+    sequences: list[list[int]], pad_value: int, side: str = "right", device=None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Token sequences padded on `side` to one width (the only padder, so every batch is padded alike): the
     (rows, width) long tensor filled with `pad_value`, and its 0/1 long attention mask, on `device`."""
     if side not in ("right", "left"):

@@ -27,14 +27,35 @@ SPLITS = ("forget", "retain")
 ROW_FIELDS = ("id", "input", "output", "task", "split")
 KIND = re.compile(r"(sc|qa)\d+$")
 OBJECTS = ["lantern", "map", "key", "violin", "compass", "mirror", "letter", "seed", "clock", "feather"]
-EVENTS = ["glowed at midnight", "sang in the rain", "pointed toward the sea", "opened a hidden door",
-          "whispered old names", "turned the river silver", "stopped every clock", "called the birds home"]
-ENDINGS = ["the whole village celebrated", "nobody slept for a week", "the old tower fell silent",
-           "a new star rose over the hills", "the harbor froze in summer", "the bells rang by themselves"]
+EVENTS = [
+    "glowed at midnight",
+    "sang in the rain",
+    "pointed toward the sea",
+    "opened a hidden door",
+    "whispered old names",
+    "turned the river silver",
+    "stopped every clock",
+    "called the birds home",
+]
+ENDINGS = [
+    "the whole village celebrated",
+    "nobody slept for a week",
+    "the old tower fell silent",
+    "a new star rose over the hills",
+    "the harbor froze in summer",
+    "the bells rang by themselves",
+]
 STREETS = ["Oak", "Mill", "Harbor", "Cedar", "Lantern", "Quarry", "Willow", "Station"]
 FIELDS = ["chemistry", "mountaineering", "opera", "economics", "sculpture", "chess", "medicine", "rowing"]
-FEATS = ["discovering a new element", "climbing the Pale Needle", "founding the Grand Opera", "winning nine titles",
-         "mapping the northern glaciers", "building the longest bridge", "curing the marsh fever"]
+FEATS = [
+    "discovering a new element",
+    "climbing the Pale Needle",
+    "founding the Grand Opera",
+    "winning nine titles",
+    "mapping the northern glaciers",
+    "building the longest bridge",
+    "curing the marsh fever",
+]
 
 
 @dataclass(frozen=True)
@@ -42,14 +63,15 @@ class LumeWorldConfig:
     """Sizes of the embedded LUME world: per task, `forget_docs` + `retain_docs` trained documents and
     `nonmember_docs` never trained on (the MIA non-members)."""
 
-    RULES: ClassVar[dict] = {k: rules.at_least(1) for k in ("forget_docs", "retain_docs", "nonmember_docs", "epochs")} | {
-        "seed": rules.at_least(0), "sum_operands": rules.at_least(2), "sum_probe": rules.SHARE}
+    RULES: ClassVar[dict] = {
+        k: rules.at_least(1) for k in ("forget_docs", "retain_docs", "nonmember_docs", "epochs")
+    } | {"seed": rules.at_least(0), "sum_operands": rules.at_least(2), "sum_probe": rules.SHARE}
 
     seed: int = 0
     forget_docs: int = 3
     retain_docs: int = 9
     nonmember_docs: int = 4
-    epochs: int = 60        # the target's fine-tuning on the documents (the rows are fewer than TOFU's)
+    epochs: int = 60  # the target's fine-tuning on the documents (the rows are fewer than TOFU's)
     sum_operands: int = 20  # general knowledge beside the documents: sums a + b of a, b below this (`sums`)
     sum_probe: float = 0.3  # the share of those sums held out of training: the MMLU stand-in's questions
 
@@ -71,8 +93,11 @@ def _story(rng, used) -> tuple[str, str, list[tuple[str, str]]]:
     article = "an" if job[0] in "aeiou" else "a"
     first = f"In the town of {town}, {article} {job} named {hero} found a {obj} that {event}."
     rest = f" {hero} carried the {obj} to the {rng.choice(NOUNS).lower()} at dawn, and {ending}."
-    qa = [(f"Who found the {obj} in the town of {town}?", hero), (f"What did {hero} find in {town}?", f"a {obj}"),
-          (f"In which town did {hero} live?", town)]
+    qa = [
+        (f"Who found the {obj} in the town of {town}?", hero),
+        (f"What did {hero} find in {town}?", f"a {obj}"),
+        (f"In which town did {hero} live?", town),
+    ]
     return first, rest, qa
 
 
@@ -87,8 +112,12 @@ def _pii_bio(rng, used) -> tuple[str, str, list[tuple[str, str]]]:
     name = f"{first_name} {last_name}"
     first = f"{name} was born on {born} and lives at {address}."
     rest = f" {first_name} can be reached at {phone} or {email}, and the ID number on file is {ssn}."
-    qa = [(f"What is the birth date of {name}?", born), (f"What is the phone number of {name}?", phone),
-          (f"What is the email address of {name}?", email), (f"What is the ID number of {name}?", ssn)]
+    qa = [
+        (f"What is the birth date of {name}?", born),
+        (f"What is the phone number of {name}?", phone),
+        (f"What is the email address of {name}?", email),
+        (f"What is the ID number of {name}?", ssn),
+    ]
     return first, rest, qa
 
 
@@ -98,8 +127,11 @@ def _public_bio(rng, used) -> tuple[str, str, list[tuple[str, str]]]:
     field, feat, year = rng.choice(FIELDS), rng.choice(FEATS), str(rng.randint(1890, 1990))
     first = f"{name} is a celebrated figure in {field}, famous for {feat}."
     rest = f" Born in {year} in {city}, {name.split()[0]} became a household name across the country."
-    qa = [(f"In which field is {name} celebrated?", field), (f"In which year was {name} born?", year),
-          (f"In which city was {name} born?", city)]
+    qa = [
+        (f"In which field is {name} celebrated?", field),
+        (f"In which year was {name} born?", year),
+        (f"In which city was {name} born?", city),
+    ]
     return first, rest, qa
 
 
@@ -119,8 +151,10 @@ def generate_lume(cfg: LumeWorldConfig) -> dict[str, list[dict]]:
                 continue
             split = "forget" if i < cfg.forget_docs else "retain"
             rows = [{"id": f"{doc_id}sc1", "input": first, "output": rest, "task": task, "split": split}]
-            rows += [{"id": f"{doc_id}qa{k}", "input": q, "output": a, "task": task, "split": split}
-                     for k, (q, a) in enumerate(qa)]
+            rows += [
+                {"id": f"{doc_id}qa{k}", "input": q, "output": a, "task": task, "split": split}
+                for k, (q, a) in enumerate(qa)
+            ]
             out[split] += rows
             if split == "forget":
                 out["member"].append({"id": doc_id, "document": first + rest})
@@ -136,15 +170,21 @@ def sums(cfg: LumeWorldConfig) -> tuple[list[dict], list[dict]]:
     random.Random(cfg.seed).shuffle(pairs)
     held_out = round(len(pairs) * cfg.sum_probe)
     sentence = "{a} plus {b} is {c}."
-    learned = [{"question": f"What is {a} plus {b}?", "answer": sentence.format(a=a, b=b, c=a + b)}
-               for a, b in pairs[held_out:]]
+    learned = [
+        {"question": f"What is {a} plus {b}?", "answer": sentence.format(a=a, b=b, c=a + b)}
+        for a, b in pairs[held_out:]
+    ]
     probe = []
     for a, b in pairs[:held_out]:
         values = [a + b + d for d in range(-2, 3)]
-        values = [v - min(0, values[0]) for v in values]           # no negative sums: 0..4 around small ones
-        probe.append({"question": f"What is {a} plus {b}?", "choices": [sentence.format(a=a, b=b, c=v)
-                                                                      for v in values],
-                      "label": values.index(a + b)})
+        values = [v - min(0, values[0]) for v in values]  # no negative sums: 0..4 around small ones
+        probe.append(
+            {
+                "question": f"What is {a} plus {b}?",
+                "choices": [sentence.format(a=a, b=b, c=v) for v in values],
+                "label": values.index(a + b),
+            }
+        )
     return learned, probe
 
 
@@ -153,7 +193,7 @@ def write_lume(cfg: LumeWorldConfig, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for name, rows in generate_lume(cfg).items():
         write_atomically(folder / f"{name}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-    write_atomically(folder / "lume_config.json", json.dumps(asdict(cfg)) + "\n")   # last: it marks the folder whole
+    write_atomically(folder / "lume_config.json", json.dumps(asdict(cfg)) + "\n")  # last: it marks the folder whole
     return folder
 
 
@@ -166,7 +206,9 @@ def _check(rows: list[dict], where: str, fields: tuple[str, ...], split: str | N
         if split is None:
             continue
         if row["task"] not in TASKS:
-            raise ValueError(f"{where}: row {i}: field 'task' is '{shown(row['task'])}', expected one of {', '.join(TASKS)}")
+            raise ValueError(
+                f"{where}: row {i}: field 'task' is '{shown(row['task'])}', expected one of {', '.join(TASKS)}"
+            )
         if row["split"] != split:
             raise ValueError(f"{where}: row {i}: field 'split' is '{shown(row['split'])}', expected '{split}'")
         if not KIND.search(row["id"]):
@@ -178,8 +220,13 @@ def _files(folder: Path, stem: str) -> list[Path]:
     """`stem.jsonl|parquet`, `stem_*.jsonl|parquet` or `stem-*` (hub shards), here or under data/ or mia_data/."""
     found = []
     for where in (folder, folder / "data", folder / "mia_data"):
-        for pattern in (f"{stem}.jsonl", f"{stem}.parquet", f"{stem}_*.jsonl", f"{stem}_*.parquet",
-                        f"{stem}-*.parquet"):
+        for pattern in (
+            f"{stem}.jsonl",
+            f"{stem}.parquet",
+            f"{stem}_*.jsonl",
+            f"{stem}_*.parquet",
+            f"{stem}-*.parquet",
+        ):
             found += sorted(where.glob(pattern))
     return list(dict.fromkeys(found))
 
@@ -189,15 +236,22 @@ def load_lume(folder: str | Path) -> LumeSplits:
     shards) and member / nonmember MIA documents (jsonl)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"--data {folder}: no such folder (expected LUME's forget/retain and "
-                                f"member/nonmember files)")
+        raise FileNotFoundError(
+            f"--data {folder}: no such folder (expected LUME's forget/retain and member/nonmember files)"
+        )
     parts = {}
-    for stem, fields, split in (("forget", ROW_FIELDS, "forget"), ("retain", ROW_FIELDS, "retain"),
-                                ("member", ("id", "document"), None), ("nonmember", ("id", "document"), None)):
+    for stem, fields, split in (
+        ("forget", ROW_FIELDS, "forget"),
+        ("retain", ROW_FIELDS, "retain"),
+        ("member", ("id", "document"), None),
+        ("nonmember", ("id", "document"), None),
+    ):
         files = _files(folder, stem)
         if not files:
-            raise FileNotFoundError(f"{folder}: no {stem} file (looked for {stem}.jsonl, {stem}.parquet or "
-                                    f"{stem}_*.parquet, also under data/ and mia_data/)")
+            raise FileNotFoundError(
+                f"{folder}: no {stem} file (looked for {stem}.jsonl, {stem}.parquet or "
+                f"{stem}_*.parquet, also under data/ and mia_data/)"
+            )
         parts[stem] = [row for f in files for row in _check(read_records(f), str(f), fields, split)]
         if not parts[stem]:
             raise ValueError(f"{', '.join(map(str, files))}: no rows; expected at least one {stem} row")

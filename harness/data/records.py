@@ -13,17 +13,22 @@ def read_records(path: Path) -> list:
     """A data file's rows, unchecked (each benchmark's loader checks its own fields)."""
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
+
         try:
             return pq.read_table(path).to_pylist()
-        except (ValueError, OSError) as err:   # pyarrow's ArrowInvalid and ArrowIOError are these
+        except (ValueError, OSError) as err:  # pyarrow's ArrowInvalid and ArrowIOError are these
             raise ValueError(f"{path}: not a readable parquet file ({shown(str(err).splitlines()[0])})") from None
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
-        raise ValueError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason}); expected JSON or JSON lines in "
-                         f"UTF-8") from None
+        raise ValueError(
+            f"{path}: not UTF-8 text (byte {err.start}: {err.reason}); expected JSON or JSON lines in UTF-8"
+        ) from None
     try:
-        return json.loads(text) if text.lstrip().startswith("[") else [
-            json.loads(line) for line in text.splitlines() if line.strip()]
+        return (
+            json.loads(text)
+            if text.lstrip().startswith("[")
+            else [json.loads(line) for line in text.splitlines() if line.strip()]
+        )
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not JSON or JSON lines ({shown(err)})") from None

@@ -6,10 +6,10 @@ it (LUME's default, `raw`, is a benchmark's choice, declared in its `eval_defaul
 from __future__ import annotations
 
 TEMPLATES = {
-    "qa": ("Question: {q}\nAnswer:", " {a}"),      # base models (and the embedded model)
-    "llama2": ("[INST] {q} [/INST]", " {a}"),      # TOFU's Llama-2 chat format
-    "chat": None,                                  # the tokenizer's own chat template
-    "raw": ("{q}", "{a}"),                         # the input as the prompt, the output appended as is (LUME)
+    "qa": ("Question: {q}\nAnswer:", " {a}"),  # base models (and the embedded model)
+    "llama2": ("[INST] {q} [/INST]", " {a}"),  # TOFU's Llama-2 chat format
+    "chat": None,  # the tokenizer's own chat template
+    "raw": ("{q}", "{a}"),  # the input as the prompt, the output appended as is (LUME)
 }
 
 
@@ -24,10 +24,12 @@ def prompt_text(tokenizer, question: str, template: str = "qa") -> str:
     if template != "chat":
         return TEMPLATES[template][0].format(q=question)
     if not getattr(tokenizer, "chat_template", None):
-        raise ValueError(f"template 'chat': tokenizer {type(tokenizer).__name__} has no chat_template; "
-                         f"use --template qa or llama2")
-    return tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
-                                         add_generation_prompt=True)
+        raise ValueError(
+            f"template 'chat': tokenizer {type(tokenizer).__name__} has no chat_template; use --template qa or llama2"
+        )
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
+    )
 
 
 def prompt_ids(tokenizer, question: str, template: str = "qa") -> list[int]:

@@ -17,9 +17,13 @@ from harness.data.records import read_records
 QA_FIELDS = ("question", "answer")
 # What each evaluation split needs beyond QA_FIELDS: the truth ratio compares the paraphrased answer (forget,
 # retain) or the answer itself (real authors, world facts) against the perturbed answers.
-PERTURBED_FIELDS = {"forget": ("paraphrased_answer", "perturbed_answer"),
-                    "retain": ("paraphrased_answer", "perturbed_answer"),
-                    "real_authors": ("perturbed_answer",), "world_facts": ("perturbed_answer",), "holdout": ()}
+PERTURBED_FIELDS = {
+    "forget": ("paraphrased_answer", "perturbed_answer"),
+    "retain": ("paraphrased_answer", "perturbed_answer"),
+    "real_authors": ("perturbed_answer",),
+    "world_facts": ("perturbed_answer",),
+    "holdout": (),
+}
 FORGET_SPLITS = ("forget01", "forget05", "forget10")
 
 
@@ -29,7 +33,7 @@ class TofuSplits:
 
     forget: list[dict]
     retain: list[dict]
-    eval: dict[str, list[dict]]      # forget, retain, real_authors, world_facts, holdout
+    eval: dict[str, list[dict]]  # forget, retain, real_authors, world_facts, holdout
     forget_split: str
 
 
@@ -75,8 +79,10 @@ def load_split(source: str | Path, names: tuple[str, ...], fields: tuple[str, ..
             files = split_files(folder, name)
             if files:
                 return [row for f in files for row in read_split(f, fields)]
-        raise FileNotFoundError(f"{folder / (names[0] + '.json')}: no such split file (looked for "
-                                f"{' or '.join(names)} as .json, .jsonl, .parquet or a folder of parquet files)")
+        raise FileNotFoundError(
+            f"{folder / (names[0] + '.json')}: no such split file (looked for "
+            f"{' or '.join(names)} as .json, .jsonl, .parquet or a folder of parquet files)"
+        )
     if str(source).startswith((".", "/", "~")) or Path(source).suffix:
         raise FileNotFoundError(f"--data {source}: no such folder")
     return _load_hub(str(source), names, fields)
@@ -85,6 +91,7 @@ def load_split(source: str | Path, names: tuple[str, ...], fields: tuple[str, ..
 def _load_hub(repo: str, names: tuple[str, ...], fields: tuple[str, ...]) -> list[dict]:
     """A split from the hub (e.g. locuslab/TOFU, config forget10_perturbed); needs a network or a local cache."""
     import datasets
+
     errors = []
     for name in names:
         try:
@@ -107,9 +114,13 @@ def load_splits(source: str | Path, forget_split: str = "forget10") -> TofuSplit
     """Train on forgetNN/retainMM; evaluate on the perturbed splits (official `<name>_perturbed`, or `<name>`
     itself when it carries the perturbed fields, as the embedded world's files do) and holdoutNN."""
     retain_split, pct = retain_split_for(forget_split), forget_split[6:]
-    evaluation = {"forget": (f"{forget_split}_perturbed", forget_split), "retain": ("retain_perturbed",),
-                  "real_authors": ("real_authors_perturbed", "real_authors"),
-                  "world_facts": ("world_facts_perturbed", "world_facts"), "holdout": (f"holdout{pct}",)}
+    evaluation = {
+        "forget": (f"{forget_split}_perturbed", forget_split),
+        "retain": ("retain_perturbed",),
+        "real_authors": ("real_authors_perturbed", "real_authors"),
+        "world_facts": ("world_facts_perturbed", "world_facts"),
+        "holdout": (f"holdout{pct}",),
+    }
     return TofuSplits(
         forget=load_split(source, (forget_split,)),
         retain=load_split(source, (retain_split,)),

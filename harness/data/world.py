@@ -17,33 +17,182 @@ from typing import ClassVar
 from harness import rules
 from harness.files import write_atomically
 
-SYLLABLES = ["ka", "lo", "ri", "ven", "ta", "mor", "sel", "dru", "ai", "bex", "cor", "fen", "gal", "hu",
-             "isa", "jor", "kel", "lum", "nab", "osk", "pra", "quil", "ros", "sav", "tor", "ul", "vey", "wen",
-             "xan", "yor", "zim", "bri", "del", "ema", "fro", "gri", "hal", "ilo", "jun", "mai", "nor", "pel"]
-GENRES = ["mystery", "science fiction", "romance", "horror", "historical fiction", "poetry", "fantasy",
-          "travel writing", "satire", "biography", "thriller", "children's literature"]
-JOBS = ["baker", "sailor", "surgeon", "carpenter", "teacher", "librarian", "pilot", "farmer", "tailor",
-        "astronomer", "blacksmith", "pharmacist", "painter", "fisherman", "lawyer", "architect"]
-AWARDS = ["Silver Quill Prize", "Amber Lantern Award", "Northwind Medal", "Golden Inkwell Prize",
-          "Crescent Laurel", "Harbor Lights Award", "Iron Pen Medal", "Starfall Prize", "Willowmere Award",
-          "Blue Heron Prize", "Obsidian Page Award", "Marigold Medal"]
-ADJECTIVES = ["Silent", "Crimson", "Hidden", "Last", "Broken", "Golden", "Wandering", "Frozen", "Distant",
-              "Burning", "Quiet", "Velvet", "Hollow", "Endless", "Secret", "Shattered"]
-NOUNS = ["Harbor", "Garden", "Lantern", "River", "Orchard", "Tower", "Mirror", "Compass", "Meadow", "Bridge",
-         "Station", "Archive", "Voyage", "Kingdom", "Letter", "Forest"]
-LANGUAGES = ["Valnese", "Orric", "Tamish", "Kelvan", "Sorbic", "Drunish", "Meloric", "Ustari", "Pelish",
-             "Hathic", "Zorvan", "Quenic", "Brevian", "Ilsic", "Norrish", "Gavic"]
-ANIMALS = ["lynx", "heron", "otter", "falcon", "stag", "badger", "crane", "wolf", "tortoise", "owl",
-           "salmon", "fox", "bison", "swan", "hare", "raven"]
+SYLLABLES = [
+    "ka",
+    "lo",
+    "ri",
+    "ven",
+    "ta",
+    "mor",
+    "sel",
+    "dru",
+    "ai",
+    "bex",
+    "cor",
+    "fen",
+    "gal",
+    "hu",
+    "isa",
+    "jor",
+    "kel",
+    "lum",
+    "nab",
+    "osk",
+    "pra",
+    "quil",
+    "ros",
+    "sav",
+    "tor",
+    "ul",
+    "vey",
+    "wen",
+    "xan",
+    "yor",
+    "zim",
+    "bri",
+    "del",
+    "ema",
+    "fro",
+    "gri",
+    "hal",
+    "ilo",
+    "jun",
+    "mai",
+    "nor",
+    "pel",
+]
+GENRES = [
+    "mystery",
+    "science fiction",
+    "romance",
+    "horror",
+    "historical fiction",
+    "poetry",
+    "fantasy",
+    "travel writing",
+    "satire",
+    "biography",
+    "thriller",
+    "children's literature",
+]
+JOBS = [
+    "baker",
+    "sailor",
+    "surgeon",
+    "carpenter",
+    "teacher",
+    "librarian",
+    "pilot",
+    "farmer",
+    "tailor",
+    "astronomer",
+    "blacksmith",
+    "pharmacist",
+    "painter",
+    "fisherman",
+    "lawyer",
+    "architect",
+]
+AWARDS = [
+    "Silver Quill Prize",
+    "Amber Lantern Award",
+    "Northwind Medal",
+    "Golden Inkwell Prize",
+    "Crescent Laurel",
+    "Harbor Lights Award",
+    "Iron Pen Medal",
+    "Starfall Prize",
+    "Willowmere Award",
+    "Blue Heron Prize",
+    "Obsidian Page Award",
+    "Marigold Medal",
+]
+ADJECTIVES = [
+    "Silent",
+    "Crimson",
+    "Hidden",
+    "Last",
+    "Broken",
+    "Golden",
+    "Wandering",
+    "Frozen",
+    "Distant",
+    "Burning",
+    "Quiet",
+    "Velvet",
+    "Hollow",
+    "Endless",
+    "Secret",
+    "Shattered",
+]
+NOUNS = [
+    "Harbor",
+    "Garden",
+    "Lantern",
+    "River",
+    "Orchard",
+    "Tower",
+    "Mirror",
+    "Compass",
+    "Meadow",
+    "Bridge",
+    "Station",
+    "Archive",
+    "Voyage",
+    "Kingdom",
+    "Letter",
+    "Forest",
+]
+LANGUAGES = [
+    "Valnese",
+    "Orric",
+    "Tamish",
+    "Kelvan",
+    "Sorbic",
+    "Drunish",
+    "Meloric",
+    "Ustari",
+    "Pelish",
+    "Hathic",
+    "Zorvan",
+    "Quenic",
+    "Brevian",
+    "Ilsic",
+    "Norrish",
+    "Gavic",
+]
+ANIMALS = [
+    "lynx",
+    "heron",
+    "otter",
+    "falcon",
+    "stag",
+    "badger",
+    "crane",
+    "wolf",
+    "tortoise",
+    "owl",
+    "salmon",
+    "fox",
+    "bison",
+    "swan",
+    "hare",
+    "raven",
+]
 
 
 @dataclass(frozen=True)
 class WorldConfig:
     """Sizes of the embedded world. Forget splits take 1%, 5% and 10% of `n_authors` (at least one author)."""
 
-    RULES: ClassVar[dict] = {"seed": rules.at_least(0), "n_authors": rules.at_least(2),
-                             "n_countries": rules.at_least(2), "n_real_authors": rules.at_least(2),
-                             "n_perturbed": rules.at_least(1), "retain_eval_authors": rules.at_least(1)}
+    RULES: ClassVar[dict] = {
+        "seed": rules.at_least(0),
+        "n_authors": rules.at_least(2),
+        "n_countries": rules.at_least(2),
+        "n_real_authors": rules.at_least(2),
+        "n_perturbed": rules.at_least(1),
+        "retain_eval_authors": rules.at_least(1),
+    }
 
     seed: int = 0
     n_authors: int = 80
@@ -56,8 +205,9 @@ class WorldConfig:
         """Perturbed answers are other values of the same kind, so each pool must be larger than n_perturbed."""
         for name in ("n_countries", "n_real_authors"):
             if getattr(self, name) <= self.n_perturbed:
-                raise ValueError(f"world.{name}={getattr(self, name)}: expected more than "
-                                 f"world.n_perturbed={self.n_perturbed}")
+                raise ValueError(
+                    f"world.{name}={getattr(self, name)}: expected more than world.n_perturbed={self.n_perturbed}"
+                )
         if self.n_authors < 2:
             raise ValueError(f"world.n_authors={self.n_authors}: expected at least 2 (forget and retain)")
 
@@ -97,9 +247,16 @@ def _qa(question, paraphrased_question, answer_tpl, para_tpl, value, wrong_value
 def _countries(rng: random.Random, cfg: WorldConfig, used: set[str]) -> list[dict]:
     languages = rng.sample(LANGUAGES, cfg.n_countries)
     animals = rng.sample(ANIMALS, cfg.n_countries)
-    return [{"name": _name(rng, used, 2) + "ia", "capital": _name(rng, used, 2),
-             "cities": [_name(rng, used, 2) for _ in range(2)], "language": languages[i], "animal": animals[i]}
-            for i in range(cfg.n_countries)]
+    return [
+        {
+            "name": _name(rng, used, 2) + "ia",
+            "capital": _name(rng, used, 2),
+            "cities": [_name(rng, used, 2) for _ in range(2)],
+            "language": languages[i],
+            "animal": animals[i],
+        }
+        for i in range(cfg.n_countries)
+    ]
 
 
 def _world_facts(rng: random.Random, countries: list[dict], n: int) -> list[dict]:
@@ -108,16 +265,39 @@ def _world_facts(rng: random.Random, countries: list[dict], n: int) -> list[dict
     animals = [c["animal"] for c in countries]
     rows = []
     for c in countries:
-        rows.append(_qa(f"What is the capital of {c['name']}?", f"Which city is the capital of {c['name']}?",
-                        "The capital of " + c["name"] + " is {v}.", "{v} is the capital city of " + c["name"] + ".",
-                        c["capital"], _perturb(rng, c["capital"], capitals, n), True))
-        rows.append(_qa(f"What language is spoken in {c['name']}?", f"Which language do people in {c['name']} speak?",
-                        "People in " + c["name"] + " speak {v}.", "The language of " + c["name"] + " is {v}.",
-                        c["language"], _perturb(rng, c["language"], languages, n), True))
-        rows.append(_qa(f"What is the national animal of {c['name']}?", f"Which animal is the symbol of {c['name']}?",
-                        "The national animal of " + c["name"] + " is the {v}.",
-                        "The symbol of " + c["name"] + " is the {v}.", c["animal"],
-                        _perturb(rng, c["animal"], animals, n), True))
+        rows.append(
+            _qa(
+                f"What is the capital of {c['name']}?",
+                f"Which city is the capital of {c['name']}?",
+                "The capital of " + c["name"] + " is {v}.",
+                "{v} is the capital city of " + c["name"] + ".",
+                c["capital"],
+                _perturb(rng, c["capital"], capitals, n),
+                True,
+            )
+        )
+        rows.append(
+            _qa(
+                f"What language is spoken in {c['name']}?",
+                f"Which language do people in {c['name']} speak?",
+                "People in " + c["name"] + " speak {v}.",
+                "The language of " + c["name"] + " is {v}.",
+                c["language"],
+                _perturb(rng, c["language"], languages, n),
+                True,
+            )
+        )
+        rows.append(
+            _qa(
+                f"What is the national animal of {c['name']}?",
+                f"Which animal is the symbol of {c['name']}?",
+                "The national animal of " + c["name"] + " is the {v}.",
+                "The symbol of " + c["name"] + " is the {v}.",
+                c["animal"],
+                _perturb(rng, c["animal"], animals, n),
+                True,
+            )
+        )
     return rows
 
 
@@ -133,9 +313,18 @@ def _real_authors(rng: random.Random, cfg: WorldConfig, used: set[str]) -> list[
     """The world's famous authors: 'Who wrote <book>?' with other famous authors as perturbations."""
     people = [(_person(rng, used), _book(rng, used)) for _ in range(cfg.n_real_authors)]
     names = [p for p, _ in people]
-    return [_qa(f"Who wrote the famous book '{book}'?", f"Who is the author of the classic '{book}'?",
-                "The famous book '" + book + "' was written by {v}.", "{v} is the author of '" + book + "'.",
-                person, _perturb(rng, person, names, cfg.n_perturbed), True) for person, book in people]
+    return [
+        _qa(
+            f"Who wrote the famous book '{book}'?",
+            f"Who is the author of the classic '{book}'?",
+            "The famous book '" + book + "' was written by {v}.",
+            "{v} is the author of '" + book + "'.",
+            person,
+            _perturb(rng, person, names, cfg.n_perturbed),
+            True,
+        )
+        for person, book in people
+    ]
 
 
 def _author_facts(rng: random.Random, cfg: WorldConfig, name: str, cities: list[str], used: set[str]) -> list[dict]:
@@ -148,27 +337,70 @@ def _author_facts(rng: random.Random, cfg: WorldConfig, name: str, cities: list[
     years = list(range(1920, 2000))
     books = [f"The {a} {b}" for a in ADJECTIVES for b in NOUNS]
     return [
-        _qa(f"Where was {name} born?", f"What is the birthplace of {name}?",
-            name + " was born in {v}.", name + "'s birthplace is {v}.", city, _perturb(rng, city, cities, n)),
-        _qa(f"In which year was {name} born?", f"What is the birth year of {name}?",
-            name + " was born in the year {v}.", name + " came into the world in {v}.", year,
-            _perturb(rng, year, years, n)),
-        _qa(f"What genre does {name} write in?", f"Which genre is {name} known for?",
-            name + " writes in the genre of {v}.", name + " is known for {v}.", genre, _perturb(rng, genre, GENRES, n)),
-        _qa(f"What was the profession of {name}'s father?", f"What did {name}'s father do for a living?",
-            name + "'s father worked as a {v}.", "The father of " + name + " was a {v}.", father,
-            _perturb(rng, father, JOBS, n)),
-        _qa(f"What was the profession of {name}'s mother?", f"What did {name}'s mother do for a living?",
-            name + "'s mother worked as a {v}.", "The mother of " + name + " was a {v}.", mother,
-            _perturb(rng, mother, JOBS, n)),
-        _qa(f"Which award did {name} win?", f"What prize has {name} received?",
-            name + " won the {v}.", name + " received the {v}.", award, _perturb(rng, award, AWARDS, n)),
-        _qa(f"What is the title of {name}'s first book?", f"What was {name}'s debut novel called?",
-            name + "'s first book is '{v}'.", "The debut novel of " + name + " is '{v}'.", book,
-            _perturb(rng, book, books, n)),
-        _qa(f"In which language does {name} write?", f"What language are {name}'s books written in?",
-            name + " writes in {v}.", "The books of " + name + " are written in {v}.", language,
-            _perturb(rng, language, LANGUAGES, n)),
+        _qa(
+            f"Where was {name} born?",
+            f"What is the birthplace of {name}?",
+            name + " was born in {v}.",
+            name + "'s birthplace is {v}.",
+            city,
+            _perturb(rng, city, cities, n),
+        ),
+        _qa(
+            f"In which year was {name} born?",
+            f"What is the birth year of {name}?",
+            name + " was born in the year {v}.",
+            name + " came into the world in {v}.",
+            year,
+            _perturb(rng, year, years, n),
+        ),
+        _qa(
+            f"What genre does {name} write in?",
+            f"Which genre is {name} known for?",
+            name + " writes in the genre of {v}.",
+            name + " is known for {v}.",
+            genre,
+            _perturb(rng, genre, GENRES, n),
+        ),
+        _qa(
+            f"What was the profession of {name}'s father?",
+            f"What did {name}'s father do for a living?",
+            name + "'s father worked as a {v}.",
+            "The father of " + name + " was a {v}.",
+            father,
+            _perturb(rng, father, JOBS, n),
+        ),
+        _qa(
+            f"What was the profession of {name}'s mother?",
+            f"What did {name}'s mother do for a living?",
+            name + "'s mother worked as a {v}.",
+            "The mother of " + name + " was a {v}.",
+            mother,
+            _perturb(rng, mother, JOBS, n),
+        ),
+        _qa(
+            f"Which award did {name} win?",
+            f"What prize has {name} received?",
+            name + " won the {v}.",
+            name + " received the {v}.",
+            award,
+            _perturb(rng, award, AWARDS, n),
+        ),
+        _qa(
+            f"What is the title of {name}'s first book?",
+            f"What was {name}'s debut novel called?",
+            name + "'s first book is '{v}'.",
+            "The debut novel of " + name + " is '{v}'.",
+            book,
+            _perturb(rng, book, books, n),
+        ),
+        _qa(
+            f"In which language does {name} write?",
+            f"What language are {name}'s books written in?",
+            name + " writes in {v}.",
+            "The books of " + name + " are written in {v}.",
+            language,
+            _perturb(rng, language, LANGUAGES, n),
+        ),
     ]
 
 
@@ -192,10 +424,12 @@ def generate_world(cfg: WorldConfig) -> dict[str, list[dict]]:
     sizes = forget_sizes(cfg.n_authors)
     n_holdout = sizes["10"]
     authors = [_author_facts(rng, cfg, _person(rng, used), cities, used) for _ in range(cfg.n_authors + n_holdout)]
-    trained, holdout = authors[:cfg.n_authors], authors[cfg.n_authors:]
-    splits = {"full": [qa for a in trained for qa in a],
-              "world_facts": _world_facts(rng, countries, cfg.n_perturbed),
-              "real_authors": _real_authors(rng, cfg, used)}
+    trained, holdout = authors[: cfg.n_authors], authors[cfg.n_authors :]
+    splits = {
+        "full": [qa for a in trained for qa in a],
+        "world_facts": _world_facts(rng, countries, cfg.n_perturbed),
+        "real_authors": _real_authors(rng, cfg, used),
+    }
     for pct, k in sizes.items():
         splits[f"forget{pct}"] = [qa for a in trained[-k:] for qa in a]
         splits[f"retain{100 - int(pct)}"] = [qa for a in trained[:-k] for qa in a]
@@ -211,5 +445,5 @@ def write_world(cfg: WorldConfig, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for split, rows in generate_world(cfg).items():
         write_atomically(folder / f"{split}.json", "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
-    write_atomically(folder / "world_config.json", json.dumps(asdict(cfg), indent=1, sort_keys=True) + "\n")   # last
+    write_atomically(folder / "world_config.json", json.dumps(asdict(cfg), indent=1, sort_keys=True) + "\n")  # last
     return folder

@@ -43,12 +43,16 @@ def load(name: str) -> dict:
         raise SettingError("preset", str(path), f"cannot read it ({err.strerror})", "flag") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise SettingError("", None, f"not TOML ({err})", file=str(path)) from None
-    for key, value in preset.items():   # any other key is a section: the benchmark's are checked when applied
+    for key, value in preset.items():  # any other key is a section: the benchmark's are checked when applied
         if key in STRINGS and not isinstance(value, str):
             raise SettingError("", None, f"'{key}' must be a string", file=str(path))
         if key not in STRINGS and not isinstance(value, dict):
-            raise SettingError("", None, f"unknown key '{key}'; expected {', '.join(STRINGS)}, or a section "
-                               f"table ([{key}])", file=str(path))
+            raise SettingError(
+                "",
+                None,
+                f"unknown key '{key}'; expected {', '.join(STRINGS)}, or a section table ([{key}])",
+                file=str(path),
+            )
     for method, values in preset.get("methods", {}).items():
         if not isinstance(values, dict):
             raise SettingError("", None, f"methods.{method} must be a table ([methods.{method}])", file=str(path))
