@@ -21,7 +21,6 @@ from typing import ClassVar
 
 from evaluators.base import EvalConfig
 from harness import presets, rules
-from harness.data.tofu import retain_split_for
 from harness.registry import benchmarks, methods
 from harness.rules import SettingError
 from methods.settings import MethodConfig
@@ -211,10 +210,12 @@ def set_value(cfg: RunConfig, key: str, value, check_methods: bool = True) -> No
     elif head in sections_of(cfg.benchmark) and rest:
         _set_section(cfg, head, rest, value, key)
     elif key == "forget_split":
-        try:
-            retain_split_for(value)
-        except ValueError:
-            raise SettingError(key, value, "expected forget01, forget05 or forget10") from None
+        offered = benchmarks[cfg.benchmark].forget_splits
+        if not offered:
+            raise SettingError(key, value, f"--benchmark {cfg.benchmark} has one forget split; drop it")
+        if value not in offered:
+            choices = f"{', '.join(offered[:-1])} or {offered[-1]}" if len(offered) > 1 else offered[0]
+            raise SettingError(key, value, f"expected {choices}")
         cfg.forget_split = value
     else:
         sections = ", ".join(f"{s}.*" for s in sections_of(cfg.benchmark))

@@ -92,6 +92,19 @@ def effort(**values) -> dict:
     return values
 
 
+def cell_effort(report, settings, world_size: int, eval_seconds: float, wall_seconds: float) -> dict:
+    """A method cell's effort columns from its method's report and settings."""
+    return {
+        "per_device_batch": settings.batch_size,
+        "effective_batch": settings.batch_size * settings.grad_accum * world_size,
+        "steps": report.steps,
+        "trainable_params": report.trainable_params,
+        "unlearn_seconds": report.unlearn_seconds,
+        "eval_seconds": eval_seconds,
+        "wall_seconds": wall_seconds,
+    }
+
+
 def is_model(frame: pd.DataFrame) -> pd.Series:
     """Which rows are `harness eval`'s (kind `model`): one model each, with no seeds."""
     return frame["kind"].eq("model") if "kind" in frame else pd.Series(False, index=frame.index)

@@ -27,7 +27,7 @@ from harness.models import peak_memory_gib, reset_peak_memory, resolve_device, s
 from harness.progress import WARNINGS, note, progress, quiet_libraries_in_logs, warn
 from harness.registry import benchmarks, methods
 from harness.results import CellsFailed, cell_done, write_artifacts, write_cell
-from harness.rows import effort
+from harness.rows import cell_effort, effort
 from methods.base import Diverged
 
 # --- harness run: the cells ----------------------------------------------------------------------------------
@@ -70,34 +70,17 @@ def run_method(ctx: Context, cell: Cell) -> bool:
             f"unchanged=True"
         )
     sweep = {"variant": cell.variant} | swept_values(mcfg, cell.point) if cell.point else {}
+    spent = cell_effort(report, mcfg, distributed.world_size(), eval_seconds, time.perf_counter() - start)
     row = (
         ctx.row(cell.method, "method", cell.seed, cell_hash)
         | sweep
-        | effort(
-            weights_digest=digest,
-            per_device_batch=mcfg.batch_size,
-            effective_batch=mcfg.batch_size * mcfg.grad_accum * distributed.world_size(),
-            unchanged=unchanged,
-            steps=report.steps,
-            trainable_params=report.trainable_params,
-            unlearn_seconds=report.unlearn_seconds,
-            eval_seconds=eval_seconds,
-            wall_seconds=time.perf_counter() - start,
-            peak_memory_gib=peak_memory_gib(ctx.device),
-        )
-        | result.metrics
-        | report.extra
+        | effort(weights_digest=digest, unchanged=unchanged, peak_memory_gib=peak_memory_gib(ctx.device), **spent)
     )
+    row |= result.metrics | report.extra
     write_artifacts(ctx.results_dir.parent / "artifacts" / cell.name, report.artifacts)
     if ctx.cfg.save.models:
-        keep_cell(
-            model_folder(ctx, cell),
-            model,
-            tokenizer,
-            row,
-            mcfg.hashed(),
-            {"cell": cell.name, "benchmark_identity": ctx.benchmark_identity},
-        )
+        origin = {"cell": cell.name, "benchmark_identity": ctx.benchmark_identity}
+        keep_cell(model_folder(ctx, cell), model, tokenizer, row, mcfg.hashed(), origin)
     write_cell(ctx.results_dir, cell.name, row, result.items)
     return True
 

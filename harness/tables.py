@@ -170,19 +170,25 @@ def render(frame: pd.DataFrame, columns: list[str] | None = None, fmt: str = "md
         )
     footnotes = [f"{marks[key].strip()} {note}" for key, note in notes.items()]
     if fmt == "md":
-        line = lambda cells: "| " + " | ".join(cells) + " |"  # noqa: E731
+
+        def line(cells):
+            return "| " + " | ".join(cells) + " |"
+
         table = [line(header), "|" + "---|" * len(header), *map(line, rows)]
         return "\n".join(table + ([""] + footnotes if footnotes else [])) + "\n"
     if fmt == "latex":
-        esc = lambda s: (
-            s.replace("_", r"\_")
-            .replace("±", r"$\pm$")
-            .replace("↑", r"$\uparrow$")
-            .replace(  # noqa
-                "↓", r"$\downarrow$"
-            )
-            .replace("→", r"$\to$")
-        )
+
+        def esc(s):
+            for plain, latex in (
+                ("_", r"\_"),
+                ("±", r"$\pm$"),
+                ("↑", r"$\uparrow$"),
+                ("↓", r"$\downarrow$"),
+                ("→", r"$\to$"),
+            ):
+                s = s.replace(plain, latex)
+            return s
+
         spec = "l" + "r" * len(columns)
         body = [" & ".join(esc(x) for x in header) + r" \\", r"\midrule"] + [
             " & ".join(esc(x) for x in r) + r" \\" for r in rows

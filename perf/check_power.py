@@ -26,8 +26,8 @@ from pathlib import Path
 import evaluators.tofu
 import methods.base
 import methods.losses
+from harness import regression
 from harness.cli import main as harness
-from harness.regression import check as compare  # `check` is a local name below
 from harness.regression import read_tolerances
 from harness.tables import read_leaderboard
 
@@ -86,8 +86,8 @@ def report(noise: Path, reference_csv: Path, out: Path) -> None:
     boards = {c: read_leaderboard(noise / c) for c in capabilities}
     print("false alarms (failing lines; cells x metrics compared):")
     for cap, board in boards.items():
-        check = compare(board, reference, tolerances)
-        print(f"  {cap:8} run against the reference: {len(check.regressions)} ({check.cells} x {check.metrics})")
+        found = regression.check(board, reference, tolerances)
+        print(f"  {cap:8} run against the reference: {len(found.regressions)} ({found.cells} x {found.metrics})")
     for cap, held in derived["false_alarms"].items():
         if isinstance(held, dict):
             print(
@@ -99,7 +99,7 @@ def report(noise: Path, reference_csv: Path, out: Path) -> None:
     caught = stopped["faults"] - sum(len(missed) for missed in stopped["missed"].values())
     print(f"  stopped unlearning (method = target): caught {caught} of {stopped['faults']}")
     for fault in FAULTS:
-        checks = [compare(read_leaderboard(out / f"{fault}-{c}"), reference, tolerances) for c in capabilities]
+        checks = [regression.check(read_leaderboard(out / f"{fault}-{c}"), reference, tolerances) for c in capabilities]
         if fault == "forget-loss-off":
             found = sum(any(line.startswith(f"{m} (") for line in ch.regressions) for ch in checks for m in METHODS)
             total = len(METHODS) * len(capabilities)

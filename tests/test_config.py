@@ -1,7 +1,7 @@
 import pytest
 
 from harness.cli import build_parser, main
-from harness.config import RunConfig, apply_override, method_config
+from harness.config import RunConfig, apply_override, build, method_config
 
 
 def test_method_config_layers_defaults_and_overrides():
@@ -138,3 +138,17 @@ def test_an_unknown_preset_name_lists_the_presets(capsys):
     assert main(["run", "--preset", "tofu-llama3"]) == 2
     expected = "--preset tofu-llama3: unknown; expected one of lume-olmo-1b, lume-olmo-7b, tofu-llama2-7b, tofu-mini"
     assert expected in capsys.readouterr().err
+
+
+def test_the_forget_split_is_the_benchmarks_choice():
+    """TOFU offers three forget splits; LUME has one, so picking one there is refused rather than ignored (and a
+    benchmark's own sections are refused on another benchmark by name)."""
+    assert build("run", settings={"forget_split": "forget05"}).forget_split == "forget05"
+    with pytest.raises(ValueError, match="forget_split=forget05: --benchmark lume-mini has one forget split"):
+        build("run", benchmark="lume-mini", settings={"forget_split": "forget05"})
+    with pytest.raises(
+        ValueError,
+        match=r"world.seed: unknown key; expected forget_split, eval.\*, compute.\*, "
+        r"save.\*, lume.\* \(the sections of --benchmark lume\)",
+    ):
+        build("run", benchmark="lume", settings={"world.seed": 1})

@@ -46,6 +46,7 @@ class Benchmark(ABC):
     eval_defaults: ClassVar[dict] = {}  # EvalConfig values this benchmark uses unless the command sets them
     retain_reference: ClassVar[bool] = False  # scored against a retain model (then the reference hooks apply)
     memorised: ClassVar[tuple[str, ...]] = ()  # target columns near 1 when there is something to unlearn
+    forget_splits: ClassVar[tuple[str, ...]] = ()  # the forget splits `--set forget_split=` may pick (none: one)
 
     def check(self, cfg) -> None:
         """What can be checked before anything loads or is written (harness/preflight.py): the paths the

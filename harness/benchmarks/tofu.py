@@ -9,11 +9,12 @@ from evaluators.base import EvalResult
 from evaluators.reference import RetainReference
 from harness.benchmarks.base import Benchmark, Prepared, model_name, need_real_paths, target_identity
 from harness.data.templates import prompt_ids, prompt_text
-from harness.data.tofu import load_splits
+from harness.data.tofu import FORGET_SPLITS, load_splits
 
 
 class Tofu(Benchmark):
     retain_reference = True
+    forget_splits = FORGET_SPLITS
     memorised = ("forget_em_contains", "retain_em_contains")
 
     def check(self, cfg) -> None:
