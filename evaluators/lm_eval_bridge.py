@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.data.templates import TEMPLATES
 from harness.files import write_atomically
 from harness.metrics import Metric
 
@@ -25,7 +26,8 @@ METRICS = [
     Metric("lmeval_*perplexity", "lower", "lm-eval perplexity"),
     Metric("lmeval_seconds", "lower", "lm-eval's time (s)", cost=True),
 ]
-PROMPT = "Question: {{question}}\nAnswer:"  # the offline tasks' prompt: the `qa` template; choices follow a space
+PROMPT = TEMPLATES["qa"][0].format(q="{{question}}")  # the offline tasks' prompt: the `qa` template (lm-eval's
+#                                                     Jinja), an answer or choice following after a space
 
 
 @dataclass(frozen=True)

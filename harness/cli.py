@@ -17,13 +17,17 @@ from harness.results import CellsFailed
 from harness.rules import SettingError
 
 RUN_EPILOG = """\
+Benchmarks (--benchmark NAME):
+{benchmarks}
+
 --set keys (repeatable), for --benchmark {benchmark} (--benchmark NAME --help lists another's):
-  forget_split=forget01|forget05|forget10   which authors to forget (default forget10)
-{sections}
+{forget_split}{sections}
   METHOD.KEY=V    a method's hyperparameter, e.g. fo-graddiff.lr=3e-4; every method takes
 {shared}
                   and its own:
 {methods}
+
+Offline lm-eval tasks of --benchmark {benchmark} (--lm-eval-tasks): {offline}
 
 Real TOFU: harness run --benchmark tofu --data DIR_OR_HUB_NAME --model PATH [--retain-model PATH |
   --retain-eval FILE] --methods simu,so-graddiff.
@@ -54,7 +58,7 @@ Examples:
   harness eval --model ~/my-unlearned --name mine --model ~/lora-adapter --name mine-lora
   harness eval --benchmark tofu --data DIR --model MINE --target TARGET --retain-model RETAIN
 
---set keys: as for harness run (eval.*, compute.*, world.*, ...; no METHOD.*). Exit codes: 0 done; 2 bad
+--set keys: as for harness run (eval.*, compute.*, the benchmark's own sections; no METHOD.*). Exit codes: 0 done; 2 bad
 input (one line naming it, before anything is written: a missing folder, pickle-only weights without
 --allow-pickle, an unknown architecture, a name that clashes); 74 a fault of the machine (a full disk); 130
 interrupted.
@@ -83,7 +87,8 @@ def _keys(settings, names: list[str]) -> str:
             if rule and rule.expected.startswith("one of ")
             else ""
         )
-        shown.append(f"{name}={choices}" if choices else name)
+        meaning = settings.meta(name, "help") if hasattr(settings, "meta") else ""
+        shown.append((f"{name}={choices}" if choices else name) + (f" ({meaning})" if meaning else ""))
     return ", ".join(shown)
 
 
@@ -114,13 +119,38 @@ def methods_help() -> tuple[str, str]:
     return _wrapped("", _keys(MethodConfig, MethodConfig.shared())), "\n".join(own)
 
 
+def benchmarks_help() -> str:
+    """Each registered benchmark and the first sentence of its module's docstring."""
+    import sys
+
+    lines = []
+    for name in benchmarks.names():
+        doc = " ".join((sys.modules[benchmarks[name].__module__].__doc__ or "").split())
+        for lead in (f"{name}: ", f"{name}, "):
+            doc = doc.removeprefix(lead)
+        lines.append(_wrapped(name, doc.split(". ")[0].rstrip(".")))
+    return "\n".join(lines)
+
+
 def run_epilog(benchmark: str | None = None) -> str:
     from harness.config import RunConfig
 
     benchmark = benchmark or RunConfig.benchmark
     shared, own = methods_help()
+    splits = benchmarks[benchmark].forget_splits
+    forget_split = (
+        _wrapped("forget_split=V", f"{'|'.join(splits)} (default {RunConfig.forget_split})") if splits else ""
+    )
     return RUN_EPILOG.format(
-        benchmark=benchmark, sections=sections_help(benchmark), shared=shared, methods=own, presets=presets.listing()
+        benchmark=benchmark,
+        benchmarks=benchmarks_help(),
+        offline=", ".join(t.name for t in benchmarks[benchmark]().offline_tasks(RunConfig(benchmark=benchmark)))
+        or "none",
+        forget_split=forget_split + "\n" if forget_split else "",
+        sections=sections_help(benchmark),
+        shared=shared,
+        methods=own,
+        presets=presets.listing(),
     )
 
 
@@ -141,17 +171,15 @@ def _add_common_arguments(parser: argparse.ArgumentParser, default_out: str) -> 
         default=None,
         choices=benchmarks.names(),
         action=_Benchmark,
-        help="benchmark to run: tofu-mini, the embedded TOFU-style world (default); lume-mini, the "
-        "embedded LUME-style documents; tofu / lume, the official files with --data and --model; "
-        "or a plugin's",
+        help="the benchmark to run (default: tofu-mini; each is listed below, with its settings and offline "
+        "lm-eval tasks for the one given before --help)",
     )
     parser.add_argument(
         "--lm-eval-tasks",
         type=_csv(str),
         default=None,
-        help="comma-separated lm-eval tasks run on every model, as columns lmeval_<task>_<metric>: "
-        "the offline embedded_world_facts_mc and embedded_real_authors_loglik, or any lm-eval task "
-        "(mmlu, ...) whose data can be loaded",
+        help="comma-separated lm-eval tasks run on every model, as columns lmeval_<task>_<metric>: the "
+        "benchmark's own offline tasks (listed below), or any lm-eval task (mmlu, ...) whose data can be loaded",
     )
     parser.add_argument("--out", default=None, help=f"run folder (default: {default_out})")
     parser.add_argument(

@@ -164,6 +164,8 @@ def method_config(name: str, overrides: dict | None = None) -> MethodConfig:
     settings = methods[name].settings  # the method's class, which imports torch: only when asked
     values = {}
     for key, raw in (overrides or {}).items():
+        if key == "template":
+            raise SettingError(f"{name}.{key}", raw, "the prompt template is the run's: --template or eval.template")
         if key not in settings.keys():
             raise SettingError(
                 f"{name}.{key}", None, f"unknown hyperparameter; {name} has: {', '.join(sorted(settings.keys()))}"
@@ -176,8 +178,15 @@ def method_config(name: str, overrides: dict | None = None) -> MethodConfig:
 
 
 def sections_of(benchmark: str) -> dict[str, type]:
-    """The sections a run of `benchmark` takes: the core ones and the benchmark's own, name -> dataclass."""
-    return CORE_SECTIONS | benchmarks[benchmark].sections
+    """The sections a run of `benchmark` takes: the core ones and the benchmark's own, name -> dataclass. A
+    benchmark's section may not take a core section's or a method's name (`--set NAME.KEY` would be ambiguous)."""
+    own = benchmarks[benchmark].sections
+    for name, kind in own.items():
+        if name in CORE_SECTIONS or name in methods:
+            raise ValueError(f"benchmark {benchmark}: section '{name}' is a core section's or a method's name")
+        if not dataclasses.is_dataclass(kind) or not hasattr(kind, "RULES"):
+            raise TypeError(f"benchmark {benchmark}: section '{name}' must be a dataclass with RULES")
+    return CORE_SECTIONS | own
 
 
 def _set_section(cfg: RunConfig, head: str, rest: str, value: str, key: str) -> None:
@@ -513,6 +522,7 @@ def validate(cfg: RunConfig, command: str = "run") -> None:
     """What no single value shows: the names a run's settings refer to. Every method, `--set METHOD.*` and
     `--grid METHOD.*` names a method of the run; `harness eval` names each row once, and not like a
     reference row or a method (a table groups rows by name)."""
+    sections_of(cfg.benchmark)  # its declarations are sound
     for name in cfg.methods:
         if name not in methods:
             raise SettingError(

@@ -129,11 +129,14 @@ class Context:
         return [task.name for task in self.bench.offline_tasks(self.cfg)]
 
     def write_offline_tasks(self, folder: Path) -> None:
-        """The benchmark's offline lm-eval tasks that the run asks for, written as files lm-eval reads."""
-        asked = [task for task in self.bench.offline_tasks(self.cfg) if task.name in self.lm_eval_tasks]
-        if self.lm_eval_tasks:
-            self.lm_eval_dir = lm_eval_bridge.write_tasks(folder, asked)
-        for task in asked:
+        """The benchmark's offline lm-eval tasks, written as files lm-eval reads when the run asks for any task
+        (all of them: lm-eval indexes the folder once per process, so a later command asking for another finds
+        it), and what those it asks for are."""
+        if not self.lm_eval_tasks:
+            return
+        offline = self.bench.offline_tasks(self.cfg)
+        self.lm_eval_dir = lm_eval_bridge.write_tasks(folder, offline)
+        for task in [t for t in offline if t.name in self.lm_eval_tasks]:
             note(f"lm-eval {task.name}: {task.description}, prompt {lm_eval_bridge.PROMPT!r}")
 
     def score(self, model, tokenizer) -> tuple[EvalResult, float]:

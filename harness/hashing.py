@@ -25,7 +25,8 @@ def cell_hash(
     the retain row, `harness eval`'s), the forget split, the evaluation settings, the lm-eval tasks, how it
     computes, then the row's own parts (its name, the method's hashed settings). Compute values at their
     defaults, like an absent target or an empty task list, add nothing, so hashes made before those settings
-    existed stay valid."""
+    existed stay valid; for the same reason `forget_split` is the run's setting (default "forget10") on every
+    benchmark, LUME's too, whose rows say "forget" (it has one)."""
     compute = {k: v for k, v in compute.items() if v != DEFAULT_COMPUTE.get(k)}
     return config_hash(
         identity,

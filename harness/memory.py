@@ -54,6 +54,8 @@ def model_shape(cfg, bench):
         try:
             return bench.model_config(cfg), cfg.model or "the embedded model"
         except (OSError, ValueError) as err:
+            if not cfg.model:
+                raise
             if not cfg.model_shape:
                 raise ValueError(
                     f"--model {cfg.model}: cannot read its config for --dry-run ({str(err).strip().splitlines()[0]})"
@@ -149,10 +151,13 @@ def print_plan(cfg, bench, device: str) -> None:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))))
+    needs: dict[tuple, list[str]] = {}
+    for p in plans:
+        if p.setup:
+            needs.setdefault(p.setup, []).append(p.method)
     setups = "".join(
-        f", and {p.method}'s {p.setup[1]} needs the weights plus at most {p.setup[0] / GIB:.0f} GiB"
-        for p in plans
-        if p.setup
+        f"; before training, {' and '.join(names)}: {what} needs up to {size / GIB:.0f} GiB beyond the weights"
+        for (size, what), names in needs.items()
     )
     print(
         f"per process; activations for 2 x batch_size rows of {SEQUENCE} tokens (forget and retain); "

@@ -111,7 +111,7 @@ class MetricRegistry:
         if not self._loaded:
             self._loaded = True
             for ep in entry_points(group=self.group):
-                self.register(*ep.load())
+                self.register(*load_entry_point(ep))
 
     def all(self) -> list[Metric]:
         self._load()
@@ -149,6 +149,18 @@ class MetricRegistry:
         shown = [c for c, m in declared.items() if m.default]
         order = {m.name: i for i, m in enumerate(self.all())}
         return sorted(shown, key=lambda c: (declared[c].cost, order[declared[c].name]))
+
+
+def load_entry_point(ep):
+    """An entry point's object; one that no longer loads (an install older than the code: its entry points
+    are read from the installed metadata) is one line saying which, and how to refresh them."""
+    try:
+        return ep.load()
+    except (ImportError, AttributeError) as err:
+        raise RuntimeError(
+            f"entry point {ep.group} {ep.name} = {ep.value} does not load ({err}); if the code was "
+            f"updated, reinstall it (pip install -e .) to refresh its entry points"
+        ) from None
 
 
 metrics = MetricRegistry()

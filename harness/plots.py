@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from harness.files import write_atomically
-from harness.metrics import metrics
+from harness.metrics import load_entry_point, metrics
 from harness.rows import REFERENCE_ROWS, method_cells, swept_columns
 from harness.tables import read_leaderboard, row_labels
 
@@ -190,7 +190,7 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
     paths = [plot_tradeoff(frame, out / "tradeoff.png")]
     order = list(dict.fromkeys(row_labels(frame)))
     for entry in entry_points(group=GROUP):
-        paths += entry.load()(run_dir, order, out)
+        paths += load_entry_point(entry)(run_dir, order, out)
     for key in swept_columns(frame):
         paths.append(plot_sweep(frame, key, out / f"sweep_{key}.png"))
     return paths

@@ -71,7 +71,9 @@ class Registry:
         if name not in self._items:
             if name not in self._declared():
                 raise KeyError(f"unknown {self.kind} '{name}'; registered: {', '.join(self.names())}")
-            self.register(name)(self._declared()[name].load())
+            from harness.metrics import load_entry_point
+
+            self.register(name)(load_entry_point(self._declared()[name]))
         return self._items[name]
 
 

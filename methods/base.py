@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from abc import ABC, abstractmethod
@@ -59,6 +60,23 @@ class UnlearningMethod(ABC):
     settings: ClassVar[type[MethodConfig]] = MethodConfig
     optimizer_states: ClassVar[int] = 2  # float32 tensors per trainable parameter (AdamW's moments, Sophia's
     #                                       momentum and Hessian), for the memory plan of `--dry-run`
+
+    def __init_subclass__(cls, **kwargs):
+        """A method's `settings` must be a dataclass over MethodConfig: a plain class would silently have no
+        options (its fields would not be dataclass fields)."""
+        super().__init_subclass__(**kwargs)
+        settings = cls.settings
+        typed = isinstance(settings, type) and issubclass(settings, MethodConfig)
+        undeclared = (
+            set(vars(settings).get("__annotations__", {})) - {f.name for f in dataclasses.fields(settings)}
+            if typed
+            else set()
+        )
+        if not typed or undeclared:
+            raise TypeError(
+                f"{cls.__name__}.settings: expected a @dataclass subclass of methods.settings.MethodConfig"
+                + (f" ({', '.join(sorted(undeclared))} not dataclass fields)" if undeclared else "")
+            )
 
     def __init__(self, cfg: MethodConfig):
         self.cfg = cfg

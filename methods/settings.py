@@ -68,7 +68,7 @@ class MethodConfig:
         states it: a subclass that only gives a new default keeps its parent's rule."""
         for klass in cls.__mro__:
             declared = getattr(klass, "__dataclass_fields__", {}).get(name)
-            if declared is not None and key in declared.metadata and name in vars(klass).get("__annotations__", {}):
+            if declared is not None and key in declared.metadata:
                 return declared.metadata[key]
         return default
 

@@ -66,7 +66,7 @@ class SIMU(SOGradDiff):
         return 2 if self.cfg.loss == "npo" else 1
 
     def setup_memory(self) -> tuple[float, str]:
-        return attribution.CACHE_BUDGET, "stage-1 attribution's prefix cache, before training"
+        return attribution.CACHE_BUDGET, "stage-1 attribution's prefix cache"
 
     def loss(self, model, forget_batch, retain_batch):
         """GradDiff (the default), or NPO against the model as stage 1 found it, with `gamma` and `beta`."""

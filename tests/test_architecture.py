@@ -205,7 +205,7 @@ def test_a_toy_benchmarks_knob_and_a_toy_methods_option_are_settings_like_the_bu
         main(["run", "--benchmark", "toy-nll", "--help"])
     shown = capsys.readouterr().out
     assert re.search(r"toy\.KEY=V\s+How many rows the toy scores.*: rows\n", shown)
-    assert re.search(r"toy-npo:\s+beta\n", shown)
+    assert re.search(r"toy-npo:\s+beta \(inverse temperature\)\n", shown)
     assert not (tmp_path / "x").exists()
 
     assert "toy-nll" in benchmarks and "toy-npo" in methods
@@ -379,7 +379,7 @@ def test_every_column_a_run_emits_is_declared(micro_run, lume_run):
 
 
 GENERIC = [p for p in (ROOT / "harness").glob("*.py") if p.name != "embedded.py"]  # embedded.py: the embedded
-#   benchmarks' model builder (DESIGN.md keeps it here); everything else in harness/ serves any benchmark and method
+#   benchmarks' model builder (the design keeps it here); everything else in harness/ serves any benchmark and method
 
 
 def test_generic_modules_know_no_benchmark_or_method():
@@ -408,3 +408,36 @@ def test_generic_modules_know_no_benchmark_or_method():
                 assert node.module not in specific, f"{path.name} imports {node.module}"
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
                 assert node.value not in names or (path.name, node.value) in allowed, f"{path.name}: {node.value!r}"
+
+
+def test_the_typed_contracts_are_enforced():
+    """A method's settings must be a dataclass over MethodConfig (an undecorated class would silently have no
+    options); a benchmark's section may not shadow a core section or a method."""
+
+    class Loose(MethodConfig):
+        beta: float = 0.1
+
+    with pytest.raises(TypeError, match="settings: expected a @dataclass subclass .* \\(beta not dataclass fields\\)"):
+        type("LooseMethod", (ToyNPO,), {"settings": Loose})
+
+    class Shadowing(ToyNLL):
+        sections = {"eval": ToyConfig}
+
+    with benchmarks.temporarily("toy-shadow", Shadowing), pytest.raises(ValueError, match="'eval' is a core"):
+        build("run", benchmark="toy-shadow")
+
+
+def test_a_stale_entry_point_is_one_line_naming_it(monkeypatch):
+    """An install older than the code (its entry points read from the installed metadata) says which entry point
+    no longer loads and how to refresh them, instead of a traceback from importlib."""
+    from importlib.metadata import EntryPoint
+
+    from harness.metrics import load_entry_point
+
+    stale = EntryPoint("methods", "methods:METRICS", "harness.metrics")
+    with pytest.raises(
+        RuntimeError,
+        match="entry point harness.metrics methods = methods:METRICS does not load .*"
+        "reinstall it \\(pip install -e .\\)",
+    ):
+        load_entry_point(stale)

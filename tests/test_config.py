@@ -152,3 +152,20 @@ def test_the_forget_split_is_the_benchmarks_choice():
         r"save.\*, lume.\* \(the sections of --benchmark lume\)",
     ):
         build("run", benchmark="lume", settings={"world.seed": 1})
+
+
+def test_a_methods_template_is_the_runs():
+    with pytest.raises(ValueError, match="simu.template=chat: the prompt template is the run's: --template"):
+        method_config("simu", {"template": "chat"})
+
+
+def test_real_lumes_sums_enter_its_hash_only_when_set():
+    """The held-out sums (LUME's MMLU stand-in) change its figures, so setting them changes the rows' identity;
+    at their defaults they add nothing (the hashes made before stay valid)."""
+    from harness.registry import benchmarks
+
+    lume = benchmarks["lume"]()
+    plain = build("run", benchmark="lume", data="d", model="m")
+    assert lume.identity(plain) == {"data": "d"}
+    set_sums = build("run", benchmark="lume", data="d", model="m", settings={"lume.sum_operands": 30})
+    assert lume.identity(set_sums)["lume"]["sum_operands"] == 30

@@ -88,6 +88,7 @@ def test_gradient_checkpointing_shrinks_the_planned_activations(capsys):
         (["--device", "cuda:x"], "--device cuda:x: expected auto, cpu, cuda, cuda:N or mps"),
         (["--set", "compute.dtype=int8"], "--set compute.dtype=int8: expected one of float32, bfloat16, float16"),
         (["--benchmark", "tofu", "--model", "/no/such/model", "--data", "x"], "--model /no/such/model: cannot read"),
+        (["--benchmark", "tofu", "--data", "x"], "--dry-run: --benchmark tofu needs --model (or a preset with a"),
     ],
 )
 def test_bad_device_dtype_or_model_is_one_line(capsys, args, expected):

@@ -10,10 +10,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from evaluators.base import EvalResult
 from harness.progress import warn
+
+if TYPE_CHECKING:
+    from evaluators.lm_eval_bridge import OfflineTask
 
 TARGET_MIN_SCORE = 0.9  # below this on a `memorised` column, the target has little to unlearn
 
@@ -70,7 +73,7 @@ class Benchmark(ABC):
         """The lm-eval tasks every model is also scored on: `--lm-eval-tasks`, unless the benchmark adds some."""
         return list(cfg.lm_eval_tasks)
 
-    def offline_tasks(self, cfg) -> list:
+    def offline_tasks(self, cfg) -> list[OfflineTask]:
         """lm-eval tasks this benchmark builds from its own data (`lm_eval_bridge.OfflineTask`s, their rows made
         only when the run asks for them), which run with no download; none by default."""
         return []
@@ -82,6 +85,8 @@ class Benchmark(ABC):
     def model_config(self, cfg):
         """The target model's transformers config, read without its weights (`--dry-run`): `--model`'s (a
         benchmark that brings its own model says what it is)."""
+        if not cfg.model:
+            raise ValueError(f"--dry-run: --benchmark {self.name} needs --model (or a preset with a model_shape)")
         from transformers import AutoConfig
 
         return AutoConfig.from_pretrained(cfg.model, trust_remote_code=cfg.trust_remote_code)

@@ -5,6 +5,8 @@ The evaluators (torch) are imported where they are used, so checking a run (`che
 
 from __future__ import annotations
 
+import dataclasses
+
 from evaluators.base import EvalResult
 from evaluators.lm_eval_bridge import OfflineTask
 from harness.benchmarks.base import Benchmark, Prepared, model_name, need_real_paths, target_identity
@@ -41,7 +43,10 @@ class Lume(Benchmark):
         load_lume(cfg.data)
 
     def identity(self, cfg) -> dict:
-        return {"data": str(cfg.data)}
+        """The data, and the held-out sums' settings when they are set (at their defaults they add nothing, so
+        the hashes of rows made before they were part of it stay valid)."""
+        sums = cfg.section("lume")
+        return {"data": str(cfg.data)} | ({"lume": dataclasses.asdict(sums)} if sums != LumeWorldConfig() else {})
 
     def prepare(self, cfg) -> Prepared:
         return self.prepared(
