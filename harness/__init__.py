@@ -40,17 +40,18 @@ class Result(NamedTuple):
     folder: Path
 
 
-def _checked(cfg, command: str):
-    """`cfg` once everything it names passed harness/preflight.py, before the runner (and torch) is imported."""
+def _command(command: str, **keywords) -> Result:
+    """Build the command's configuration as the CLI does (`config.build`), check everything it names before the
+    runner (and torch) is imported (harness/preflight.py), run it, and read its leaderboard."""
     from harness import preflight
-
-    preflight.check(cfg, command)
-    return cfg
-
-
-def _result(path: Path) -> Result:
+    from harness.config import build
     from harness.tables import read_leaderboard
 
+    cfg = build(command, **keywords)
+    preflight.check(cfg, command)
+    from harness import runner
+
+    path = (runner.evaluate if command == "eval" else runner.run)(cfg)
     return Result(read_leaderboard(path), Path(path).parent)
 
 
@@ -67,24 +68,9 @@ def run(
     """`harness run`: every method x seed on the benchmark. `options` are the other flags as keywords
     (`cache_dir`, `data`, `model`, `retain_model`, `retain_eval`, `template`, `lm_eval_tasks`, `device`,
     `dtype`, `save_models`, `trust_remote_code`, `allow_pickle`, `wait`)."""
-    from harness.config import build
-
-    cfg = _checked(
-        build(
-            "run",
-            methods=methods,
-            seeds=seeds,
-            benchmark=benchmark,
-            preset=preset,
-            out=out,
-            settings=settings,
-            **options,
-        ),
-        "run",
+    return _command(
+        "run", methods=methods, seeds=seeds, benchmark=benchmark, preset=preset, out=out, settings=settings, **options
     )
-    from harness.runner import run as run_cells
-
-    return _result(run_cells(cfg))
 
 
 def sweep(
@@ -99,25 +85,17 @@ def sweep(
     **options,
 ) -> Result:
     """`harness sweep`: the product of the `grid` axes (`{"simu.t": [0.1, 0.3]}`) x seeds as cells of one run."""
-    from harness.config import build
-
-    cfg = _checked(
-        build(
-            "sweep",
-            grid=grid,
-            methods=methods,
-            seeds=seeds,
-            benchmark=benchmark,
-            preset=preset,
-            out=out,
-            settings=settings,
-            **options,
-        ),
+    return _command(
         "sweep",
+        grid=grid,
+        methods=methods,
+        seeds=seeds,
+        benchmark=benchmark,
+        preset=preset,
+        out=out,
+        settings=settings,
+        **options,
     )
-    from harness.runner import run as run_cells
-
-    return _result(run_cells(cfg))
 
 
 def evaluate(
@@ -133,24 +111,9 @@ def evaluate(
     """`harness eval`: score each model (a folder, a hub name, a PEFT adapter folder, a saved cell) as a row
     of kind `model` named by `names` (default: the folders' names). `options` as for `run`, with `model` the
     target of a real benchmark."""
-    from harness.config import build
-
-    cfg = _checked(
-        build(
-            "eval",
-            models=models,
-            names=names,
-            benchmark=benchmark,
-            preset=preset,
-            out=out,
-            settings=settings,
-            **options,
-        ),
-        "eval",
+    return _command(
+        "eval", models=models, names=names, benchmark=benchmark, preset=preset, out=out, settings=settings, **options
     )
-    from harness.runner import evaluate as evaluate_models
-
-    return _result(evaluate_models(cfg))
 
 
 def prepare(*, benchmark: str | None = None, preset: str | None = None, settings: Mapping | None = None, **options):

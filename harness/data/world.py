@@ -259,45 +259,49 @@ def _countries(rng: random.Random, cfg: WorldConfig, used: set[str]) -> list[dic
     ]
 
 
+WORLD_FACTS = [  # per country: its key, the question, its paraphrase, the answer and the paraphrased answer
+    (
+        "capital",
+        "What is the capital of {c}?",
+        "Which city is the capital of {c}?",
+        "The capital of {c} is {v}.",
+        "{v} is the capital city of {c}.",
+    ),
+    (
+        "language",
+        "What language is spoken in {c}?",
+        "Which language do people in {c} speak?",
+        "People in {c} speak {v}.",
+        "The language of {c} is {v}.",
+    ),
+    (
+        "animal",
+        "What is the national animal of {c}?",
+        "Which animal is the symbol of {c}?",
+        "The national animal of {c} is the {v}.",
+        "The symbol of {c} is the {v}.",
+    ),
+]
+
+
 def _world_facts(rng: random.Random, countries: list[dict], n: int) -> list[dict]:
-    capitals = [c["capital"] for c in countries]
-    languages = [c["language"] for c in countries]
-    animals = [c["animal"] for c in countries]
+    """Each country's capital, language and animal, its other values of the same kind as perturbations."""
+    pools = {key: [c[key] for c in countries] for key, *_ in WORLD_FACTS}
     rows = []
     for c in countries:
-        rows.append(
-            _qa(
-                f"What is the capital of {c['name']}?",
-                f"Which city is the capital of {c['name']}?",
-                "The capital of " + c["name"] + " is {v}.",
-                "{v} is the capital city of " + c["name"] + ".",
-                c["capital"],
-                _perturb(rng, c["capital"], capitals, n),
-                True,
+        for key, question, paraphrase, answer, paraphrased in WORLD_FACTS:
+            name = c["name"]
+            rows.append(
+                _qa(
+                    question.format(c=name),
+                    paraphrase.format(c=name),
+                    answer.replace("{c}", name),
+                    paraphrased.replace("{c}", name),
+                    c[key],
+                    _perturb(rng, c[key], pools[key], n),
+                    True,
+                )
             )
-        )
-        rows.append(
-            _qa(
-                f"What language is spoken in {c['name']}?",
-                f"Which language do people in {c['name']} speak?",
-                "People in " + c["name"] + " speak {v}.",
-                "The language of " + c["name"] + " is {v}.",
-                c["language"],
-                _perturb(rng, c["language"], languages, n),
-                True,
-            )
-        )
-        rows.append(
-            _qa(
-                f"What is the national animal of {c['name']}?",
-                f"Which animal is the symbol of {c['name']}?",
-                "The national animal of " + c["name"] + " is the {v}.",
-                "The symbol of " + c["name"] + " is the {v}.",
-                c["animal"],
-                _perturb(rng, c["animal"], animals, n),
-                True,
-            )
-        )
     return rows
 
 
