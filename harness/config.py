@@ -104,7 +104,7 @@ class RunConfig:
             return self.eval
         if name in CORE_SECTIONS:
             return getattr(self, name)
-        declared = benchmarks[self.benchmark].sections
+        declared = sections_of(self.benchmark)
         if name not in declared:
             raise KeyError(f"--benchmark {self.benchmark} has no section '{name}'")
         return self.sections.get(name) or declared[name]()

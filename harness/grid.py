@@ -125,8 +125,9 @@ class Context:
         return self.bench.lm_eval_tasks(self.cfg)
 
     @functools.cached_property
-    def offline_tasks(self) -> list[str]:
-        return [task.name for task in self.bench.offline_tasks(self.cfg)]
+    def offline_tasks(self) -> list:
+        """The benchmark's own lm-eval tasks (`lm_eval_bridge.OfflineTask`), made once per run."""
+        return self.bench.offline_tasks(self.cfg)
 
     def write_offline_tasks(self, folder: Path) -> None:
         """The benchmark's offline lm-eval tasks, written as files lm-eval reads when the run asks for any task
@@ -134,9 +135,8 @@ class Context:
         it), and what those it asks for are."""
         if not self.lm_eval_tasks:
             return
-        offline = self.bench.offline_tasks(self.cfg)
-        self.lm_eval_dir = lm_eval_bridge.write_tasks(folder, offline)
-        for task in [t for t in offline if t.name in self.lm_eval_tasks]:
+        self.lm_eval_dir = lm_eval_bridge.write_tasks(folder, self.offline_tasks)
+        for task in [t for t in self.offline_tasks if t.name in self.lm_eval_tasks]:
             note(f"lm-eval {task.name}: {task.description}, prompt {lm_eval_bridge.PROMPT!r}")
 
     def score(self, model, tokenizer) -> tuple[EvalResult, float]:
@@ -150,7 +150,12 @@ class Context:
         if self.lm_eval_tasks:
             bridge_start = time.perf_counter()
             result.metrics |= lm_eval_bridge.run_tasks(
-                model, tokenizer, self.lm_eval_tasks, self.lm_eval_dir, self.offline_tasks, self.cfg.eval.batch_size
+                model,
+                tokenizer,
+                self.lm_eval_tasks,
+                self.lm_eval_dir,
+                [task.name for task in self.offline_tasks],
+                self.cfg.eval.batch_size,
             )
             result.metrics["lmeval_seconds"] = time.perf_counter() - bridge_start
         result.metrics |= self.bench.final_metrics(result.metrics)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from importlib.metadata import entry_points
 
+from harness.registry import load_entry_point
+
 BETTER = ("higher", "lower", "half", "zero", "none")  # half: an MIA AUC, best at chance; zero: privleak
 ARROWS = {"higher": "↑", "lower": "↓", "half": "→0.5", "zero": "→0", "none": ""}
 GROUP = "harness.metrics"
@@ -149,18 +151,6 @@ class MetricRegistry:
         shown = [c for c, m in declared.items() if m.default]
         order = {m.name: i for i, m in enumerate(self.all())}
         return sorted(shown, key=lambda c: (declared[c].cost, order[declared[c].name]))
-
-
-def load_entry_point(ep):
-    """An entry point's object; one that no longer loads (an install older than the code: its entry points
-    are read from the installed metadata) is one line saying which, and how to refresh them."""
-    try:
-        return ep.load()
-    except (ImportError, AttributeError) as err:
-        raise RuntimeError(
-            f"entry point {ep.group} {ep.name} = {ep.value} does not load ({err}); if the code was "
-            f"updated, reinstall it (pip install -e .) to refresh its entry points"
-        ) from None
 
 
 metrics = MetricRegistry()

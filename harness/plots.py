@@ -21,7 +21,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from harness.files import write_atomically
-from harness.metrics import load_entry_point, metrics
+from harness.metrics import metrics
+from harness.registry import load_entry_point
 from harness.rows import REFERENCE_ROWS, method_cells, swept_columns
 from harness.tables import read_leaderboard, row_labels
 

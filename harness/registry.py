@@ -15,6 +15,18 @@ from contextlib import contextmanager
 from importlib.metadata import entry_points
 
 
+def load_entry_point(ep):
+    """An entry point's object; one that no longer loads (an install older than the code: its entry points
+    are read from the installed metadata) is one line saying which, and how to refresh them."""
+    try:
+        return ep.load()
+    except (ImportError, AttributeError) as err:
+        raise RuntimeError(
+            f"entry point {ep.group} {ep.name} = {ep.value} does not load ({err}); if the code was "
+            f"updated, reinstall it (pip install -e .) to refresh its entry points"
+        ) from None
+
+
 class Registry:
     """Name -> class: the entry-point group `group`, plus what `register(name)` adds in this process. `base`
     ("module:Class", imported only when a component is registered) is the class every component subclasses."""
@@ -71,8 +83,6 @@ class Registry:
         if name not in self._items:
             if name not in self._declared():
                 raise KeyError(f"unknown {self.kind} '{name}'; registered: {', '.join(self.names())}")
-            from harness.metrics import load_entry_point
-
             self.register(name)(load_entry_point(self._declared()[name]))
         return self._items[name]
 

@@ -168,3 +168,18 @@ def board(tmp_path):
     frame["seed"] = frame["seed"].astype("Int64")
     frame.to_csv(tmp_path / "leaderboard.csv", index=False)
     return frame
+
+
+def context(cfg):
+    """A run's context as far as its hashes need it: the benchmark's identity, nothing trained."""
+    from pathlib import Path
+
+    from harness.benchmarks.base import Prepared
+    from harness.grid import Context
+    from harness.registry import benchmarks
+
+    bench = benchmarks[cfg.benchmark]()
+    prepared = Prepared(
+        splits=None, forget=[], retain=[], identity=bench.identity(cfg), model_name="", forget_split=cfg.forget_split
+    )
+    return Context(bench, prepared, cfg, Path("unused"), {})

@@ -17,6 +17,7 @@ from typing import ClassVar
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import context
 
 from evaluators.base import EvalResult
 from evaluators.scoring import score_answers
@@ -26,7 +27,6 @@ from harness.cli import main
 from harness.config import build, method_config, sections_of
 from harness.data.tofu import load_splits
 from harness.embedded import prepare_embedded
-from harness.grid import Context
 from harness.metrics import Metric, metrics
 from harness.registry import benchmarks, methods
 from harness.rules import POSITIVE, at_least
@@ -209,25 +209,6 @@ def test_a_toy_benchmarks_knob_and_a_toy_methods_option_are_settings_like_the_bu
     assert not (tmp_path / "x").exists()
 
     assert "toy-nll" in benchmarks and "toy-npo" in methods
-
-
-def context(cfg):
-    """A run's context as far as its hashes need it (nothing trained)."""
-    bench = benchmarks[cfg.benchmark]()
-    return Context(
-        bench,
-        Prepared(
-            splits=None,
-            forget=[],
-            retain=[],
-            identity=bench.identity(cfg),
-            model_name="",
-            forget_split=cfg.forget_split,
-        ),
-        cfg,
-        Path("unused"),
-        {},
-    )
 
 
 def test_an_unregistered_benchmark_lists_the_registered_ones():
@@ -432,7 +413,7 @@ def test_a_stale_entry_point_is_one_line_naming_it(monkeypatch):
     no longer loads and how to refresh them, instead of a traceback from importlib."""
     from importlib.metadata import EntryPoint
 
-    from harness.metrics import load_entry_point
+    from harness.registry import load_entry_point
 
     stale = EntryPoint("methods", "methods:METRICS", "harness.metrics")
     with pytest.raises(

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import context
 
-from harness.benchmarks.base import Prepared
 from harness.config import build
-from harness.grid import Cell, Context, cell_config, cells
+from harness.grid import Cell, cell_config, cells
 from harness.registry import benchmarks
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,15 +22,6 @@ BOARDS = {  # leaderboards/README.md's commands, as config.build's keywords
         preset="tofu-mini-smoke", methods=["fo-graddiff", "so-graddiff", "simu"], seeds=[0, 1, 2]
     ),
 }
-
-
-def context(cfg) -> Context:
-    """The run's context as far as hashes need it: the benchmark's identity, nothing trained."""
-    bench = benchmarks[cfg.benchmark]()
-    prepared = Prepared(
-        splits=None, forget=[], retain=[], identity=bench.identity(cfg), model_name="", forget_split=cfg.forget_split
-    )
-    return Context(bench, prepared, cfg, Path("unused"), {})
 
 
 @pytest.mark.parametrize("board", sorted(BOARDS))

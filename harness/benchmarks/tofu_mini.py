@@ -5,6 +5,7 @@ Its settings: the world's sizes (`world.*`) and the model's recipe (`train.*`)."
 from __future__ import annotations
 
 import dataclasses
+import functools
 import random
 from dataclasses import dataclass
 from typing import ClassVar
@@ -69,16 +70,18 @@ def world_tasks(world_cfg: WorldConfig) -> list[OfflineTask]:
     `embedded_world_facts_mc` (each world fact's answer among its perturbed ones) and
     `embedded_real_authors_loglik` (the real authors' answers' perplexity, and whether greedy)."""
 
+    world = functools.cache(lambda: generate_world(world_cfg))  # generated once, and only when the rows are asked
+
     def mc_rows() -> list[dict]:
         rng, rows = random.Random(world_cfg.seed), []
-        for row in generate_world(world_cfg)["world_facts"]:
+        for row in world()["world_facts"]:
             choices = [row["answer"], *row["perturbed_answer"]]
             rng.shuffle(choices)
             rows.append({"question": row["question"], "choices": choices, "label": choices.index(row["answer"])})
         return rows
 
     def real_authors() -> list[dict]:
-        return [{"question": r["question"], "answer": r["answer"]} for r in generate_world(world_cfg)["real_authors"]]
+        return [{"question": r["question"], "answer": r["answer"]} for r in world()["real_authors"]]
 
     seed = f"from the embedded world (seed {world_cfg.seed})"
     return [
