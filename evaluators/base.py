@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import ClassVar
 
 from harness import rules
@@ -11,8 +11,10 @@ from harness.data.templates import TEMPLATES
 
 @dataclass
 class EvalConfig:
-    """Decoding and batching of the evaluation (TOFU decodes up to 200 new tokens); Min-K%'s k. A benchmark
-    may change the defaults (LUME: the raw prompt and 256 tokens)."""
+    """Decoding and batching of the evaluation (TOFU decodes up to 200 new tokens); Min-K%'s k; whether the
+    GradNorm attack runs (one backward pass per forget and holdout item, with a gradient the size of the
+    weights: `eval.gradnorm=false` leaves it out where that does not fit). A benchmark may change the
+    defaults (LUME: the raw prompt and 256 tokens)."""
 
     RULES: ClassVar[dict] = {
         "min_k": rules.SHARE,
@@ -25,6 +27,14 @@ class EvalConfig:
     batch_size: int = 32
     template: str = "qa"
     min_k: float = 0.4
+    gradnorm: bool = True
+
+    ADDED_LATER: ClassVar[dict] = {"gradnorm": True}  # in a row's hash only when set otherwise
+
+    def hashed(self) -> dict:
+        """The settings a row's hash covers: all of them, less those added later while at their defaults, so
+        hashes made before they existed stay valid."""
+        return {k: v for k, v in asdict(self).items() if k not in self.ADDED_LATER or v != self.ADDED_LATER[k]}
 
 
 @dataclass

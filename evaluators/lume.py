@@ -40,6 +40,8 @@ METRICS = [
     Metric("lume_retain_*", "higher", "LUME retain task value"),
     Metric("lume_mia_*_auc", "half", "LUME MIA AUC"),
     Metric("lume_final_score_*", "higher", "LUME final score"),
+    Metric("lume_mmlu_pass", "higher", "LUME award gate: MMLU (or its stand-in) above 75% of the target's"),
+    Metric("lume_mmlu_threshold", "none", "LUME award gate's threshold: 75% of the target's MMLU (or stand-in)"),
 ]
 
 
@@ -72,6 +74,13 @@ def task_aggregate(values: dict[str, float]) -> float:
 def final_score(task_aggregate_value: float, mmlu: float, mia_score_value: float) -> float:
     """LUME's final score: the plain mean of the task aggregate, MMLU (or its named substitute) and MIA."""
     return statistics.mean([task_aggregate_value, mmlu, mia_score_value])
+
+
+def award_gate(general: float, before: float, share: float = 0.75) -> dict[str, float]:
+    """LUME's award gate: the threshold `share * before` (0.75 x 0.495 = 0.371 for the organisers' 7B) and
+    whether `general`, the model's MMLU (or its stand-in), is above it (1.0) or not (0.0)."""
+    threshold = share * before
+    return {"lume_mmlu_threshold": threshold, "lume_mmlu_pass": float(general > threshold)}
 
 
 def item_record(row: dict, generation: str) -> dict:

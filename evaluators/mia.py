@@ -1,8 +1,12 @@
-"""Membership-inference attacks (LOSS, zlib, Min-K%, Min-K%++), their AUC (scikit-learn) and privleak.
+"""Membership-inference attacks (LOSS, zlib, Min-K%, Min-K%++, GradNorm, and the reference-model attack),
+their AUC (scikit-learn) and privleak.
 
-Orientation: members (the forget set) are labelled 1 and non-members (holdout) 0, and every attack score is
-"higher means more likely a member" (each statistic below is negated where a member's is lower), so an AUC
-of 1 means the model separates its training data perfectly and 0.5 means not at all.
+Whose definitions: open-unlearning's (`src/evals/metrics/mia/`, commit d3d7cf9), statistic for statistic and
+token for token (the token sets: evaluators/scoring.py). Orientation: members (the forget set) are labelled 1
+and non-members (holdout) 0, and every attack score is "higher means more likely a member" (each statistic
+below is negated where a member's is lower); open-unlearning labels members 0 and keeps the statistics'
+signs, so the two AUCs are the same number. An AUC of 1 means the model separates its training data
+perfectly and 0.5 means not at all.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ import zlib
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-ATTACKS = ("loss", "zlib", "min_k", "min_k_pp")
+ATTACKS = ("loss", "zlib", "min_k", "min_k_pp", "gradnorm")  # the model's own; `reference` also needs the retain model
+MIN_K_PP_VARIANCE_FLOOR = 1e-6  # open-unlearning's `torch.clamp(sigma, min=1e-6)` on the variance
 
 
 def loss_score(avg_nll: float) -> float:
@@ -21,14 +26,17 @@ def loss_score(avg_nll: float) -> float:
 
 
 def zlib_score(avg_nll: float, text: str) -> float:
-    """zlib (Carlini et al. 2021): avg NLL over the zlib-compressed length of the text, negated."""
+    """zlib (Carlini et al. 2021): avg NLL over the zlib-compressed length of the text, negated. The text is
+    the labelled tokens decoded without special tokens (`label_text`), as open-unlearning forms it: under
+    the `qa` template it begins with the space before the answer, which changes most compressed lengths."""
     return -avg_nll / len(zlib.compress(text.encode("utf-8")))
 
 
 def _lowest_mean(values, k: float) -> float:
-    """Mean of the lowest `max(1, int(k * n))` values, as Shi et al. and open-unlearning count them."""
+    """Mean of the lowest `max(1, int(k * n))` values, as Shi et al. and open-unlearning count them; 0 for an
+    answer with no tokens before its EOS (open-unlearning's score then)."""
     values = np.sort(np.asarray(values, dtype=np.float64))
-    return float(values[: max(1, int(k * len(values)))].mean())
+    return float(values[: max(1, int(k * len(values)))].mean()) if len(values) else 0.0
 
 
 def min_k_score(token_logprobs, k: float = 0.4) -> float:
@@ -36,21 +44,37 @@ def min_k_score(token_logprobs, k: float = 0.4) -> float:
     return _lowest_mean(token_logprobs, k)
 
 
-def min_k_pp_score(token_logprobs, token_means, token_stds, k: float = 0.4) -> float:
+def min_k_pp_score(token_logprobs, token_means, token_variances, k: float = 0.4) -> float:
     """Min-K%++ (Zhang et al. 2024): Min-K% over log-probs z-scored by the mean and std of log p under the
-    model's own next-token distribution at each position."""
-    z = (np.asarray(token_logprobs) - np.asarray(token_means)) / np.maximum(np.asarray(token_stds), 1e-12)
-    return _lowest_mean(z, k)
+    model's own next-token distribution at each position, the variance floored at 1e-6 as open-unlearning's."""
+    stds = np.sqrt(np.maximum(np.asarray(token_variances, dtype=np.float64), MIN_K_PP_VARIANCE_FLOOR))
+    return _lowest_mean((np.asarray(token_logprobs) - np.asarray(token_means)) / stds, k)
 
 
-def attack_scores(scored: dict, text: str, k: float) -> dict[str, float]:
-    """Every attack's score for one teacher-forced item (see `evaluators.scoring.score_answers`)."""
-    return {
+def gradnorm_score(gradient_norm: float) -> float:
+    """GradNorm (Wang et al. 2024): a member's loss is flatter, so its gradient smaller; the score is the mean
+    per-parameter gradient norm (evaluators/scoring.py `gradient_norms`), negated."""
+    return -gradient_norm
+
+
+def reference_score(avg_nll: float, reference_avg_nll: float) -> float:
+    """The reference-model attack (Carlini et al. 2022's calibrated LOSS, open-unlearning's `ReferenceAttack`):
+    the model's average NLL minus the retain model's on the same item, negated."""
+    return -(avg_nll - reference_avg_nll)
+
+
+def attack_scores(scored: dict, gradient_norm: float | None, k: float) -> dict[str, float]:
+    """Every attack's score for one teacher-forced item (see `evaluators.scoring.score_answers`); GradNorm's
+    when its gradient norm was measured."""
+    scores = {
         "loss": loss_score(scored["avg_nll"]),
-        "zlib": zlib_score(scored["avg_nll"], text),
+        "zlib": zlib_score(scored["avg_nll"], scored["label_text"]),
         "min_k": min_k_score(scored["token_logprobs"], k),
-        "min_k_pp": min_k_pp_score(scored["token_logprobs"], scored["token_means"], scored["token_stds"], k),
+        "min_k_pp": min_k_pp_score(scored["token_logprobs"], scored["token_means"], scored["token_variances"], k),
     }
+    if gradient_norm is not None:
+        scores["gradnorm"] = gradnorm_score(gradient_norm)
+    return scores
 
 
 def auc(member_scores: list[float], nonmember_scores: list[float]) -> float:

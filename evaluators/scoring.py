@@ -1,5 +1,10 @@
-"""Teacher-forced scoring, in batches: per-item answer NLL, token log-probs and argmax accuracy (TOFU), and
-whole-document NLL (LUME's membership test)."""
+"""Teacher-forced scoring, in batches: per-item answer NLL, token log-probs and argmax accuracy (TOFU), per-item
+gradient norms (the GradNorm attack), and whole-document NLL (LUME's membership test).
+
+Two token sets, as open-unlearning has them (`src/evals/metrics/utils.py`, commit d3d7cf9): the answer's NLL,
+probability and the LOSS attack count every labelled token, the EOS that ends the answer included
+(`evaluate_probability`); the token-level figures (Min-K%, Min-K%++, exact memorization, extraction
+strength, GradNorm) drop the last labelled token, that EOS ("ignore eos prediction", `tokenwise_logprobs`)."""
 
 from __future__ import annotations
 
@@ -14,9 +19,11 @@ from harness.progress import progress
 def score_answers(
     model, tokenizer, pairs: list[tuple[str, str]], batch_size: int, template: str = "qa", desc: str = "score"
 ) -> list[dict]:
-    """For each (question, answer): the answer tokens' log-probs (EOS included), their NLL sum and count,
-    the fraction of answer tokens that are the argmax prediction (`em_token`), and per token the mean and
-    std of log p under the model's own next-token distribution (for Min-K%++)."""
+    """For each (question, answer): the NLL sum, count and mean over all labelled tokens (EOS included); the
+    labelled tokens decoded without special tokens (`label_text`, what open-unlearning's zlib compresses);
+    and over the answer tokens without the final EOS, each token's log-prob, whether it is the argmax
+    prediction, and the mean and variance of log p under the model's own next-token distribution there (for
+    Min-K%++)."""
     model.eval()
     encoded = [encode_qa(tokenizer, q, a, template) for q, a in pairs]
     results = []
@@ -29,22 +36,58 @@ def score_answers(
         correct = logits.argmax(-1) == targets
         probs = logprobs.exp()
         means = (probs * logprobs).sum(-1)
-        stds = ((probs * logprobs.square()).sum(-1) - means.square()).clamp(min=0).sqrt()
+        variances = ((probs * logprobs.square()).sum(-1) - means.square()).clamp(min=0)
         for row in range(targets.shape[0]):
-            keep = targets[row] != IGNORE
-            lp = token_logprobs[row][keep]
+            labelled = (targets[row] != IGNORE).nonzero().squeeze(-1)
+            answer = labelled[:-1]  # the answer tokens without the EOS that ends them
+            lp = token_logprobs[row][labelled]
             results.append(
                 {
-                    "token_logprobs": lp.tolist(),
                     "nll_sum": float(-lp.sum()),
-                    "n_tokens": int(keep.sum()),
+                    "n_tokens": len(labelled),
                     "avg_nll": float(-lp.mean()),
-                    "em_token": float(correct[row][keep].float().mean()),
-                    "token_means": means[row][keep].tolist(),
-                    "token_stds": stds[row][keep].tolist(),
+                    "label_text": tokenizer.decode(targets[row][labelled].tolist(), skip_special_tokens=True),
+                    "token_logprobs": token_logprobs[row][answer].tolist(),
+                    "token_correct": correct[row][answer].tolist(),
+                    "token_means": means[row][answer].tolist(),
+                    "token_variances": variances[row][answer].tolist(),
                 }
             )
     return results
+
+
+def gradient_norms(model, tokenizer, pairs: list[tuple[str, str]], template: str = "qa", p: float = 2.0) -> list[float]:
+    """GradNorm (Wang et al. 2024, as open-unlearning's `GradNormAttack`): per item, one at a time, the
+    gradient of the mean NLL of the answer tokens (EOS dropped) with respect to every parameter, and the mean
+    over parameters of each gradient's p-norm. Gradients go to `torch.autograd.grad`, so no `.grad` is
+    touched; the model stays in eval mode (open-unlearning switches to train mode, which differs only for a
+    model with dropout)."""
+    model.eval()
+    params = list(model.parameters())
+    flags = [q.requires_grad for q in params]
+    for q in params:
+        q.requires_grad_(True)
+    norms = []
+    try:
+        for question, answer in progress(pairs, desc="gradnorm", leave=False):
+            batch = pad_batch(
+                [encode_qa(tokenizer, question, answer, template)], tokenizer.pad_token_id, device_of(model)
+            )
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
+            targets = batch["labels"][0, 1:]
+            answer_positions = (targets != IGNORE).nonzero().squeeze(-1)[:-1]
+            if len(answer_positions) == 0:
+                norms.append(0.0)
+                continue
+            logprobs = F.log_softmax(logits[0, answer_positions], dim=-1)
+            loss = -logprobs.gather(-1, targets[answer_positions].unsqueeze(-1)).mean()
+            grads = torch.autograd.grad(loss, params, allow_unused=True)
+            per_param = [g.detach().float().norm(p=p) for g in grads if g is not None]
+            norms.append(float(torch.stack(per_param).mean()))
+    finally:
+        for q, flag in zip(params, flags):
+            q.requires_grad_(flag)
+    return norms
 
 
 @torch.no_grad()

@@ -218,8 +218,10 @@ def _add_common_arguments(parser: argparse.ArgumentParser, default_out: str) -> 
         choices=list(TEMPLATES),
         default=None,
         help="prompt template: qa ('Question: q\\nAnswer: a', the default on TOFU), llama2 "
-        "('[INST] q [/INST]'), chat (the tokenizer's chat template) or raw (the input as is, the "
-        "default on LUME)",
+        "('[INST] q [/INST]'), chat (the tokenizer's chat template), raw (the input as is, the "
+        "default on LUME), or open-unlearning's, tokenized as it does: ou-base ('Question: q\\nAnswer: ' "
+        "then a, its base models'), ou-llama2-chat (its Llama-2-7b-chat's), ou-chat (the chat template with "
+        "its system prompt and date)",
     )
     parser.add_argument(
         "--trust-remote-code",

@@ -114,9 +114,10 @@ class Context:
             self.prepared.identity,
             self.prepared.target_identity if target else None,
             self.cfg.forget_split,
-            dataclasses.asdict(self.cfg.eval),
+            self.cfg.eval.hashed(),
             self.lm_eval_tasks,
             self.compute,
+            *([{"definitions": self.bench.definitions}] if self.bench.definitions > 1 else []),
             *parts,
         )
 
@@ -139,10 +140,16 @@ class Context:
         for task in [t for t in self.offline_tasks if t.name in self.lm_eval_tasks]:
             note(f"lm-eval {task.name}: {task.description}, prompt {lm_eval_bridge.PROMPT!r}")
 
-    def score(self, model, tokenizer) -> tuple[EvalResult, float]:
+    def before_unlearning(self) -> dict | None:
+        """The target row's figures when the run has one (it is written before any other row), else None."""
+        path = self.results_dir / "target.json"
+        return read_row(path) if path.exists() else None
+
+    def score(self, model, tokenizer, is_target: bool = False) -> tuple[EvalResult, float]:
         """Everything a row reports about a model, and the seconds it took: the benchmark's figures, those
         against the retain reference, the lm-eval tasks (timed as `lmeval_seconds`), then the benchmark's
-        figures computed from all the others."""
+        figures computed from all the others and from the model before unlearning (`is_target`: this is
+        it)."""
         start = time.perf_counter()
         result = self.bench.evaluate(model, tokenizer, self.prepared, self.cfg)
         if self.reference is not None:
@@ -158,7 +165,8 @@ class Context:
                 self.cfg.eval.batch_size,
             )
             result.metrics["lmeval_seconds"] = time.perf_counter() - bridge_start
-        result.metrics |= self.bench.final_metrics(result.metrics)
+        before = result.metrics if is_target else self.before_unlearning()
+        result.metrics |= self.bench.final_metrics(result.metrics, self.cfg, before)
         return result, time.perf_counter() - start
 
     def load(self, model_dir):

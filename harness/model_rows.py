@@ -25,10 +25,10 @@ def evaluate_reference_model(ctx: Context, which: str, model_dir) -> dict | None
         return None
     reset_peak_memory(ctx.device)
     model, tokenizer = ctx.load(model_dir)
-    result, seconds = ctx.score(model, tokenizer)
+    result, seconds = ctx.score(model, tokenizer, is_target=which == "target")
     if which == "retain":  # the retain model is the reference, and is scored against itself too
         ctx.reference = ctx.bench.reference_from(result, ctx.cfg.retain_model or "embedded retain model")
-        result.metrics |= ctx.bench.reference_metrics(result, ctx.reference)
+        result.metrics |= ctx.bench.reference_metrics(result, ctx.reference, itself=True)
         ctx.reference.save(ctx.results_dir.parent / "reference" / "retain.json")
     row = (
         ctx.row(which, "reference", None, cell_hash)

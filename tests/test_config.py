@@ -149,7 +149,7 @@ def test_the_forget_split_is_the_benchmarks_choice():
     with pytest.raises(
         ValueError,
         match=r"world.seed: unknown key; expected forget_split, eval.\*, compute.\*, "
-        r"save.\*, lume.\* \(the sections of --benchmark lume\)",
+        r"save.\*, lume.\*, gate.\* \(the sections of --benchmark lume\)",
     ):
         build("run", benchmark="lume", settings={"world.seed": 1})
 

@@ -74,7 +74,9 @@ def test_csv_has_every_documented_column(micro_run):
         for c in columns
         if c not in ("seed", "unchanged", "per_device_batch", "effective_batch") and not c.startswith("simu_")
     ]
-    assert not board[common].isna().any().any()
+    assert not board[common].drop(columns="mia_reference_auc").isna().any().any()
+    # the reference-model attack is the retain model against itself on the retain row: left out, not a number
+    assert board["mia_reference_auc"].isna().tolist() == [m == "retain" for m in board["method"]]
     assert not board.loc[board["kind"] == "method", "unchanged"].astype(bool).any()  # every method moved
     simu_only = [c for c in columns if c.startswith("simu_")]
     assert simu_only and not board.loc[board["method"] == "simu", simu_only].isna().any().any()
@@ -191,6 +193,8 @@ def test_items_let_anyone_recompute_a_figure(micro_run):
     row = json.loads((micro_run / "run" / "results" / "fo-graddiff-seed0.json").read_text())
     assert row["forget_em_contains"] == pytest.approx(sum(i["em_contains"] for i in forget) / len(forget))
     assert {i["split"] for i in items} == {*SPLITS, "holdout"}
+    # the exact prompt string of every item, the holdout side of the membership test's included
+    assert all(i["prompt"].startswith("Question: ") and i["prompt"].endswith("\nAnswer:") for i in items)
 
 
 def test_rerun_skips_finished_cells(micro_run, capsys):

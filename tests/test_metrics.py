@@ -75,6 +75,9 @@ class DigitTokenizer:
     def __call__(self, text, add_special_tokens=True):
         return {"input_ids": [int(c) for c in text if c.isdigit()]}
 
+    def decode(self, ids, skip_special_tokens=False):
+        return "".join(str(i) for i in ids if not (skip_special_tokens and i == EOS))
+
 
 @pytest.fixture
 def raw_template(monkeypatch):
@@ -83,16 +86,19 @@ def raw_template(monkeypatch):
 
 
 def test_score_answers_by_hand(raw_template):
-    # prompt 0 1, answer 2 3 + EOS: tokens 2 and 3 are predicted (p=1/2), EOS is not (p=1/18)
     [s] = score_answers(NextDigitLM(), DigitTokenizer(), [("01", "23")], batch_size=4, template=raw_template)
+    # the answer's NLL and probability count every labelled token, its EOS included (2 and 3 predicted,
+    # p=1/2; EOS not, p=1/18)
     assert s["n_tokens"] == 3
-    assert s["em_token"] == pytest.approx(2 / 3)
     assert s["nll_sum"] == pytest.approx(2 * math.log(2) + math.log(18), rel=1e-5)
     assert answer_prob(s) == pytest.approx((1 / 72) ** (1 / 3), rel=1e-5)
-    assert s["token_logprobs"] == pytest.approx([-math.log(2), -math.log(2), -math.log(18)], rel=1e-5)
+    assert s["label_text"] == "23"  # the labelled tokens decoded, EOS skipped: what zlib compresses
+    # the token-level figures drop the EOS, as open-unlearning's tokenwise_logprobs does
+    assert s["token_logprobs"] == pytest.approx([-math.log(2), -math.log(2)], rel=1e-5)
+    assert s["token_correct"] == [True, True]
     # Min-K%++ statistics of the next-token distribution (1/2 on one token, 1/18 on nine others)
-    assert s["token_means"] == pytest.approx([(math.log(1 / 2) + math.log(1 / 18)) / 2] * 3, rel=1e-5)
-    assert s["token_stds"] == pytest.approx([math.log(9) / 2] * 3, rel=1e-4)
+    assert s["token_means"] == pytest.approx([(math.log(1 / 2) + math.log(1 / 18)) / 2] * 2, rel=1e-5)
+    assert s["token_variances"] == pytest.approx([(math.log(9) / 2) ** 2] * 2, rel=1e-4)
 
 
 def test_score_answers_ignores_padding(raw_template):
@@ -100,7 +106,7 @@ def test_score_answers_ignores_padding(raw_template):
     together = score_answers(NextDigitLM(), DigitTokenizer(), pairs, batch_size=2, template=raw_template)
     alone = [score_answers(NextDigitLM(), DigitTokenizer(), [p], batch_size=1, template=raw_template)[0] for p in pairs]
     assert together == alone
-    assert together[1]["em_token"] == 1.0  # 6, 7, 8 and then EOS (= 9 = 8 + 1) are all the predicted tokens
+    assert together[1]["token_correct"] == [True, True, True]  # 6, 7, 8 (EOS = 9 = 8 + 1, dropped)
 
 
 # --- which way is better: one place, on Metric -------------------------------------------------------------

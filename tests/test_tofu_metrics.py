@@ -30,7 +30,7 @@ def test_truth_ratio_is_perturbed_over_correct_probability():
 def test_truth_ratio_orientation_per_split():
     # forget: min(R, 1/R), so preferring either side by the same factor scores the same, and R=1 scores 1
     assert truth_ratio_stat("forget", [2.0, 0.5]) == pytest.approx(0.5)
-    assert truth_ratio_stat("forget", [1.0]) == 1.0
+    assert truth_ratio_stat("forget", [1.0]) == pytest.approx(1.0, abs=1e-9)  # open-unlearning: 1 / (R + 1e-10)
     # retain / real / world: max(0, 1 - R), rewarding a preference for the correct answer only
     assert truth_ratio_stat("retain", [0.25, 2.0]) == pytest.approx((0.75 + 0.0) / 2)
     assert truth_ratio_stat("world_facts", [0.5]) == pytest.approx(0.5)
@@ -90,7 +90,11 @@ def test_min_k_and_min_k_plus_plus_on_known_vectors():
     assert mia.min_k_score(seven, k=0.4) == pytest.approx((-7 - 6) / 2)
     means, stds = [-2.0] * 5, [1.0, 2.0, 1.0, 0.5, 1.0]
     z = [(lp - mu) / sd for lp, mu, sd in zip(logprobs, means, stds)]  # [1, -1.5, 0, 3, -1]
-    assert mia.min_k_pp_score(logprobs, means, stds, k=0.4) == pytest.approx(np.mean(sorted(z)[:2]))
+    variances = [sd**2 for sd in stds]
+    assert mia.min_k_pp_score(logprobs, means, variances, k=0.4) == pytest.approx(np.mean(sorted(z)[:2]))
+    # open-unlearning's floor: the variance at least 1e-6, so the std at least 1e-3
+    assert mia.min_k_pp_score([-1.0], [-2.0], [0.0], k=0.4) == pytest.approx(1.0 / 1e-3)
+    assert mia.min_k_score([], k=0.4) == 0.0  # an answer that is only its EOS
 
 
 def test_zlib_and_loss_scores():

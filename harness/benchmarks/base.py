@@ -50,6 +50,7 @@ class Benchmark(ABC):
     retain_reference: ClassVar[bool] = False  # scored against a retain model (then the reference hooks apply)
     memorised: ClassVar[tuple[str, ...]] = ()  # target columns near 1 when there is something to unlearn
     forget_splits: ClassVar[tuple[str, ...]] = ()  # the forget splits `--set forget_split=` may pick (none: one)
+    definitions: ClassVar[int] = 1  # raised when a figure's definition changes, so rows scored before re-run
 
     def check(self, cfg) -> None:
         """What can be checked before anything loads or is written (harness/preflight.py): the paths the
@@ -78,8 +79,10 @@ class Benchmark(ABC):
         only when the run asks for them), which run with no download; none by default."""
         return []
 
-    def final_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
-        """Figures computed from all the others, lm-eval's included (LUME's final score)."""
+    def final_metrics(self, metrics: dict[str, float], cfg, before: dict | None) -> dict[str, float]:
+        """Figures computed from all the others, lm-eval's included (LUME's final score), and from `before`,
+        the figures of the model before unlearning (the run's target row; the row's own when it is the
+        target; None when the run has none)."""
         return {}
 
     def model_config(self, cfg):
@@ -99,8 +102,9 @@ class Benchmark(ABC):
         """The retain model's reference, from its evaluation."""
         raise NotImplementedError
 
-    def reference_metrics(self, result: EvalResult, reference) -> dict[str, float]:
-        """The figures that compare a model with the retain reference."""
+    def reference_metrics(self, result: EvalResult, reference, itself: bool = False) -> dict[str, float]:
+        """The figures that compare a model with the retain reference (`itself`: the retain model's own row,
+        where a figure that is no measurement against itself is left out)."""
         return {}
 
     def warn_if_nothing_to_unlearn(self, target_metrics: dict[str, float]) -> None:

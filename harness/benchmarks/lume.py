@@ -6,13 +6,28 @@ The evaluators (torch) are imported where they are used, so checking a run (`che
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 from evaluators.base import EvalResult
 from evaluators.lm_eval_bridge import OfflineTask
+from harness import rules
 from harness.benchmarks.base import Benchmark, Prepared, model_name, need_real_paths, target_identity
 from harness.data.lume import LumeWorldConfig, as_qa, load_lume, sums
+from harness.progress import note
 
 MMLU_SUBSTITUTE = "embedded_arithmetic_mc"  # the final score without MMLU: held-out sums (`arithmetic_task`)
+
+
+@dataclasses.dataclass(frozen=True)
+class GateConfig:
+    """LUME's award gate (the organisers' site, "Challenge Evaluation"): a submission counted only if its MMLU
+    stayed above `share` of the model's before unlearning (75%: 0.371 for their 7B). `mmlu_before` gives that
+    figure for models scored without their target in the run (`harness eval`); 0 takes the run's target row."""
+
+    RULES: ClassVar[dict] = {"mmlu_before": rules.UNIT, "share": rules.SHARE}
+
+    mmlu_before: float = 0.0
+    share: float = 0.75
 
 
 def arithmetic_task(cfg: LumeWorldConfig) -> OfflineTask:
@@ -27,8 +42,17 @@ def arithmetic_task(cfg: LumeWorldConfig) -> OfflineTask:
     )
 
 
+def gate_identity(cfg) -> dict:
+    """The award gate's settings in a row's hash when they are set (at their defaults they add nothing, so
+    the hashes of rows made before the gate existed stay valid)."""
+    gate = cfg.section("gate")
+    return {"gate": dataclasses.asdict(gate)} if gate != GateConfig() else {}
+
+
 class Lume(Benchmark):
-    sections = {"lume": LumeWorldConfig}  # the held-out sums' sizes (and lume-mini's documents)
+    _gate_noted = False  # the gate's note is printed once per run
+    sections = {"lume": LumeWorldConfig, "gate": GateConfig}  # the held-out sums' sizes (and lume-mini's
+    #          documents); the award gate
     eval_defaults = {"template": "raw", "max_new_tokens": 256}
     memorised = (
         "lume_forget_knowledge",
@@ -46,7 +70,11 @@ class Lume(Benchmark):
         """The data, and the held-out sums' settings when they are set (at their defaults they add nothing, so
         the hashes of rows made before they were part of it stay valid)."""
         sums = cfg.section("lume")
-        return {"data": str(cfg.data)} | ({"lume": dataclasses.asdict(sums)} if sums != LumeWorldConfig() else {})
+        return (
+            {"data": str(cfg.data)}
+            | ({"lume": dataclasses.asdict(sums)} if sums != LumeWorldConfig() else {})
+            | gate_identity(cfg)
+        )
 
     def prepare(self, cfg) -> Prepared:
         return self.prepared(
@@ -111,18 +139,32 @@ class Lume(Benchmark):
             tasks.append(MMLU_SUBSTITUTE)
         return tasks
 
-    def final_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
+    def final_metrics(self, metrics: dict[str, float], cfg, before: dict | None) -> dict[str, float]:
         """`lume_final_score_mmlu`, or `lume_final_score_<substitute>` when no MMLU was run, and the general
-        knowledge it used as `lume_general` (the utility side of LUME's trade-off)."""
+        knowledge it used as `lume_general` (the utility side of LUME's trade-off); then the award gate
+        against the model before unlearning (`lume.gate`), left out with a note when that is unknown."""
         from evaluators import lume
 
         if "lmeval_mmlu_acc" in metrics:
             name, general = "mmlu", metrics["lmeval_mmlu_acc"]
         else:
             name, general = "arithmetic_mc", metrics[f"lmeval_{MMLU_SUBSTITUTE}_acc"]
-        return {
+        out = {
             f"lume_final_score_{name}": lume.final_score(
                 metrics["lume_task_aggregate"], general, metrics["lume_mia_score"]
             ),
             "lume_general": general,
         }
+        gate = cfg.section("gate")
+        if gate.mmlu_before:
+            reference = gate.mmlu_before
+        elif before is metrics:  # the target itself
+            reference = general
+        else:
+            reference = (before or {}).get("lume_general")
+        if reference is None:
+            if not self._gate_noted:
+                note("LUME award gate: no model before unlearning in this run; --set gate.mmlu_before=V gives its MMLU")
+                self._gate_noted = True
+            return out
+        return out | lume.award_gate(general, reference, gate.share)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 from harness.benchmarks.base import Prepared, no_real_paths
-from harness.benchmarks.lume import Lume
+from harness.benchmarks.lume import Lume, gate_identity
 from harness.benchmarks.tofu_mini import EMBEDDED_SECTIONS, embedded_model_config, world_tasks
 from harness.data.lume import load_lume
 from harness.hashing import config_hash
@@ -32,7 +32,7 @@ class LumeMini(Lume):
 
     def identity(self, cfg) -> dict:
         """What every row's hash covers: the world, the documents and the recipe the target is trained from."""
-        return {name: dataclasses.asdict(cfg.section(name)) for name in ("world", "lume", "train")}
+        return {name: dataclasses.asdict(cfg.section(name)) for name in ("world", "lume", "train")} | gate_identity(cfg)
 
     def model_config(self, cfg):
         return embedded_model_config(cfg)

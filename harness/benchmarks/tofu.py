@@ -16,6 +16,7 @@ class Tofu(Benchmark):
     retain_reference = True
     forget_splits = FORGET_SPLITS
     memorised = ("forget_em_contains", "retain_em_contains")
+    definitions = 2  # 2 (2026-12): open-unlearning's token sets for Min-K%, Min-K%++, zlib and exact memorization
 
     def check(self, cfg) -> None:
         need_real_paths(cfg, "a TOFU folder or hub name")
@@ -63,16 +64,25 @@ class Tofu(Benchmark):
     def reference_from(self, result: EvalResult, source: str):
         return RetainReference.from_result(result, source)
 
-    def reference_metrics(self, result: EvalResult, reference) -> dict[str, float]:
+    def reference_metrics(self, result: EvalResult, reference, itself: bool = False) -> dict[str, float]:
         from evaluators import tofu
 
-        return tofu.reference_metrics(result, reference)
+        return tofu.reference_metrics(result, reference, itself)
 
 
 def _scores(model, tokenizer, pairs, cfg, desc: str) -> list[dict]:
     from evaluators.scoring import score_answers
 
     return score_answers(model, tokenizer, pairs, cfg.batch_size, cfg.template, desc=desc)
+
+
+def _gradient_norms(model, tokenizer, rows: list[dict], cfg) -> list[float | None]:
+    """The GradNorm attack's per-item gradient norms, or None for each when `eval.gradnorm` is off."""
+    if not cfg.gradnorm:
+        return [None] * len(rows)
+    from evaluators.scoring import gradient_norms
+
+    return gradient_norms(model, tokenizer, [(r["question"], r["answer"]) for r in rows], cfg.template)
 
 
 def evaluate_split(model, tokenizer, name: str, rows: list[dict], cfg) -> list[dict]:
@@ -107,8 +117,11 @@ def evaluate_split(model, tokenizer, name: str, rows: list[dict], cfg) -> list[d
         correct = _scores(
             model, tokenizer, [(r["question"], r["paraphrased_answer"]) for r in rows], cfg, f"score {name} paraphrased"
         )
+    norms = _gradient_norms(model, tokenizer, rows, cfg) if name == "forget" else [None] * len(rows)
     return [
-        tofu.item_record(name, i, row, prompts[i], generations[i], scored[i], correct[i], perturbed[i], cfg.min_k)
+        tofu.item_record(
+            name, i, row, prompts[i], generations[i], scored[i], correct[i], perturbed[i], cfg.min_k, norms[i]
+        )
         for i, row in enumerate(rows)
     ]
 
@@ -118,4 +131,8 @@ def mia_items(model, tokenizer, rows: list[dict], split: str, cfg) -> list[dict]
     from evaluators import tofu
 
     scored = _scores(model, tokenizer, [(r["question"], r["answer"]) for r in rows], cfg, f"score {split}")
-    return [tofu.mia_record(split, i, r, s, cfg.min_k) for i, (r, s) in enumerate(zip(rows, scored))]
+    norms = _gradient_norms(model, tokenizer, rows, cfg)
+    return [
+        tofu.mia_record(split, i, r, prompt_text(tokenizer, r["question"], cfg.template), s, cfg.min_k, g)
+        for i, (r, s, g) in enumerate(zip(rows, scored, norms))
+    ]

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import torch
 
-from harness.data.templates import format_answer, prompt_ids
+from harness.data.templates import JOINT, format_answer, joint_ids, prompt_ids
 
 IGNORE = -100
 
 
 def encode_qa(tokenizer, question: str, answer: str, template: str = "qa", loss_on_prompt: bool = False) -> dict:
     """Prompt and answer are tokenized separately and joined, so the answer tokens are the same at training,
-    scoring and generation time; EOS ends the answer and is part of its loss."""
+    scoring and generation time; EOS ends the answer and is part of its loss. The open-unlearning templates
+    (`templates.JOINT`) are tokenized as it tokenizes them: the whole text at once, labelled past the
+    prompt's own length, EOS appended unless it ends the text already."""
     prompt = prompt_ids(tokenizer, question, template)
+    if template in JOINT:
+        ids = joint_ids(tokenizer, question, answer, template)
+        ids = ids if ids and ids[-1] == tokenizer.eos_token_id else ids + [tokenizer.eos_token_id]
+        labels = ids[: len(prompt)] if loss_on_prompt else [IGNORE] * min(len(prompt), len(ids))
+        return {"input_ids": ids, "labels": labels + ids[len(prompt) :]}
     answer_ids = tokenizer(format_answer(answer, template), add_special_tokens=False)["input_ids"]
     answer_ids = answer_ids + [tokenizer.eos_token_id]
     labels = (prompt if loss_on_prompt else [IGNORE] * len(prompt)) + answer_ids
