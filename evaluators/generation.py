@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import torch
 
+from harness import distributed
 from harness.data.collate import device_of, pad
-from harness.progress import progress
 
 
 @torch.no_grad()
 def generate(
     model, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int, batch_size: int, desc: str = "generate"
 ) -> list[str]:
-    """Greedy continuations of already-tokenized prompts, decoded without special tokens."""
+    """Greedy continuations of already-tokenized prompts, decoded without special tokens; in a run of several
+    processes each rank generates its share of the batches (`distributed.map_batches`)."""
     model.eval()
     pad_id, device = tokenizer.pad_token_id, device_of(model)
-    outputs = []
-    for start in progress(range(0, len(prompt_ids), batch_size), desc=desc, leave=False):
-        chunk = prompt_ids[start : start + batch_size]
+
+    def one_batch(chunk: list[list[int]]) -> list[str]:
         ids, mask = pad(chunk, pad_id, side="left", device=device)
         out = model.generate(
             input_ids=ids,
@@ -27,5 +27,6 @@ def generate(
             pad_token_id=pad_id,
             eos_token_id=tokenizer.eos_token_id,
         )
-        outputs += tokenizer.batch_decode(out[:, ids.shape[1] :].cpu(), skip_special_tokens=True)
-    return [o.strip() for o in outputs]
+        return [o.strip() for o in tokenizer.batch_decode(out[:, ids.shape[1] :].cpu(), skip_special_tokens=True)]
+
+    return distributed.map_batches(one_batch, prompt_ids, batch_size, desc)

@@ -1,5 +1,6 @@
 """Teacher-forced scoring, in batches: per-item answer NLL, token log-probs and argmax accuracy (TOFU), per-item
-gradient norms (the GradNorm attack), and whole-document NLL (LUME's membership test).
+gradient norms (the GradNorm attack), and whole-document NLL (LUME's membership test). In a run of several
+processes each rank scores its share of the batches and every rank gets all results (`distributed.map_batches`).
 
 Two token sets, as open-unlearning has them (`src/evals/metrics/utils.py`, commit d3d7cf9): the answer's NLL,
 probability and the LOSS attack count every labelled token, the EOS that ends the answer included
@@ -11,8 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from harness import distributed
 from harness.data.collate import IGNORE, device_of, encode_qa, pad_batch
-from harness.progress import progress
 
 
 @torch.no_grad()
@@ -26,9 +27,9 @@ def score_answers(
     Min-K%++)."""
     model.eval()
     encoded = [encode_qa(tokenizer, q, a, template) for q, a in pairs]
-    results = []
-    for start in progress(range(0, len(encoded), batch_size), desc=desc, leave=False):
-        batch = pad_batch(encoded[start : start + batch_size], tokenizer.pad_token_id, device_of(model))
+
+    def one_batch(examples: list[dict]) -> list[dict]:
+        batch = pad_batch(examples, tokenizer.pad_token_id, device_of(model))
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
         targets = batch["labels"][:, 1:]
         logprobs = F.log_softmax(logits, dim=-1)
@@ -37,6 +38,7 @@ def score_answers(
         probs = logprobs.exp()
         means = (probs * logprobs).sum(-1)
         variances = ((probs * logprobs.square()).sum(-1) - means.square()).clamp(min=0)
+        results = []
         for row in range(targets.shape[0]):
             labelled = (targets[row] != IGNORE).nonzero().squeeze(-1)
             answer = labelled[:-1]  # the answer tokens without the EOS that ends them
@@ -53,7 +55,9 @@ def score_answers(
                     "token_variances": variances[row][answer].tolist(),
                 }
             )
-    return results
+        return results
+
+    return distributed.map_batches(one_batch, encoded, batch_size, desc)
 
 
 def gradient_norms(model, tokenizer, pairs: list[tuple[str, str]], template: str = "qa", p: float = 2.0) -> list[float]:
@@ -67,40 +71,40 @@ def gradient_norms(model, tokenizer, pairs: list[tuple[str, str]], template: str
     flags = [q.requires_grad for q in params]
     for q in params:
         q.requires_grad_(True)
-    norms = []
+
+    def one_item(pair: list[tuple[str, str]]) -> list[float]:
+        (question, answer) = pair[0]
+        batch = pad_batch([encode_qa(tokenizer, question, answer, template)], tokenizer.pad_token_id, device_of(model))
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
+        targets = batch["labels"][0, 1:]
+        answer_positions = (targets != IGNORE).nonzero().squeeze(-1)[:-1]
+        if len(answer_positions) == 0:
+            return [0.0]
+        logprobs = F.log_softmax(logits[0, answer_positions], dim=-1)
+        loss = -logprobs.gather(-1, targets[answer_positions].unsqueeze(-1)).mean()
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        per_param = [g.detach().float().norm(p=p) for g in grads if g is not None]
+        return [float(torch.stack(per_param).mean())]
+
     try:
-        for question, answer in progress(pairs, desc="gradnorm", leave=False):
-            batch = pad_batch(
-                [encode_qa(tokenizer, question, answer, template)], tokenizer.pad_token_id, device_of(model)
-            )
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
-            targets = batch["labels"][0, 1:]
-            answer_positions = (targets != IGNORE).nonzero().squeeze(-1)[:-1]
-            if len(answer_positions) == 0:
-                norms.append(0.0)
-                continue
-            logprobs = F.log_softmax(logits[0, answer_positions], dim=-1)
-            loss = -logprobs.gather(-1, targets[answer_positions].unsqueeze(-1)).mean()
-            grads = torch.autograd.grad(loss, params, allow_unused=True)
-            per_param = [g.detach().float().norm(p=p) for g in grads if g is not None]
-            norms.append(float(torch.stack(per_param).mean()))
+        return distributed.map_batches(one_item, pairs, 1, "gradnorm")
     finally:
         for q, flag in zip(params, flags):
             q.requires_grad_(flag)
-    return norms
 
 
 @torch.no_grad()
 def document_nll(model, tokenizer, documents: list[str], batch_size: int) -> list[float]:
     """Mean next-token NLL of each whole document, tokenized as is: `model(ids, labels=ids).loss` per doc."""
     model.eval()
-    out = []
-    for start in progress(range(0, len(documents), batch_size), desc="score documents", leave=False):
-        ids = [tokenizer(d)["input_ids"] for d in documents[start : start + batch_size]]
+
+    def one_batch(chunk: list[str]) -> list[float]:
+        ids = [tokenizer(d)["input_ids"] for d in chunk]
         batch = pad_batch([{"input_ids": i, "labels": i} for i in ids], tokenizer.pad_token_id, device_of(model))
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
         targets = batch["labels"][:, 1:]
         nll = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=IGNORE, reduction="none")
         keep = (targets != IGNORE).float()
-        out += ((nll * keep).sum(1) / keep.sum(1)).tolist()
-    return out
+        return ((nll * keep).sum(1) / keep.sum(1)).tolist()
+
+    return distributed.map_batches(one_batch, documents, batch_size, "score documents")

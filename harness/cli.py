@@ -257,6 +257,14 @@ def _add_common_arguments(parser: argparse.ArgumentParser, default_out: str) -> 
         "states, and weights outside SIMU's mask keep their bits",
     )
     parser.add_argument(
+        "--shard",
+        default=None,
+        metavar="none|fsdp",
+        help="fsdp: shard the trained model's float32 weights, gradients and optimizer states over the "
+        "run's processes with PyTorch FSDP2 (launch several: torchrun or accelerate launch); "
+        "evaluation gathers the weights once (default none: data parallel, each process holds all)",
+    )
+    parser.add_argument(
         "--set",
         dest="settings",
         action="append",
@@ -372,6 +380,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="print each method's memory per process in GiB (weights, gradients, master weights, "
         "optimizer states, activations, logits) for the dtype, device and process count, from the "
         "model's shape on the meta device: no weights loaded, nothing trained or written",
+    )
+    run.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --dry-run: plan for N processes (default: the processes this command runs in)",
     )
     sweep = sub.add_parser(
         "sweep",
@@ -679,7 +694,7 @@ def main(argv: list[str] | None = None) -> int:
             return commands[args.command](args)
         cfg = config_from_args(args)
         if getattr(args, "dry_run", False):
-            return dry_run(cfg)
+            return dry_run(cfg, args.processes)
         from harness import preflight
 
         preflight.check(cfg, args.command)  # before torch is imported
@@ -727,14 +742,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def dry_run(cfg) -> int:
+def dry_run(cfg, processes: int | None = None) -> int:
     from harness.config import check_method_settings
     from harness.memory import print_plan
     from harness.models import resolve_device
     from harness.registry import benchmarks as registered
 
     check_method_settings(cfg)
-    print_plan(cfg, registered[cfg.benchmark](), resolve_device(cfg.compute.device))
+    print_plan(cfg, registered[cfg.benchmark](), resolve_device(cfg.compute.device), processes)
     return 0
 
 
@@ -764,6 +779,7 @@ KEYWORDS = (
     "lm_eval_tasks",
     "device",
     "dtype",
+    "shard",
     "trust_remote_code",
     "allow_pickle",
     "wait",

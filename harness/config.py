@@ -32,15 +32,21 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]*")
 
 @dataclass(frozen=True)
 class ComputeConfig:
-    """Where and how a run computes (`--device`, `--dtype`, `--set compute.gradient_checkpointing=true`). The
-    embedded models are always trained in float32 on the CPU and cached; this is what unlearning and
-    evaluation use. Gradient checkpointing trades time for memory and changes no figure."""
+    """Where and how a run computes (`--device`, `--dtype`, `--shard`, `--set compute.gradient_checkpointing=true`).
+    The embedded models are always trained in float32 on the CPU and cached; this is what unlearning and
+    evaluation use. Gradient checkpointing trades time for memory and changes no figure. `shard=fsdp` trains
+    the model sharded over the run's processes (harness/sharding.py)."""
 
-    RULES: ClassVar[dict] = {"device": rules.DEVICE, "dtype": rules.one_of("float32", "bfloat16", "float16")}
+    RULES: ClassVar[dict] = {
+        "device": rules.DEVICE,
+        "dtype": rules.one_of("float32", "bfloat16", "float16"),
+        "shard": rules.one_of("none", "fsdp"),
+    }
 
     device: str = "auto"
     dtype: str = "float32"
     gradient_checkpointing: bool = False
+    shard: str = "none"
 
 
 @dataclass(frozen=True)
@@ -364,6 +370,7 @@ def build(
     lm_eval_tasks: Iterable[str] | None = None,
     device: str | None = None,
     dtype: str | None = None,
+    shard: str | None = None,
     trust_remote_code: bool | None = None,
     allow_pickle: bool | None = None,
     wait: bool | None = None,
@@ -381,7 +388,16 @@ def build(
     `check_method_settings` (the command line's pre-flight runs it last: it imports torch)."""
     if command not in COMMANDS:
         raise SettingError("command", command, f"expected one of {', '.join(COMMANDS)}", "flag")
-    _only_for(command, methods=methods, seeds=seeds, save_models=save_models, grid=grid, models=models, names=names)
+    _only_for(
+        command,
+        methods=methods,
+        seeds=seeds,
+        save_models=save_models,
+        shard=shard,
+        grid=grid,
+        models=models,
+        names=names,
+    )
     preset, data, model, retain_model, retain_eval, cache_dir = (
         None if v is None else str(v) for v in (preset, data, model, retain_model, retain_eval, cache_dir)
     )
@@ -410,6 +426,7 @@ def build(
         raise SettingError("benchmark", cfg.benchmark, f"unknown; registered: {', '.join(benchmarks.names())}", "flag")
     _flag(cfg, "compute.device", "device", device)
     _flag(cfg, "compute.dtype", "dtype", dtype)
+    _flag(cfg, "compute.shard", "shard", shard)
     _flag(cfg, "eval.template", "template", template)
     if save_models is not None:
         cfg.save = SaveConfig(models=bool(save_models))
@@ -435,6 +452,7 @@ USED_BY = {
     "methods": ("run", "sweep"),
     "seeds": ("run", "sweep"),
     "save_models": ("run", "sweep"),
+    "shard": ("run", "sweep"),  # eval trains nothing: it is data-parallel over the processes as they are
     "grid": ("sweep",),
     "models": ("eval",),
     "names": ("eval",),

@@ -3,7 +3,8 @@ on CPUs, which gives a gloo group), and this module is the little the harness ne
 
 One process (no launcher) is world size 1: every helper is then the identity, and nothing here initialises a
 process group. Ranks train data-parallel (their gradients averaged), draw the data schedule on rank 0 and
-share it, reduce SIMU's attribution scores, and only rank 0 evaluates and writes.
+share it, reduce SIMU's attribution scores, evaluate their share of the items (`map_batches`, gathered in order
+on every rank), and only rank 0 writes. With `--shard fsdp` the model is sharded over them (harness/sharding.py).
 """
 
 from __future__ import annotations
@@ -39,17 +40,20 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def configure(device: str) -> None:
+def configure(device: str, shard: str = "none") -> None:
     """Before any work: join the process group, and share the cores among the processes of this machine so
-    that N CPU processes do not each start one thread per core (tens of times slower)."""
-    for engine in ("FSDP", "DEEPSPEED"):
-        if os.environ.get(f"ACCELERATE_USE_{engine}", "").lower() in ("1", "true"):
-            raise ValueError(
-                f"accelerate config: {engine.lower()} sharding is not supported yet (SIMU's masks and "
-                f"Sophia address whole parameters); use distributed_type MULTI_GPU, or check the memory "
-                f"with --dry-run"
-            )
+    that N CPU processes do not each start one thread per core (tens of times slower). A sharded run in one
+    process makes a group of one (FSDP2 needs a group even then)."""
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("1", "true"):
+        raise ValueError(
+            "accelerate config: DeepSpeed is not supported (ZeRO-3 hands the optimizer flat partitions, which "
+            "SIMU's per-parameter masks cannot address); use harness/presets/accelerate/fsdp.yaml (FSDP2) or "
+            "--shard fsdp, or check the memory with --dry-run"
+        )
     if world_size() == 1:
+        if shard == "fsdp" and not torch.distributed.is_initialized():
+            backend = "cuda:nccl,cpu:gloo" if device.startswith("cuda") else "gloo"
+            torch.distributed.init_process_group(backend, store=torch.distributed.HashStore(), rank=0, world_size=1)
         return
     os.environ["HARNESS_DEVICE"] = device
     state()
@@ -84,11 +88,33 @@ def all_reduce(tensor: torch.Tensor, op: str = "mean") -> torch.Tensor:
 
 
 def average_gradients(params) -> None:
-    """What DistributedDataParallel does after backward: every rank's gradients become their mean."""
+    """What DistributedDataParallel does after backward: every rank's gradients become their mean (a sharded
+    parameter's gradient is already the mean: FSDP reduce-scatters it)."""
+    from torch.distributed.tensor import DTensor
+
     if world_size() > 1:
         for p in params:
-            if p.grad is not None:
+            if p.grad is not None and not isinstance(p.grad, DTensor):
                 all_reduce(p.grad)
+
+
+def map_batches(fn, items: list, batch_size: int, desc: str = "") -> list:
+    """`fn` over `items` in consecutive batches of `batch_size`, the batches dealt round-robin to the ranks and
+    every result gathered in order on every rank: each batch is the one a single process computes, so the
+    results are its results. `fn` maps a batch (a list) to a list of as many results; `desc` names the
+    progress bar (rank 0's)."""
+    from harness.progress import progress
+
+    batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
+    mine = progress(
+        range(rank(), len(batches), world_size()), desc=desc, leave=False, disable=None if is_main() else True
+    )
+    done = {i: fn(batches[i]) for i in mine}
+    if world_size() > 1:
+        everyone = [None] * world_size()
+        torch.distributed.all_gather_object(everyone, done)
+        done = {i: out for part in everyone for i, out in part.items()}
+    return [result for i in range(len(batches)) for result in done[i]]
 
 
 def barrier() -> None:

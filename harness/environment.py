@@ -46,9 +46,9 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def environment(device: str = "cpu", dtype: str = "float32", world_size: int = 1) -> dict:
+def environment(device: str = "cpu", dtype: str = "float32", world_size: int = 1, shard: str = "none") -> dict:
     """What can change a figure without a code change: package versions, the CPU and the ATen kernels it
-    runs (PyTorch's `ATEN_CPU_CAPABILITY` switch), threads, device (its name on CUDA), dtype and processes."""
+    runs (PyTorch's `ATEN_CPU_CAPABILITY` switch), threads, device (its name on CUDA), dtype, processes and sharding."""
     import torch  # only the runner calls this, and it has torch loaded already
 
     return {
@@ -65,6 +65,7 @@ def environment(device: str = "cpu", dtype: str = "float32", world_size: int = 1
         "dtype": dtype,
         **({"gpu": torch.cuda.get_device_name(device)} if device.startswith("cuda") else {}),
         **({"world_size": world_size} if world_size > 1 else {}),
+        **({"shard": shard} if shard != "none" else {}),
     }
 
 

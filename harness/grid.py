@@ -19,6 +19,8 @@ from harness.metrics import metrics
 from harness.models import load_model
 from harness.progress import note
 from harness.results import read_row
+from harness.sharding import gathered
+from harness.sharding import mode as sharding_mode
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,12 +101,19 @@ class Context:
         return None if self.reference is None else self.reference.fingerprint()
 
     @property
+    def shard(self) -> str:
+        """`none`, or `fsdp` (by `--shard` or an FSDP accelerate config): how the cells train."""
+        return sharding_mode(self.cfg.compute.shard)
+
+    @property
     def compute(self) -> dict:
-        """How the rows are computed: device kind, dtype, processes (`cuda:1` and `cuda:0` are the same)."""
+        """How the rows are computed: device kind, dtype, processes, sharding (`cuda:1` and `cuda:0` are the
+        same)."""
         return {
             "device": self.device.split(":")[0],
             "dtype": self.cfg.compute.dtype,
             "world_size": distributed.world_size(),
+            "shard": self.shard,
         }
 
     def cell_hash(self, *parts, target: bool = True) -> str:
@@ -149,9 +158,12 @@ class Context:
         """Everything a row reports about a model, and the seconds it took: the benchmark's figures, those
         against the retain reference, the lm-eval tasks (timed as `lmeval_seconds`), then the benchmark's
         figures computed from all the others and from the model before unlearning (`is_target`: this is
-        it)."""
+        it). Every rank of a run calls it: the benchmark's evaluation is data-parallel (each rank its share of
+        the batches, every rank all the records); the rest is rank 0's, the others return there."""
         start = time.perf_counter()
         result = self.bench.evaluate(model, tokenizer, self.prepared, self.cfg)
+        if not distributed.is_main():
+            return result, time.perf_counter() - start
         if self.reference is not None:
             result.metrics |= self.bench.reference_metrics(result, self.reference)
         if self.lm_eval_tasks:
@@ -168,6 +180,18 @@ class Context:
         before = result.metrics if is_target else self.before_unlearning()
         result.metrics |= self.bench.final_metrics(result.metrics, self.cfg, before)
         return result, time.perf_counter() - start
+
+    def unlearn(self, method, model, tokenizer):
+        """`method` run on `model` (sharded under `--shard fsdp`), its report, and the model evaluation and
+        `--save-models` take: `model` itself, or the sharded weights gathered into a fresh replicated copy."""
+        sharded = self.shard == "fsdp"
+        # `sharded` only when asked for, so a plugin's own `unlearn(model, tokenizer, forget, retain)` still runs
+        extra = {"sharded": True} if sharded else {}
+        report = method.unlearn(model, tokenizer, self.prepared.forget, self.prepared.retain, **extra)
+        del method  # its masters, masks and frozen copies, before the copy is made
+        if sharded:
+            model = gathered(model, self.load(self.prepared.target_dir)[0])
+        return report, model
 
     def load(self, model_dir):
         """A fresh copy of a model and its tokenizer on the run's device and dtype, as its flags allow loading

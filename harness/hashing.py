@@ -9,7 +9,7 @@ import hashlib
 import json
 from dataclasses import asdict
 
-DEFAULT_COMPUTE = {"device": "cpu", "dtype": "float32", "world_size": 1}
+DEFAULT_COMPUTE = {"device": "cpu", "dtype": "float32", "world_size": 1, "shard": "none"}
 
 
 def config_hash(*parts) -> str:

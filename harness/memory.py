@@ -13,6 +13,16 @@ What is counted, per process (data parallel: every process holds all of it):
   (Korthikanti et al. 2022: (34h + 5as) bytes per token and layer in 16 bits, scaled to the dtype; with
   gradient checkpointing, each layer's input plus one layer's full set);
 - logits: those micro-batches' logits in the dtype, plus the float32 copy and gradient the loss makes.
+
+With `--shard fsdp` over N processes (harness/sharding.py), per process:
+- weights: 1/N of every parameter in float32 (the sharded masters, so no separate master column), 1/N of each
+  frozen copy in the dtype, and the unsharded weights FSDP2 all-gathers in the dtype: the root's (embeddings,
+  final norm, output layer: kept through the step) and two decoder layers' (the one computing, the prefetched);
+- gradients and optimizer states: 1/N of the float32 ones;
+- `load`: before sharding, the model as loaded (and any frozen copy made from it) whole in the dtype, where
+  SIMU's attribution runs;
+- `eval`: after training, the gathered evaluation copy, whole in the dtype, beside the float32 shards it is
+  gathered from.
 """
 
 from __future__ import annotations
@@ -41,10 +51,17 @@ class Plan:
     optimizer: float
     activations: float
     logits: float
+    load: float = 0.0  # sharded: the whole model(s) before sharding
+    evaluation: float = 0.0  # sharded: the gathered evaluation copy and the shards
 
     @property
     def total(self) -> float:
+        """While training."""
         return self.weights + self.gradients + self.master + self.optimizer + self.activations + self.logits
+
+    @property
+    def peak(self) -> float:
+        return max(self.total, self.load, self.evaluation)
 
 
 def model_shape(cfg, bench):
@@ -84,14 +101,15 @@ def activations_gib(config, tokens: int, dtype: str, checkpointing: bool) -> flo
     return layers * per_layer / GIB
 
 
-def plan(cfg, bench) -> tuple[str, int, list[Plan]]:
-    """Where the shape came from, the parameter count, and each method's plan."""
+def plan(cfg, bench, processes: int = 1, shard: str = "none") -> tuple[str, int, list[Plan]]:
+    """Where the shape came from, the parameter count, and each method's plan per process."""
     from harness.grid import Cell, cell_config
     from harness.registry import methods
 
     config, source = model_shape(cfg, bench)
     dtype = cfg.compute.dtype
     model = meta_model(config, dtype)
+    size = DTYPES[dtype].itemsize
     n_params = sum(p.numel() for p in model.parameters())
     plans = []
     for name in cfg.methods:
@@ -99,55 +117,79 @@ def plan(cfg, bench) -> tuple[str, int, list[Plan]]:
         method = methods[name](mcfg)
         trainable = sum(p.numel() for p in method.trainable_parameters(model))
         tokens = 2 * mcfg.batch_size * SEQUENCE
-        weights = method.model_copies() * n_params * DTYPES[dtype].itemsize / GIB
+        activations = activations_gib(config, tokens, dtype, cfg.compute.gradient_checkpointing)
+        logits = tokens * config.vocab_size * (size + 8) / GIB
+        copies = method.model_copies()
+        if shard == "fsdp":
+            n = processes
+            frozen = (copies - 1) * n_params * size / n
+            weights = n_params * 4 / n + frozen + gathered_params(model) * size
+            plans.append(
+                Plan(
+                    name,
+                    method.setup_memory(),
+                    trainable,
+                    weights / GIB,
+                    trainable * 4 / n / GIB,
+                    0.0,
+                    method.optimizer_states * trainable * 4 / n / GIB,
+                    activations,
+                    logits,
+                    load=copies * n_params * size / GIB,
+                    evaluation=(n_params * size + n_params * 4 / n) / GIB,
+                )
+            )
+            continue
         plans.append(
             Plan(
                 name,
                 method.setup_memory(),
                 trainable,
-                weights,
+                copies * n_params * size / GIB,
                 trainable * 4 / GIB,
                 trainable * 4 / GIB if dtype != "float32" else 0.0,
                 method.optimizer_states * trainable * 4 / GIB,
-                activations_gib(config, tokens, dtype, cfg.compute.gradient_checkpointing),
-                tokens * config.vocab_size * (DTYPES[dtype].itemsize + 8) / GIB,
+                activations,
+                logits,
             )
         )
     return source, n_params, plans
+
+
+def gathered_params(model) -> int:
+    """Parameters FSDP2 holds unsharded at once while training: the root's (kept from forward to backward) and
+    two decoder layers' (the one computing and the one prefetched)."""
+    from harness.sharding import block_modules
+
+    blocks = block_modules(model)
+    in_blocks = {id(p) for b in blocks for p in b.parameters()}
+    root = sum(p.numel() for p in model.parameters() if id(p) not in in_blocks)
+    return root + 2 * max(sum(p.numel() for p in b.parameters()) for b in blocks)
 
 
 def count(n: int) -> str:
     return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.2f}M"
 
 
-def print_plan(cfg, bench, device: str) -> None:
-    """The plan as a table, and whether it fits this machine's accelerator."""
-    source, n_params, plans = plan(cfg, bench)
-    world = distributed.world_size()
+def print_plan(cfg, bench, device: str, processes: int | None = None) -> None:
+    """The plan as a table, and whether it fits this machine's accelerator. `processes`: plan for that many
+    (default: this command's)."""
+    from harness.sharding import mode
+
+    world, shard = processes or distributed.world_size(), mode(cfg.compute.shard)
+    source, n_params, plans = plan(cfg, bench, world, shard)
     print(
         f"dry run: {cfg.benchmark}, model {source}: {count(n_params)} parameters, {cfg.compute.dtype} on "
-        f"{device}, {world} process{'es' if world > 1 else ''}, gradient checkpointing "
+        f"{device}, {world} process{'es' if world > 1 else ''}, shard {shard}, gradient checkpointing "
         f"{'on' if cfg.compute.gradient_checkpointing else 'off'}; nothing loaded, nothing written"
     )
-    header = (
-        "method",
-        "trainable",
-        "weights",
-        "gradients",
-        "master",
-        "optimizer",
-        "activations",
-        "logits",
-        "total GiB",
-    )
-    rows = [
-        (
-            p.method,
-            count(p.trainable),
-            *(f"{v:.2f}" for v in (p.weights, p.gradients, p.master, p.optimizer, p.activations, p.logits, p.total)),
-        )
-        for p in plans
-    ]
+    header = ["method", "trainable", "weights", "gradients", "master", "optimizer", "activations", "logits"]
+    header += ["total GiB"] if shard == "none" else ["train", "load", "eval", "peak GiB"]
+    rows = []
+    for p in plans:
+        figures = [p.weights, p.gradients, p.master, p.optimizer, p.activations, p.logits, p.total]
+        figures += [] if shard == "none" else [p.load, p.evaluation, p.peak]
+        rows.append((p.method, count(p.trainable), *(f"{v:.2f}" for v in figures)))
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))))
@@ -159,16 +201,24 @@ def print_plan(cfg, bench, device: str) -> None:
         f"; before training, {' and '.join(names)}: {what} needs up to {size / GIB:.0f} GiB beyond the weights"
         for (size, what), names in needs.items()
     )
-    print(
-        f"per process; activations for 2 x batch_size rows of {SEQUENCE} tokens (forget and retain); "
-        f"evaluation is not counted{setups}"
-    )
-    if world > 1:
-        print(f"data parallel: each of the {world} processes holds all of the above (nothing is sharded)")
+    if shard == "none":
+        print(
+            f"per process; activations for 2 x batch_size rows of {SEQUENCE} tokens (forget and retain); "
+            f"evaluation is not counted{setups}"
+        )
+        if world > 1:
+            print(f"data parallel: each of the {world} processes holds all of the above (nothing is sharded)")
+    else:
+        print(
+            f"per process, sharded {world} ways (FSDP2): float32 weights (the masters), gradients and optimizer "
+            f"states divided by {world}, plus the layers all-gathered in {cfg.compute.dtype}; activations for "
+            f"2 x batch_size rows of {SEQUENCE} tokens; load: the whole model(s) before sharding; eval: the "
+            f"gathered evaluation copy in {cfg.compute.dtype} beside the shards{setups}"
+        )
     if device.startswith("cuda"):
         capacity = torch.cuda.get_device_properties(device).total_memory / GIB
         for p in plans:
             print(
-                f"{p.method}: {'fits' if p.total < capacity else 'does not fit'} on "
+                f"{p.method}: {'fits' if p.peak < capacity else 'does not fit'} on "
                 f"{torch.cuda.get_device_name(device)} ({capacity:.0f} GiB)"
             )

@@ -19,13 +19,15 @@ from harness.rules import SettingError
 
 def evaluate_reference_model(ctx: Context, which: str, model_dir) -> dict | None:
     """The target (or retain) model, unchanged, as a leaderboard row of its own; its metrics, or None when
-    the row was already done."""
+    the row was already done (rank 0 decides for every rank; the others evaluate their share, and return None)."""
     cell_hash = ctx.cell_hash(which, target=which == "target")
-    if cell_done(ctx.results_dir, which, cell_hash, ctx.reference_hash):
+    if distributed.share(distributed.is_main() and cell_done(ctx.results_dir, which, cell_hash, ctx.reference_hash)):
         return None
     reset_peak_memory(ctx.device)
     model, tokenizer = ctx.load(model_dir)
     result, seconds = ctx.score(model, tokenizer, is_target=which == "target")
+    if not distributed.is_main():
+        return None
     if which == "retain":  # the retain model is the reference, and is scored against itself too
         ctx.reference = ctx.bench.reference_from(result, ctx.cfg.retain_model or "embedded retain model")
         result.metrics |= ctx.bench.reference_metrics(result, ctx.reference, itself=True)
@@ -50,15 +52,23 @@ def evaluate_reference_model(ctx: Context, which: str, model_dir) -> dict | None
 
 def set_retain_reference(ctx: Context) -> None:
     """Read `--retain-eval`, or evaluate the retain model as the `retain` row (saved as `reference/retain.json`
-    and reused on resume); with neither, warn that forget quality and privleak are missing."""
+    and reused on resume); with neither, warn that forget quality and privleak are missing. Rank 0 reads the
+    reference; every rank evaluates the retain model when it must be."""
+    if distributed.share(distributed.is_main() and read_retain_reference(ctx)):
+        evaluate_reference_model(ctx, "retain", ctx.prepared.retain_dir)
+
+
+def read_retain_reference(ctx: Context) -> bool:
+    """The retain reference as `--retain-eval` or this run's saved one gives it (into `ctx.reference`); True
+    when the retain model must be evaluated instead."""
     if ctx.cfg.retain_eval:
         ctx.reference = ctx.bench.load_reference(ctx.cfg.retain_eval)
-        return
+        return False
     if not ctx.bench.retain_reference:
-        return
+        return False
     if ctx.prepared.retain_dir is None:
         warn("no retain model (--retain-model or --retain-eval), so no forget_quality or privleak")
-        return
+        return False
     saved = ctx.results_dir.parent / "reference" / "retain.json"
     if saved.exists():
         try:
@@ -68,14 +78,16 @@ def set_retain_reference(ctx: Context) -> None:
         if ctx.reference and cell_done(
             ctx.results_dir, "retain", ctx.cell_hash("retain", target=False), ctx.reference_hash
         ):
-            return
+            return False
         ctx.reference = None
-    evaluate_reference_model(ctx, "retain", ctx.prepared.retain_dir)
+    return True
 
 
 def evaluate_reference_models(ctx: Context, out_dir: Path) -> None:
-    """The offline lm-eval tasks' files, the retain reference and the target's row (rank 0)."""
-    ctx.write_offline_tasks(out_dir / "lm_eval_tasks")
+    """The offline lm-eval tasks' files, the retain reference and the target's row (every rank evaluates;
+    rank 0 writes)."""
+    if distributed.is_main():
+        ctx.write_offline_tasks(out_dir / "lm_eval_tasks")
     set_retain_reference(ctx)
     if ctx.prepared.target_dir is None:
         return
@@ -127,17 +139,24 @@ def _clash(name: str, path: Path, previous: dict, this: str) -> SettingError:
 
 def evaluate_model(ctx: Context, name: str, source: str) -> None:
     """One model as a row of kind `model`: skipped when its row is done for these weights (`check_names_free`
-    found its digest the row's) and settings."""
+    found its digest the row's) and settings. Every rank scores its share; rank 0 writes."""
     cell_hash, file = ctx.cell_hash("model", target=False), model_row_file(name)
-    if name in ctx.digests and cell_done(ctx.results_dir, file, cell_hash, ctx.reference_hash):
-        note(f"{name}: already evaluated (the same weights and settings)")
+    main = distributed.is_main()
+    if distributed.share(
+        main and name in ctx.digests and cell_done(ctx.results_dir, file, cell_hash, ctx.reference_hash)
+    ):
+        if main:
+            note(f"{name}: already evaluated (the same weights and settings)")
         return
     start = time.perf_counter()
     reset_peak_memory(ctx.device)
     model, tokenizer = ctx.load(source)
+    if main:
+        warn_if_other_benchmark(ctx, name, source)
+    result, seconds = ctx.score(model, tokenizer)  # every rank: data-parallel
+    if not main:
+        return
     digest = weights_digest(model)
-    warn_if_other_benchmark(ctx, name, source)
-    result, seconds = ctx.score(model, tokenizer)
     row = (
         ctx.row(name, "model", None, cell_hash, model=str(source))
         | effort(

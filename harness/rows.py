@@ -25,6 +25,7 @@ IDENTITY = [
     "device",
     "dtype",
     "world_size",
+    "shard",
 ]
 EFFORT = [
     "per_device_batch",
@@ -66,7 +67,7 @@ def identity(
     environment: str,
     compute: dict,
 ) -> dict:
-    """The identity columns a row starts with (`compute`: device, dtype, world_size)."""
+    """The identity columns a row starts with (`compute`: device, dtype, world_size, shard)."""
     if kind not in KINDS:
         raise ValueError(f"row kind '{kind}': expected one of {', '.join(KINDS)}")
     return {

@@ -6,7 +6,7 @@ Each row is written atomically as `results/<cell>.json` (with its per-item recor
 three kinds: `reference` (the target and retain models), `method` (a cell unlearned here) and `model` (scored
 by `harness eval`, as `results/<name>.model.json`); the first and the last are models scored as they are
 (harness/model_rows.py). Started as several processes (`accelerate launch`, `torchrun`), every rank unlearns each
-cell together, and rank 0 alone evaluates and writes.
+cell together (sharded with `--shard fsdp`), every rank evaluates its share of the items, and rank 0 writes.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from harness.progress import WARNINGS, note, progress, quiet_libraries_in_logs, 
 from harness.registry import benchmarks, methods
 from harness.results import CellsFailed, cell_done, write_artifacts, write_cell
 from harness.rows import cell_effort, effort
+from harness.sharding import mode as sharding_mode
 from methods.base import Diverged
 
 # --- harness run: the cells ----------------------------------------------------------------------------------
@@ -58,10 +59,10 @@ def run_method(ctx: Context, cell: Cell) -> bool:
     if main:
         ctx.target_digest = ctx.target_digest or weights_digest(model)
     seed_everything(cell.seed + 1_000_003 * distributed.rank())  # ranks sample apart (the GNB labels)
-    report = methods[cell.method](mcfg).unlearn(model, tokenizer, ctx.prepared.forget, ctx.prepared.retain)
+    report, model = ctx.unlearn(methods[cell.method](mcfg), model, tokenizer)
+    result, eval_seconds = ctx.score(model, tokenizer)  # every rank: data-parallel
     if not main:
         return True
-    result, eval_seconds = ctx.score(model, tokenizer)
     digest = weights_digest(model)
     unchanged = digest == ctx.target_digest or ctx.same_as_target(result.metrics)
     if unchanged:
@@ -114,7 +115,7 @@ def started(cfg: RunConfig, command: str, checks=()):
     quiet_libraries_in_logs()
     WARNINGS.clear()
     device = resolve_device(cfg.compute.device)
-    distributed.configure(device)
+    distributed.configure(device, sharding_mode(cfg.compute.shard))
     bench, out_dir, main = benchmarks[cfg.benchmark](), Path(cfg.out_dir), distributed.is_main()
     with locked(out_dir, cfg.wait) if main else nullcontext():
         prepared = distributed.main_first(bench.prepare, cfg)
@@ -123,13 +124,12 @@ def started(cfg: RunConfig, command: str, checks=()):
             prepared,
             cfg,
             out_dir / "results",
-            environment(device, cfg.compute.dtype, distributed.world_size()),
+            environment(device, cfg.compute.dtype, distributed.world_size(), sharding_mode(cfg.compute.shard)),
             device,
         )
         for check in checks:
             check(ctx)
-        if main:
-            evaluate_reference_models(ctx, out_dir)
+        evaluate_reference_models(ctx, out_dir)
         yield ctx, out_dir, main
 
 
@@ -139,11 +139,11 @@ def started(cfg: RunConfig, command: str, checks=()):
 def evaluate(cfg: RunConfig) -> Path:
     """Score each of `cfg.models` (a folder, a hub name or a PEFT adapter folder) with the benchmark's full
     suite, as rows of kind `model` beside the benchmark's reference rows and any run's cells in the same
-    folder; returns the leaderboard's path. Evaluation runs in one process (rank 0 when launched with more)."""
+    folder; returns the leaderboard's path. Launched as several processes, each scores its share of the items
+    (data parallel) and rank 0 writes."""
     with started(cfg, "eval", checks=[check_names_free]) as (ctx, out_dir, main):
-        if main:
-            for name, source in zip(cfg.model_names, cfg.models):
-                evaluate_model(ctx, name, source)
+        for name, source in zip(cfg.model_names, cfg.models):
+            evaluate_model(ctx, name, source)
         path = write_leaderboard(out_dir, cfg.methods, cfg.model_names) if main else out_dir / "leaderboard.csv"
         distributed.barrier()
     return path

@@ -11,7 +11,7 @@ from typing import ClassVar
 
 import torch
 
-from harness import distributed
+from harness import distributed, sharding
 from harness.data.collate import device_of, encode_qa, pad_batch
 from harness.progress import progress
 from methods.losses import graddiff_loss
@@ -90,8 +90,14 @@ class UnlearningMethod(ABC):
         the memory plan of `harness run --dry-run`."""
         return 1
 
+    def frozen_models(self) -> list[torch.nn.Module]:
+        """Models `setup` kept that run beside the trained one (NPO's reference), sharded with it under
+        `--shard fsdp`. Default: none."""
+        return []
+
     def trainable_parameters(self, model) -> list[torch.nn.Parameter]:
-        """Parameters the method updates; every other parameter is frozen. Default: all of them."""
+        """Parameters the method updates (called after sharding, on the sharded model's parameters); every
+        other parameter is frozen. Default: all of them."""
         return list(model.parameters())
 
     def setup_memory(self) -> tuple[float, str] | None:
@@ -112,13 +118,20 @@ class UnlearningMethod(ABC):
     def finish(self, model, report: UnlearnReport) -> None:
         """After training: add the method's own columns (`report.extra`) and files (`report.artifacts`)."""
 
-    def unlearn(self, model, tokenizer, forget: list[dict], retain: list[dict]) -> UnlearnReport:
+    def unlearn(self, model, tokenizer, forget: list[dict], retain: list[dict], sharded: bool = False) -> UnlearnReport:
         """GradDiff training: each shuffled forget batch is paired with a random retain batch; gradient
         clipping and accumulation, as in SOUL's code; the learning-rate schedule of `schedule`. In a run of
         several processes each rank takes every N-th forget batch (the last ones repeated so that all ranks
-        take as many, as torch's DistributedSampler does) and its gradients are averaged with the others'."""
+        take as many, as torch's DistributedSampler does) and its gradients are averaged with the others'.
+        `sharded`: after `setup` (on the whole weights), the model and `frozen_models` are sharded over the
+        ranks with FSDP2 (harness/sharding.py) and trained so; the caller gathers the weights afterwards."""
         start, cfg = time.perf_counter(), self.cfg
         self.setup(model, tokenizer, forget, retain)
+        if sharded:
+            compute_dtype = next(model.parameters()).dtype
+            sharding.shard_model(model, compute_dtype)
+            for frozen in self.frozen_models():
+                sharding.shard_model(frozen, compute_dtype, trained=False)
         params = self.trainable_parameters(model)
         trainable = {id(p) for p in params}
         for p in model.parameters():
@@ -154,7 +167,7 @@ class UnlearningMethod(ABC):
                     bar.update(1)
                     bar.set_postfix(forget_nll=f"{forget_nll:.2f}", retain_nll=f"{retain_nll:.2f}")
         bar.close()
-        if not all(bool(torch.isfinite(p).all()) for p in params):
+        if not sharding.all_finite(params):
             raise self.diverged("a parameter became non-finite", steps, total_steps)
         model.eval()
         report = UnlearnReport(steps=steps, unlearn_seconds=0.0, trainable_params=sum(p.numel() for p in params))
@@ -185,7 +198,7 @@ class UnlearningMethod(ABC):
         micro-batches on this rank; second-order methods override this to refresh their Hessian on them."""
         self.weights.gather_grads()
         if self.cfg.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm)
+            sharding.clip_gradients(params, self.cfg.max_grad_norm)
         optimizer.step()
         self.weights.write_back()
         optimizer.zero_grad(set_to_none=True)

@@ -39,5 +39,8 @@ class NPO(FOGradDiff):
     def setup(self, model, tokenizer, forget, retain) -> None:
         self.reference = frozen_copy(model)
 
+    def frozen_models(self) -> list[torch.nn.Module]:
+        return [self.reference]
+
     def loss(self, model, forget_batch, retain_batch):
         return npo_loss(model, self.reference, forget_batch, retain_batch, self.cfg.beta, self.cfg.gamma)

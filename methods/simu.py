@@ -65,6 +65,9 @@ class SIMU(SOGradDiff):
     def model_copies(self) -> int:
         return 2 if self.cfg.loss == "npo" else 1
 
+    def frozen_models(self) -> list[torch.nn.Module]:
+        return [self.reference] if self.reference is not None else []
+
     def setup_memory(self) -> tuple[float, str]:
         return attribution.CACHE_BUDGET, "stage-1 attribution's prefix cache"
 
@@ -81,7 +84,7 @@ class SIMU(SOGradDiff):
         total = sum(n.numel() for n in self.neurons)
         attention = sum(p.numel() for p in attribution.attention_parameters(model))
         report.trainable_params = attention + sum(
-            int(mask.expand_as(weight).sum())  # what can move
+            int(mask.expand(weight.shape).sum())  # what can move (the whole weight's, sharded or not)
             for weight, mask in self.masks.items()
         )
         report.extra.update(

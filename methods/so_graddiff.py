@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
-from harness import distributed
+from harness import distributed, sharding
 from harness.data.collate import IGNORE
 from harness.rules import FRACTION, POSITIVE, at_least, one_of
 from methods.base import UnlearningMethod
@@ -31,11 +29,14 @@ class SOGradDiff(UnlearningMethod):
     settings = SOGradDiffConfig
 
     def optimizer_masks(self) -> dict | None:
-        """Per-parameter update masks for Sophia (SIMU's neurons); None: every element moves."""
+        """Per-parameter update masks for Sophia (SIMU's neurons), each over its whole parameter; None: every
+        element moves."""
         return None
 
     def make_optimizer(self, params):
+        """Sophia over `params`, each mask cut to this rank's shard of its parameter (the whole of it unsharded)."""
         c = self.cfg
+        masks = {p: sharding.local_mask(p, mask) for p, mask in (self.optimizer_masks() or {}).items()}
         return SophiaG(
             params,
             lr=c.lr,
@@ -43,7 +44,7 @@ class SOGradDiff(UnlearningMethod):
             rho=c.rho,
             weight_decay=c.weight_decay,
             hessian=c.hessian,
-            masks=self.optimizer_masks(),
+            masks=masks,
         )
 
     def optimizer_step(self, model, optimizer, params, batches) -> None:
@@ -53,7 +54,7 @@ class SOGradDiff(UnlearningMethod):
         after iteration k-1, its gradients averaged over the ranks like the loss's."""
         self.weights.gather_grads()
         if self.cfg.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm)
+            sharding.clip_gradients(params, self.cfg.max_grad_norm)
         tokens = sum((b["labels"] != IGNORE).sum() for pair in batches for b in pair)
         optimizer.step(bs=int(distributed.all_reduce(tokens.float(), "sum")))
         self.weights.write_back()

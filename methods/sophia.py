@@ -5,12 +5,17 @@ stage 2), the momentum, the Hessian EMA and the parameter (weight decay included
 where M is true and keep their exact old bits elsewhere:
 
     m_t = M*m_t' + (1-M)*m_{t-1},  h_t = M*h_t' + (1-M)*h_{t-1},  theta_t = M*theta_t' + (1-M)*theta_{t-1}
+
+Every update is element-wise, so on a sharded parameter (FSDP2's DTensor) it runs on this rank's shard
+(`to_local()`, a view), with the states and the mask of that shard (a plain mask cannot index a DTensor).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from harness.sharding import local
 
 HESSIAN_ESTIMATORS = ("gnb", "squared-grad")
 
@@ -44,12 +49,12 @@ class SophiaG(torch.optim.Optimizer):
         state = self.state[p]
         if not state:
             state["step"] = torch.zeros(())
-            state["exp_avg"] = torch.zeros_like(p)
-            state["hessian"] = torch.zeros_like(p)
+            state["exp_avg"] = torch.zeros_like(local(p))
+            state["hessian"] = torch.zeros_like(local(p))
         return state
 
     def _masked(self, p, new, old):
-        """`new` where the parameter's mask is true, `old` (bit for bit) elsewhere."""
+        """`new` where the parameter's mask is true, `old` (bit for bit) elsewhere (both this rank's shard)."""
         mask = self.masks.get(p)
         return new if mask is None else torch.where(mask, new, old)
 
@@ -60,8 +65,8 @@ class SophiaG(torch.optim.Optimizer):
             b2 = group["betas"][1]
             for p in group["params"]:
                 if p.grad is not None:
-                    h = self._state(p)["hessian"]
-                    h.copy_(self._masked(p, h * b2 + (1 - b2) * p.grad * p.grad, h))
+                    h, g = self._state(p)["hessian"], local(p.grad)
+                    h.copy_(self._masked(p, h * b2 + (1 - b2) * g * g, h))
 
     @torch.no_grad()
     def step(self, closure=None, bs: int = 1):
@@ -76,11 +81,11 @@ class SophiaG(torch.optim.Optimizer):
                     continue
                 state = self._state(p)
                 state["step"] += 1
-                m, h = state["exp_avg"], state["hessian"]
-                m.copy_(self._masked(p, m * b1 + (1 - b1) * p.grad, m))
+                m, h, theta = state["exp_avg"], state["hessian"], local(p)
+                m.copy_(self._masked(p, m * b1 + (1 - b1) * local(p.grad), m))
                 ratio = (m.abs() / (rho * bs * h + 1e-15)).clamp(max=1)
-                new = p * (1 - lr * wd) - lr * m.sign() * ratio
-                p.copy_(self._masked(p, new, p))
+                new = theta * (1 - lr * wd) - lr * m.sign() * ratio
+                theta.copy_(self._masked(p, new, theta))
         return loss
 
 

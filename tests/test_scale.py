@@ -1,10 +1,8 @@
 """Scale without a GPU: dtypes (float32 master weights under a bf16 model), devices, the memory plan of
-`--dry-run`, and several processes through torchrun's gloo group on the CPU."""
+`--dry-run` (several processes and sharding: tests/test_sharding.py)."""
 
 import json
 import os
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -138,78 +136,6 @@ def test_bf16_smoke_run_unlearns_and_is_hashed_apart(micro_cache, tmp_path):
     assert [e["dtype"] for e in env.values()] == ["bfloat16"]
     reference = pd.read_csv(os.path.join(os.path.dirname(__file__), "..", "leaderboards", "tofu-mini-smoke.csv"))
     assert not set(board["config_hash"]) & set(reference["config_hash"])
-
-
-def torchrun(out, cache, *args, nproc: int = 2) -> subprocess.CompletedProcess:
-    env = os.environ | {"OMP_NUM_THREADS": "1"}
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        str(nproc),
-        "-m",
-        "harness",
-        "run",
-        "--device",
-        "cpu",
-        *SMOKE,
-        "--out",
-        str(out),
-        "--cache-dir",
-        str(cache),
-        *args,
-    ]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=1200)
-
-
-@pytest.mark.slow
-def test_two_cpu_processes_write_one_leaderboard_equal_to_one_process_accumulating(micro_cache, tmp_path):
-    """torchrun with 2 gloo ranks: the cells are the one-process run's, written once, by rank 0, with the world
-    size and effective batch in the rows. With batch 5 (the forget author's 10 rows make 2 batches) the two
-    ranks take one batch each per step, which is what one process accumulating 2 batches does: the same data,
-    the same retain draws, so the same figures up to the order gradients are summed in (Sophia's sampled GNB
-    labels are drawn per rank, but its 5 steps end before the first refresh, at step 10). SIMU's masks are the
-    same on both ranks (the run checks it, and stops when not) and the same as one process's."""
-    methods = "fo-graddiff,simu"
-    sets = ["--set", "fo-graddiff.batch_size=5", "--set", "simu.batch_size=5"]
-    done = torchrun(tmp_path / "two", micro_cache, "--methods", methods, *sets)
-    assert done.returncode == 0, done.stderr[-3000:]
-    one = [
-        "run",
-        "--device",
-        "cpu",
-        *SMOKE,
-        "--methods",
-        methods,
-        *sets,
-        "--set",
-        "fo-graddiff.grad_accum=2",
-        "--set",
-        "simu.grad_accum=2",
-        "--out",
-        str(tmp_path / "one"),
-        "--cache-dir",
-        str(micro_cache),
-    ]
-    assert main(one) == 0
-    two = pd.read_csv(tmp_path / "two" / "leaderboard.csv").set_index("method")
-    single = pd.read_csv(tmp_path / "one" / "leaderboard.csv").set_index("method")
-    assert list(two.index) == list(single.index) == ["target", "retain", "fo-graddiff", "simu"]
-    assert sorted(p.name for p in (tmp_path / "two" / "results").glob("*.json")) == sorted(
-        p.name for p in (tmp_path / "one" / "results").glob("*.json")
-    )
-    for method in ("fo-graddiff", "simu"):
-        assert two.loc[method, "world_size"] == 2 and two.loc[method, "effective_batch"] == 10
-        assert single.loc[method, "effective_batch"] == 10
-        assert two.loc[method, "config_hash"] != single.loc[method, "config_hash"]  # never mixed
-        assert two.loc[method, "steps"] == single.loc[method, "steps"]
-        for column in ("forget_prob", "retain_prob", "forget_rougeL_recall", "retain_rougeL_recall"):
-            assert two.loc[method, column] == pytest.approx(single.loc[method, column], abs=1e-4), (method, column)
-    masks = [torch.load(tmp_path / run / "artifacts" / "simu-seed0" / "masks.pt") for run in ("two", "one")]
-    assert all(torch.equal(masks[0][k], masks[1][k]) for k in masks[0])
-    assert done.stdout.count("leaderboard:") == 1  # rank 0 alone reports
 
 
 @pytest.mark.slow
