@@ -3,14 +3,16 @@ on CPUs, which gives a gloo group), and this module is the little the harness ne
 
 One process (no launcher) is world size 1: every helper is then the identity, and nothing here initialises a
 process group. Ranks train data-parallel (their gradients averaged), draw the data schedule on rank 0 and
-share it, reduce SIMU's attribution scores, evaluate their share of the items (`map_batches`, gathered in order
-on every rank), and only rank 0 writes. With `--shard fsdp` the model is sharded over them (harness/sharding.py).
+share it, reduce SIMU's attribution scores, evaluate their share of a model's batches (`run_jobs`, gathered in
+order on every rank), and only rank 0 writes. With `--shard fsdp` the model is sharded over them (harness/sharding.py).
 """
 
 from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -27,8 +29,8 @@ def state():
 
     from accelerate import PartialState
 
-    # the other ranks wait while rank 0 evaluates a model, which on a 7B model takes far longer than the
-    # default 30 minutes a collective may wait
+    # the other ranks wait while rank 0 writes, or while one rank finishes a model's attribution or its
+    # share of an evaluation, which on a 7B model may take longer than the default 30 minutes a collective waits
     return PartialState(cpu=os.environ.get("HARNESS_DEVICE", "") == "cpu", timeout=timedelta(days=7))
 
 
@@ -98,23 +100,45 @@ def average_gradients(params) -> None:
                 all_reduce(p.grad)
 
 
-def map_batches(fn, items: list, batch_size: int, desc: str = "") -> list:
-    """`fn` over `items` in consecutive batches of `batch_size`, the batches dealt round-robin to the ranks and
-    every result gathered in order on every rank: each batch is the one a single process computes, so the
-    results are its results. `fn` maps a batch (a list) to a list of as many results; `desc` names the
-    progress bar (rank 0's)."""
+@dataclass
+class Job:
+    """Work over `items` in consecutive batches of `batch_size`: `fn` maps one batch (a list) to a list of as
+    many results."""
+
+    fn: Callable[[list], list]
+    items: list
+    batch_size: int
+
+
+def run_jobs(jobs: list[Job], desc: str = "") -> list[list]:
+    """Every job's results, in order, on every rank. All the jobs' batches are pooled and dealt round-robin to
+    the ranks, so that N ranks share even a model's many small evaluations (a split of one batch), and each
+    rank gets about 1/N of every job's batches, whatever a job's batch costs (a generation batch may cost one
+    scoring batch on a CPU and fifty on a GPU); each batch is the one a single process computes, so the
+    results are its results, bit for bit. `desc` names the progress bar (rank 0's)."""
     from harness.progress import progress
 
-    batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
-    mine = progress(
-        range(rank(), len(batches), world_size()), desc=desc, leave=False, disable=None if is_main() else True
-    )
-    done = {i: fn(batches[i]) for i in mine}
+    batches = [
+        (j, job.items[i : i + job.batch_size])
+        for j, job in enumerate(jobs)
+        for i in range(0, len(job.items), job.batch_size)
+    ]
+    mine = range(rank(), len(batches), world_size())
+    bar = progress(mine, desc=desc, leave=False, disable=None if is_main() else True)
+    done = {k: jobs[batches[k][0]].fn(batches[k][1]) for k in bar}
     if world_size() > 1:
         everyone = [None] * world_size()
         torch.distributed.all_gather_object(everyone, done)
-        done = {i: out for part in everyone for i, out in part.items()}
-    return [result for i in range(len(batches)) for result in done[i]]
+        done = {k: out for part in everyone for k, out in part.items()}
+    results = [[] for _ in jobs]
+    for k, (j, _) in enumerate(batches):
+        results[j] += done[k]
+    return results
+
+
+def map_batches(fn, items: list, batch_size: int, desc: str = "") -> list:
+    """One job's results (`run_jobs`): `fn` over `items` in consecutive batches of `batch_size`."""
+    return run_jobs([Job(fn, items, batch_size)], desc)[0]
 
 
 def barrier() -> None:

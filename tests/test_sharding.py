@@ -208,6 +208,23 @@ def test_map_batches_in_one_process_is_every_batch_in_order():
     assert calls == [[0, 1, 2], [3, 4, 5], [6]]
 
 
+def test_pooled_jobs_run_in_order_in_one_process():
+    """A model's evaluations are one pool of batches (dealt round-robin over N ranks): one process runs every
+    batch of every job in order, and each job gets its own results."""
+    calls = []
+
+    def tagged(tag):
+        def fn(batch):
+            calls.append((tag, list(batch)))
+            return [f"{tag}{x}" for x in batch]
+
+        return fn
+
+    jobs = [distributed.Job(tagged("g"), [1, 2, 3], 2), distributed.Job(tagged("s"), [4, 5], 1)]
+    assert distributed.run_jobs(jobs) == [["g1", "g2", "g3"], ["s4", "s5"]]
+    assert calls == [("g", [1, 2]), ("g", [3]), ("s", [4]), ("s", [5])]
+
+
 def test_an_fsdp_accelerate_config_shards_and_deepspeed_is_one_line(monkeypatch):
     """The processes `accelerate launch --config_file harness/presets/accelerate/fsdp.yaml` starts are told to
     use FSDP (version 2), and the harness shards for it; DeepSpeed stops with one line pointing to FSDP."""

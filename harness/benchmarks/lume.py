@@ -103,27 +103,26 @@ class Lume(Benchmark):
 
     def evaluate(self, model, tokenizer, prepared: Prepared, cfg) -> EvalResult:
         """Every LUME figure but the final score: greedy generations of the forget and retain rows, and the
-        member and non-member documents' NLLs."""
+        member and non-member documents' NLLs, as one pool of batches (`distributed.run_jobs`)."""
         from evaluators import lume
-        from evaluators.generation import generate
-        from evaluators.scoring import document_nll
+        from evaluators.generation import generation_job
+        from evaluators.scoring import document_job
+        from harness.distributed import run_jobs
 
         splits, cfg = prepared.splits, cfg.eval
         rows = splits.forget + splits.retain
-        generations = generate(
-            model,
-            tokenizer,
-            [tokenizer(r["input"])["input_ids"] for r in rows],
-            cfg.max_new_tokens,
-            cfg.batch_size,
-            desc="generate LUME",
+        documents = {"member": splits.members, "nonmember": splits.nonmembers}
+        prompts = [tokenizer(r["input"])["input_ids"] for r in rows]
+        generations, *sides = run_jobs(
+            [generation_job(model, tokenizer, prompts, cfg.max_new_tokens, cfg.batch_size)]
+            + [
+                document_job(model, tokenizer, [d["document"] for d in docs], cfg.batch_size)
+                for docs in documents.values()
+            ],
+            "evaluate LUME",
         )
         items = [lume.item_record(row, gen) for row, gen in zip(rows, generations)]
-        documents = {"member": splits.members, "nonmember": splits.nonmembers}
-        nll = {
-            side: document_nll(model, tokenizer, [d["document"] for d in docs], cfg.batch_size)
-            for side, docs in documents.items()
-        }
+        nll = dict(zip(documents, sides))
         metrics = lume.lume_metrics(items, nll["member"], nll["nonmember"])
         for side, docs in documents.items():
             items += [{"split": side, "id": d["id"], "avg_nll": v} for d, v in zip(docs, nll[side])]

@@ -47,15 +47,23 @@ class Tofu(Benchmark):
         )
 
     def evaluate(self, model, tokenizer, prepared: Prepared, cfg) -> EvalResult:
-        """Every TOFU figure that needs no retain model."""
+        """Every TOFU figure that needs no retain model. Every split's generations and scores are one pool of
+        batches (`distributed.run_jobs`), which several processes share."""
         from evaluators import tofu
+        from harness.distributed import run_jobs
 
         splits, metrics, items = prepared.splits.eval, {}, []
+        jobs = {name: split_jobs(model, tokenizer, splits[name], cfg.eval, name) for name in tofu.GENERATED_SPLITS}
+        jobs["holdout"] = split_jobs(model, tokenizer, splits["holdout"], cfg.eval, "holdout")
+        flat = [job for split in jobs.values() for job in split.values()]
+        done, results = iter(run_jobs(flat, "evaluate TOFU")), {}
+        for name, split in jobs.items():
+            results[name] = {key: next(done) for key in split}
         for name in tofu.GENERATED_SPLITS:
-            split_items = evaluate_split(model, tokenizer, name, splits[name], cfg.eval)
+            split_items = split_records(tokenizer, name, splits[name], cfg.eval, results[name])
             metrics |= tofu.split_metrics(name, split_items)
             items += split_items
-        items += mia_items(model, tokenizer, splits["holdout"], "holdout", cfg.eval)
+        items += mia_records(tokenizer, splits["holdout"], "holdout", cfg.eval, results["holdout"])
         return EvalResult(metrics | tofu.suite_metrics(metrics, items), items)
 
     def load_reference(self, path, what: str = "--retain-eval"):
@@ -70,69 +78,66 @@ class Tofu(Benchmark):
         return tofu.reference_metrics(result, reference, itself)
 
 
-def _scores(model, tokenizer, pairs, cfg, desc: str) -> list[dict]:
-    from evaluators.scoring import score_answers
-
-    return score_answers(model, tokenizer, pairs, cfg.batch_size, cfg.template, desc=desc)
-
-
-def _gradient_norms(model, tokenizer, rows: list[dict], cfg) -> list[float | None]:
-    """The GradNorm attack's per-item gradient norms, or None for each when `eval.gradnorm` is off."""
-    if not cfg.gradnorm:
-        return [None] * len(rows)
-    from evaluators.scoring import gradient_norms
-
-    return gradient_norms(model, tokenizer, [(r["question"], r["answer"]) for r in rows], cfg.template)
-
-
-def evaluate_split(model, tokenizer, name: str, rows: list[dict], cfg) -> list[dict]:
-    """One split's per-item records: the greedy generation, the answer's, the paraphrase's (forget and
-    retain) and each perturbed answer's teacher-forced scores."""
+def split_jobs(model, tokenizer, rows: list[dict], cfg, name: str) -> dict:
+    """What one split needs of the model, as jobs (`distributed.Job`): a generated split's greedy generations,
+    the answer's, each perturbed answer's and (forget, retain) the paraphrase's teacher-forced scores; the
+    holdout (the membership test's other side) only its answers' scores; the forget split and the holdout
+    their GradNorm gradient norms when `eval.gradnorm` is on."""
     from evaluators import tofu
-    from evaluators.generation import generate
+    from evaluators.generation import generation_job
+    from evaluators.scoring import gradient_norm_job, scoring_job
 
-    prompts = [prompt_text(tokenizer, r["question"], cfg.template) for r in rows]
-    generations = generate(
-        model,
-        tokenizer,
-        [prompt_ids(tokenizer, r["question"], cfg.template) for r in rows],
-        cfg.max_new_tokens,
-        cfg.batch_size,
-        desc=f"generate {name}",
-    )
-    scored = _scores(model, tokenizer, [(r["question"], r["answer"]) for r in rows], cfg, f"score {name}")
-    flat = _scores(
-        model,
-        tokenizer,
-        [(r["question"], p) for r in rows for p in r["perturbed_answer"]],
-        cfg,
-        f"score {name} perturbed",
-    )
-    perturbed, i = [], 0
+    def scores(pairs):
+        return scoring_job(model, tokenizer, pairs, cfg.batch_size, cfg.template)
+
+    jobs = {"answer": scores([(r["question"], r["answer"]) for r in rows])}
+    if name in tofu.GENERATED_SPLITS:
+        prompts = [prompt_ids(tokenizer, r["question"], cfg.template) for r in rows]
+        jobs["generated"] = generation_job(model, tokenizer, prompts, cfg.max_new_tokens, cfg.batch_size)
+        jobs["perturbed"] = scores([(r["question"], p) for r in rows for p in r["perturbed_answer"]])
+    if name in tofu.PARAPHRASED_SPLITS:
+        jobs["paraphrased"] = scores([(r["question"], r["paraphrased_answer"]) for r in rows])
+    if cfg.gradnorm and name in ("forget", "holdout"):
+        jobs["gradnorm"] = gradient_norm_job(
+            model, tokenizer, [(r["question"], r["answer"]) for r in rows], cfg.template
+        )
+    return jobs
+
+
+def split_records(tokenizer, name: str, rows: list[dict], cfg, results: dict) -> list[dict]:
+    """One generated split's per-item records from its jobs' results (`split_jobs`)."""
+    from evaluators import tofu
+
+    flat, perturbed, i = results["perturbed"], [], 0
     for r in rows:
         perturbed.append(flat[i : i + len(r["perturbed_answer"])])
         i += len(r["perturbed_answer"])
-    correct = scored
-    if name in tofu.PARAPHRASED_SPLITS:
-        correct = _scores(
-            model, tokenizer, [(r["question"], r["paraphrased_answer"]) for r in rows], cfg, f"score {name} paraphrased"
-        )
-    norms = _gradient_norms(model, tokenizer, rows, cfg) if name == "forget" else [None] * len(rows)
+    scored = results["answer"]
+    correct = results.get("paraphrased", scored)
+    norms = results.get("gradnorm", [None] * len(rows))
     return [
         tofu.item_record(
-            name, i, row, prompts[i], generations[i], scored[i], correct[i], perturbed[i], cfg.min_k, norms[i]
+            name,
+            i,
+            row,
+            prompt_text(tokenizer, row["question"], cfg.template),
+            results["generated"][i],
+            scored[i],
+            correct[i],
+            perturbed[i],
+            cfg.min_k,
+            norms[i],
         )
         for i, row in enumerate(rows)
     ]
 
 
-def mia_items(model, tokenizer, rows: list[dict], split: str, cfg) -> list[dict]:
-    """Per-item attack scores for one side of the membership test."""
+def mia_records(tokenizer, rows: list[dict], split: str, cfg, results: dict) -> list[dict]:
+    """Per-item attack scores for one side of the membership test, from its jobs' results (`split_jobs`)."""
     from evaluators import tofu
 
-    scored = _scores(model, tokenizer, [(r["question"], r["answer"]) for r in rows], cfg, f"score {split}")
-    norms = _gradient_norms(model, tokenizer, rows, cfg)
+    norms = results.get("gradnorm", [None] * len(rows))
     return [
         tofu.mia_record(split, i, r, prompt_text(tokenizer, r["question"], cfg.template), s, cfg.min_k, g)
-        for i, (r, s, g) in enumerate(zip(rows, scored, norms))
+        for i, (r, s, g) in enumerate(zip(rows, results["answer"], norms))
     ]
