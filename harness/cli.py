@@ -33,8 +33,8 @@ Real TOFU: harness run --benchmark tofu --data DIR_OR_HUB_NAME --model PATH [--r
   --retain-eval FILE] --methods simu,so-graddiff.
 
 Several processes (data parallel, each evaluating its share of the items; rank 0 writes; world size, shard
-and effective batch are in each row and its hash): accelerate launch -m harness run ... on GPUs, torchrun
---nproc_per_node N -m harness run --device cpu ... on CPUs; --shard fsdp shards the model over them (FSDP2).
+and effective batch are in each row and its hash): accelerate launch -m harness run ... on GPUs,
+torchrun --nproc_per_node N -m harness run --device cpu ... on CPUs; --shard fsdp shards the model over them.
 Check the memory first: harness run --preset NAME --dry-run [--shard fsdp --processes N].
 
 Presets (--preset NAME, or --preset FILE.toml of your own; flags and --set given beside it win):
