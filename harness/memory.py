@@ -119,38 +119,26 @@ def plan(cfg, bench, processes: int = 1, shard: str = "none") -> tuple[str, int,
         tokens = 2 * mcfg.batch_size * SEQUENCE
         activations = activations_gib(config, tokens, dtype, cfg.compute.gradient_checkpointing)
         logits = tokens * config.vocab_size * (size + 8) / GIB
-        copies = method.model_copies()
-        if shard == "fsdp":
-            n = processes
-            frozen = (copies - 1) * n_params * size / n
-            weights = n_params * 4 / n + frozen + gathered_params(model) * size
-            plans.append(
-                Plan(
-                    name,
-                    method.setup_memory(),
-                    trainable,
-                    weights / GIB,
-                    trainable * 4 / n / GIB,
-                    0.0,
-                    method.optimizer_states * trainable * 4 / n / GIB,
-                    activations,
-                    logits,
-                    load=copies * n_params * size / GIB,
-                    evaluation=(n_params * size + n_params * 4 / n) / GIB,
-                )
-            )
-            continue
+        copies, n = method.model_copies(), processes if shard == "fsdp" else 1
+        if shard == "fsdp":  # float32 shards are the masters; the frozen copies sharded in the dtype
+            weights = n_params * 4 / n + (copies - 1) * n_params * size / n + gathered_params(model) * size
+            master, load, evaluation = 0.0, copies * n_params * size, n_params * size + n_params * 4 / n
+        else:
+            weights = copies * n_params * size
+            master, load, evaluation = trainable * 4 if dtype != "float32" else 0.0, 0.0, 0.0
         plans.append(
             Plan(
                 name,
                 method.setup_memory(),
                 trainable,
-                copies * n_params * size / GIB,
-                trainable * 4 / GIB,
-                trainable * 4 / GIB if dtype != "float32" else 0.0,
-                method.optimizer_states * trainable * 4 / GIB,
+                weights / GIB,
+                trainable * 4 / n / GIB,
+                master / GIB,
+                method.optimizer_states * trainable * 4 / n / GIB,
                 activations,
                 logits,
+                load=load / GIB,
+                evaluation=evaluation / GIB,
             )
         )
     return source, n_params, plans

@@ -110,12 +110,12 @@ def run(cfg: RunConfig) -> Path:
 def started(cfg: RunConfig, command: str, checks=()):
     """What every command does before its rows, on a configuration its door has checked (harness/preflight.py,
     which the command line and the Python API run before they import this module): hold the run folder,
-    prepare the benchmark (the embedded models: trained once, then cached) and its reference rows (rank 0).
-    `checks` run after the benchmark is prepared and before anything is written."""
+    prepare the benchmark (the embedded models: trained once, then cached) and its reference rows (every rank
+    evaluates, rank 0 writes). `checks` run after the benchmark is prepared and before anything is written."""
     quiet_libraries_in_logs()
     WARNINGS.clear()
-    device = resolve_device(cfg.compute.device)
-    distributed.configure(device, sharding_mode(cfg.compute.shard))
+    device, shard = resolve_device(cfg.compute.device), sharding_mode(cfg.compute.shard)
+    distributed.configure(device, shard)
     bench, out_dir, main = benchmarks[cfg.benchmark](), Path(cfg.out_dir), distributed.is_main()
     with locked(out_dir, cfg.wait) if main else nullcontext():
         prepared = distributed.main_first(bench.prepare, cfg)
@@ -124,7 +124,7 @@ def started(cfg: RunConfig, command: str, checks=()):
             prepared,
             cfg,
             out_dir / "results",
-            environment(device, cfg.compute.dtype, distributed.world_size(), sharding_mode(cfg.compute.shard)),
+            environment(device, cfg.compute.dtype, distributed.world_size(), shard),
             device,
         )
         for check in checks:
