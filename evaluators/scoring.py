@@ -71,6 +71,14 @@ def gradient_norms(model, tokenizer, pairs: list[tuple[str, str]], template: str
     return distributed.run_jobs([gradient_norm_job(model, tokenizer, pairs, template, p)], "gradnorm")[0]
 
 
+def model_weights(model) -> list[torch.nn.Parameter]:
+    """The weights a model computes with: a PEFT model's base weights without its adapters' tensors. The
+    gradient with respect to a base W equals that with respect to the merged W + BA, so an unmerged adapter
+    gets the GradNorm of its merged model."""
+    prefix = getattr(getattr(model, "base_model", None), "prefix", None) if hasattr(model, "peft_config") else None
+    return [p for name, p in model.named_parameters() if not (prefix and prefix in name)]
+
+
 def gradient_norm_job(model, tokenizer, pairs: list[tuple[str, str]], template: str = "qa", p: float = 2.0):
     """GradNorm (Wang et al. 2024, as open-unlearning's `GradNormAttack`): per item, one at a time, the
     gradient of the mean NLL of the answer tokens (EOS dropped) with respect to every parameter, and the mean
@@ -78,7 +86,7 @@ def gradient_norm_job(model, tokenizer, pairs: list[tuple[str, str]], template: 
     touched; the model stays in eval mode (open-unlearning switches to train mode, which differs only for a
     model with dropout)."""
     model.eval()
-    params = list(model.parameters())
+    params = model_weights(model)
 
     def one_item(pair: list[tuple[str, str]]) -> list[float]:
         flags = [q.requires_grad for q in params]

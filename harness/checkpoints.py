@@ -26,7 +26,8 @@ def folder_size(folder: Path) -> int:
 def is_saved(folder: Path, config_hash: str) -> bool:
     """The cell's model for these settings is saved: the folder is complete (renamed into place whole) and its
     card names the cell's config hash (a folder of the cell's earlier settings is not its model)."""
-    card = read_card(folder) if (folder / "config.json").is_file() else None
+    complete = (folder / "config.json").is_file() or (folder / "adapter_config.json").is_file()  # a model or an adapter
+    card = read_card(folder) if complete else None
     return bool(card) and card.get("config_hash") == config_hash
 
 

@@ -183,12 +183,15 @@ class Context:
 
     def unlearn(self, method, model, tokenizer):
         """`method` run on `model` (sharded under `--shard fsdp`), its report, and the model evaluation and
-        `--save-models` take: `model` itself, or the sharded weights gathered into a fresh replicated copy."""
+        `--save-models` take: `model` itself, the adapted model wrapping it (LoRA), or the sharded weights
+        gathered into a fresh replicated copy."""
         sharded = self.shard == "fsdp"
         # `sharded` only when asked for, so a plugin's own `unlearn(model, tokenizer, forget, retain)` still runs
         extra = {"sharded": True} if sharded else {}
         report = method.unlearn(model, tokenizer, self.prepared.forget, self.prepared.retain, **extra)
         del method  # its masters, masks and frozen copies, before the copy is made
+        if report.model is not None:  # the trained model wraps the one given (LoRA adapters over it)
+            model, report.model = report.model, None
         if sharded:
             model = gathered(model, self.load(self.prepared.target_dir)[0])
         return report, model

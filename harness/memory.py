@@ -3,7 +3,8 @@
 
 What is counted, per process (data parallel: every process holds all of it):
 - weights: every parameter in the run's dtype, once per copy the method holds (`model_copies`: NPO's frozen
-  reference makes two);
+  reference makes two; with LoRA one, its reference being the base with the adapter off), plus LoRA's
+  adapters in float32 (their own masters; a LoRA cell's gradients and optimizer states are the adapters');
 - gradients: the trainable parameters' in float32 (a bf16 gradient becomes a float32 master gradient, one
   parameter at a time, so float32 is the peak either way);
 - master weights: float32 copies of the trainable parameters when the model is not float32 (methods/precision.py);
@@ -35,6 +36,7 @@ import torch
 
 from harness import distributed
 from harness.models import DTYPES
+from methods import lora
 
 SEQUENCE = 512  # tokens per row for the activation estimate: open-unlearning's TOFU max_length
 GIB = 2**30
@@ -115,7 +117,8 @@ def plan(cfg, bench, processes: int = 1, shard: str = "none") -> tuple[str, int,
     for name in cfg.methods:
         mcfg = cell_config(cfg, Cell(name, 0))
         method = methods[name](mcfg)
-        trainable = sum(p.numel() for p in method.trainable_parameters(model))
+        adapter = lora.count_parameters(model, mcfg) if lora.enabled(mcfg) else 0  # float32: their own masters
+        trainable = adapter or sum(p.numel() for p in method.trainable_parameters(model))
         tokens = 2 * mcfg.batch_size * SEQUENCE
         activations = activations_gib(config, tokens, dtype, cfg.compute.gradient_checkpointing)
         logits = tokens * config.vocab_size * (size + 8) / GIB
@@ -124,8 +127,9 @@ def plan(cfg, bench, processes: int = 1, shard: str = "none") -> tuple[str, int,
             weights = n_params * 4 / n + (copies - 1) * n_params * size / n + gathered_params(model) * size
             master, load, evaluation = 0.0, copies * n_params * size, n_params * size + n_params * 4 / n
         else:
-            weights = copies * n_params * size
-            master, load, evaluation = trainable * 4 if dtype != "float32" else 0.0, 0.0, 0.0
+            weights = copies * n_params * size + adapter * 4
+            master = trainable * 4 if dtype != "float32" and not adapter else 0.0
+            load, evaluation = 0.0, 0.0
         plans.append(
             Plan(
                 name,

@@ -33,6 +33,7 @@ EFFORT = [
     "unchanged",
     "steps",
     "trainable_params",
+    "lora_r",
     "unlearn_seconds",
     "eval_seconds",
     "wall_seconds",
@@ -49,6 +50,7 @@ COST = [
     Metric("*_seconds", "lower", "time (s)", cost=True),
     Metric("steps", "lower", "optimizer steps", cost=True),
     Metric("trainable_params", "lower", "trainable parameters", cost=True),
+    Metric("lora_r", "none", "LoRA rank (a LoRA cell's; absent: full updates)", cost=True),
     Metric("peak_memory_gib", "lower", "peak memory (GiB): CUDA allocated, or the process's RSS", cost=True),
 ]
 
@@ -94,8 +96,9 @@ def effort(**values) -> dict:
 
 
 def cell_effort(report, settings, world_size: int, eval_seconds: float, wall_seconds: float) -> dict:
-    """A method cell's effort columns from its method's report and settings."""
-    return {
+    """A method cell's effort columns from its method's report and settings (`lora_r` for a LoRA cell only)."""
+    lora = {"lora_r": settings.lora_r} if getattr(settings, "lora_r", 0) else {}
+    return lora | {
         "per_device_batch": settings.batch_size,
         "effective_batch": settings.batch_size * settings.grad_accum * world_size,
         "steps": report.steps,

@@ -14,6 +14,7 @@ import torch
 from harness import distributed, sharding
 from harness.data.collate import device_of, encode_qa, pad_batch
 from harness.progress import progress
+from methods import lora
 from methods.losses import graddiff_loss
 from methods.precision import MasterWeights
 from methods.settings import MethodConfig
@@ -32,6 +33,7 @@ class UnlearnReport:
     trainable_params: int
     extra: dict = field(default_factory=dict)  # scalar columns for the leaderboard row
     artifacts: dict = field(default_factory=dict)  # files saved beside the cell: "x.pt" (torch), "x.json"
+    model: torch.nn.Module | None = None  # the trained model when it wraps the one given (LoRA's PeftModel)
 
 
 def linear_schedule(optimizer, total_steps: int, warmup_ratio: float) -> torch.optim.lr_scheduler.LambdaLR:
@@ -97,8 +99,8 @@ class UnlearningMethod(ABC):
 
     def trainable_parameters(self, model) -> list[torch.nn.Parameter]:
         """Parameters the method updates (called after sharding, on the sharded model's parameters); every
-        other parameter is frozen. Default: all of them."""
-        return list(model.parameters())
+        other parameter is frozen. Default: all of them, or with `lora_r` > 0 the adapters'."""
+        return lora.adapter_parameters(model) if lora.enabled(self.cfg) else list(model.parameters())
 
     def setup_memory(self) -> tuple[float, str] | None:
         """Memory the method's `setup` needs beyond the weights, in bytes, and what for (SIMU's attribution),
@@ -124,9 +126,16 @@ class UnlearningMethod(ABC):
         several processes each rank takes every N-th forget batch (the last ones repeated so that all ranks
         take as many, as torch's DistributedSampler does) and its gradients are averaged with the others'.
         `sharded`: after `setup` (on the whole weights), the model and `frozen_models` are sharded over the
-        ranks with FSDP2 (harness/sharding.py) and trained so; the caller gathers the weights afterwards."""
+        ranks with FSDP2 (harness/sharding.py) and trained so; the caller gathers the weights afterwards.
+        With `lora_r` > 0 the model is wrapped with LoRA adapters after `setup` (methods/lora.py) and the report
+        carries the wrapper (`report.model`), which is what was trained."""
         start, cfg = time.perf_counter(), self.cfg
         self.setup(model, tokenizer, forget, retain)
+        adapted = None
+        if lora.enabled(cfg):
+            if sharded:
+                raise ValueError(f"{self.name}: LoRA adapters train unsharded; drop --shard fsdp")  # preflight says so first
+            model = adapted = lora.adapt(model, cfg, self.name)
         if sharded:
             compute_dtype = next(model.parameters()).dtype
             sharding.shard_model(model, compute_dtype)
@@ -170,7 +179,9 @@ class UnlearningMethod(ABC):
         if not sharding.all_finite(params):
             raise self.diverged("a parameter became non-finite", steps, total_steps)
         model.eval()
-        report = UnlearnReport(steps=steps, unlearn_seconds=0.0, trainable_params=sum(p.numel() for p in params))
+        report = UnlearnReport(
+            steps=steps, unlearn_seconds=0.0, trainable_params=sum(p.numel() for p in params), model=adapted
+        )
         self.finish(model, report)
         report.unlearn_seconds = time.perf_counter() - start
         return report

@@ -7,19 +7,19 @@ from dataclasses import dataclass
 import torch
 
 from methods.base import UnlearningMethod
-from methods.settings import MethodConfig
+from methods.settings import LoRAOptions, MethodConfig
 
 
 @dataclass(frozen=True)
-class FOGradDiffConfig(MethodConfig):
-    """`lr` chosen by the README's selection rule."""
+class FOGradDiffConfig(MethodConfig, LoRAOptions):
+    """`lr` chosen by the README's selection rule; LoRA adapters with `lora_r` > 0."""
 
     gamma: float = 0.3
     lr: float = 1e-4
 
 
 class FOGradDiff(UnlearningMethod):
-    """All parameters trainable; AdamW with weight decay."""
+    """All parameters trainable (or LoRA adapters); AdamW with weight decay."""
 
     settings = FOGradDiffConfig
 

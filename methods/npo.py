@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from harness.rules import POSITIVE
+from methods import lora
 from methods.fo_graddiff import FOGradDiff, FOGradDiffConfig
 from methods.losses import npo_loss
 from methods.settings import setting
@@ -34,13 +35,15 @@ class NPO(FOGradDiff):
     settings = NPOConfig
 
     def model_copies(self) -> int:
-        return 2
+        return 1 if lora.enabled(self.cfg) else 2
 
     def setup(self, model, tokenizer, forget, retain) -> None:
-        self.reference = frozen_copy(model)
+        """The reference: a frozen copy, or with LoRA none (the adapted model with its adapter off is the base)."""
+        self.reference = None if lora.enabled(self.cfg) else frozen_copy(model)
 
     def frozen_models(self) -> list[torch.nn.Module]:
-        return [self.reference]
+        return [] if self.reference is None else [self.reference]
 
     def loss(self, model, forget_batch, retain_batch):
-        return npo_loss(model, self.reference, forget_batch, retain_batch, self.cfg.beta, self.cfg.gamma)
+        reference = lora.AdapterDisabled(model) if self.reference is None else self.reference
+        return npo_loss(model, reference, forget_batch, retain_batch, self.cfg.beta, self.cfg.gamma)

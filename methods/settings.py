@@ -13,9 +13,15 @@ A method subclasses `MethodConfig` with its own fields and names it as its `sett
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 
 from harness.rules import FRACTION, NON_NEGATIVE, POSITIVE, Rule, at_least
+
+LORA_TARGETS = Rule(
+    lambda v: isinstance(v, str) and (v == "all-linear" or re.fullmatch(r"[A-Za-z_][\w.]*(,[A-Za-z_][\w.]*)*", v) is not None),
+    "all-linear, or module names separated by commas (q_proj,v_proj)",
+)
 
 _UNSET = object()
 
@@ -96,3 +102,18 @@ class MethodConfig:
             if self.meta(k, "hashed", True) and not (legacy not in (_UNSET, None) and values[k] == legacy):
                 options[k] = values[k]
         return {k: values[k] for k in [*self.shared(), "template"]} | {"options": options}
+
+
+@dataclass(frozen=True)
+class LoRAOptions:
+    """LoRA adapters (Hu et al. 2021, through peft) instead of full updates, for the methods whose settings take
+    these fields (methods/lora.py). Defaults as SOUL's code (`use_lora`: r 8, alpha 32, dropout 0.05, q_proj and
+    v_proj); `lora_r=0`, the default, is full fine-tuning. Out of the hash while `lora_r` is 0 (the legacy values),
+    so rows made before LoRA existed keep their hashes."""
+
+    lora_r: int = setting(0, at_least(0), "LoRA rank (0: full fine-tuning)", legacy=0)
+    lora_alpha: int = setting(32, at_least(1), "LoRA's scale numerator (the update is alpha/r x BA)", legacy=32)
+    lora_dropout: float = setting(0.05, FRACTION, "dropout on the adapters' input", legacy=0.05)
+    lora_targets: str = setting(
+        "q_proj,v_proj", LORA_TARGETS, "modules given adapters: names, comma-separated, or all-linear", legacy="q_proj,v_proj"
+    )

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from harness import distributed
-from harness.rules import POSITIVE, UNIT, at_least, one_of
+from harness.rules import POSITIVE, UNIT, Rule, at_least, one_of
 from methods import attribution
 from methods.base import UnlearnReport
 from methods.losses import npo_loss
@@ -22,6 +22,11 @@ from methods.simu_report import masks_summary
 from methods.so_graddiff import SOGradDiff, SOGradDiffConfig
 
 LOSSES = one_of("graddiff", "npo")
+NO_LORA = Rule(
+    lambda v: v == 0,
+    "0: SIMU updates the base weights' critical down_proj columns, which a low-rank adapter's update does not "
+    "confine itself to (for Sophia on LoRA adapters: so-graddiff-lora)",
+)
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,7 @@ class SIMUConfig(SOGradDiffConfig):
     )
     loss: str = setting("graddiff", LOSSES, "the unlearning loss", legacy="graddiff")  # added later: GradDiff
     beta: float = setting(0.1, POSITIVE, "NPO's inverse temperature (loss=npo)", legacy=0.1)  # as before
+    lora_r: int = setting(0, NO_LORA, "no LoRA: SIMU's masks address the base weights", legacy=0)
 
 
 class SIMU(SOGradDiff):

@@ -1,4 +1,5 @@
-"""SO-GradDiff (SOUL): the GradDiff loss with the Sophia second-order optimizer, every parameter trainable."""
+"""SO-GradDiff (SOUL): the GradDiff loss with the Sophia second-order optimizer, every parameter trainable (or,
+with `lora_r` > 0, LoRA adapters: SOUL's `use_lora`)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ from harness import distributed, sharding
 from harness.data.collate import IGNORE
 from harness.rules import FRACTION, POSITIVE, at_least, one_of
 from methods.base import UnlearningMethod
-from methods.settings import MethodConfig, setting
+from methods.settings import LoRAOptions, MethodConfig, setting
 from methods.sophia import SophiaG, gnb_hessian_update
 
 
 @dataclass(frozen=True)
-class SOGradDiffConfig(MethodConfig):
+class SOGradDiffConfig(MethodConfig, LoRAOptions):
     """SOUL's SO recipe: Sophia with betas (0.9, 0.95), rho 0.04, gamma 2; `lr` from the README's rule."""
 
     gamma: float = 2.0
