@@ -521,9 +521,18 @@ def build_parser() -> argparse.ArgumentParser:
         "curve, ± the std of the same on each seed's curve; matched.png, the curves. Prints "
         "the selection and the matched table.",
     )
-    compare.add_argument("sweep", metavar="SWEEP_DIR_OR_CSV", help="a sweep's run folder or leaderboard CSV")
     compare.add_argument(
-        "--out", default=None, help="where the files go (default: SWEEP_DIR/compare, or NAME-compare beside a NAME.csv)"
+        "sweep",
+        metavar="SWEEP_DIR_OR_CSV",
+        nargs="+",
+        help="a sweep's run folder or leaderboard CSV; several (of one benchmark and target, each method in one "
+        "of them) are compared as one, e.g. the committed sweep and your method's",
+    )
+    compare.add_argument(
+        "--out",
+        default=None,
+        help="where the files go (default: SWEEP_DIR/compare, or NAME-compare beside a NAME.csv; required "
+        "for several sweeps)",
     )
     compare.add_argument(
         "--levels",

@@ -22,7 +22,7 @@ from scipy.stats import hmean
 
 from harness.files import write_atomically
 from harness.metrics import metrics
-from harness.rows import is_model, method_cells, swept_columns
+from harness.rows import REFERENCE_ROWS, is_model, method_cells, swept_columns
 from harness.tables import read_leaderboard
 
 ROLES = ("forget", "retain", "utility")
@@ -165,17 +165,45 @@ def default_out(sweep: Path) -> Path:
     return sweep / "compare" if sweep.is_dir() else sweep.with_name(f"{sweep.stem}-compare")
 
 
-def compare(sweep: str | Path, out: str | Path | None = None, levels=LEVELS) -> dict[str, Path]:
+def read_sweeps(sweeps: list[Path]) -> pd.DataFrame:
+    """One leaderboard from several sweeps of the same benchmark and target (e.g. the committed sweep and a
+    new method's): the first's reference rows, every sweep's method rows. One error line when a sweep is of
+    another benchmark or target, or repeats a method (its grid points would mix)."""
+    frames = [read_leaderboard(path) for path in sweeps]
+    first, seen = frames[0], {}
+    for path, frame in zip(sweeps, frames):
+        theirs, ours = set(frame["benchmark"].dropna()), set(first["benchmark"].dropna())
+        if theirs != ours:
+            raise ValueError(
+                f"{path}: benchmark {', '.join(sorted(theirs))}, not {sweeps[0]}'s {', '.join(sorted(ours))}"
+            )
+        target = [
+            f.loc[f["method"] == "target", "weights_digest"].dropna().tolist() if "weights_digest" in f else []
+            for f in (frame, first)
+        ]
+        if all(target) and target[0][0] != target[1][0]:
+            raise ValueError(f"{path}: its target model (weights digest {target[0][0]}) is not {sweeps[0]}'s")
+        for method in method_cells(frame)["method"].unique():
+            if method in seen:
+                raise ValueError(f"{path}: method {method} is in {seen[method]} too; compare each method's one sweep")
+            seen[method] = path
+    references = first[first["method"].isin(REFERENCE_ROWS)]
+    return pd.concat([references, *[method_cells(f) for f in frames]], ignore_index=True)
+
+
+def compare(sweep: str | Path | list, out: str | Path | None = None, levels=LEVELS) -> dict[str, Path]:
     """Select each method's point, write the selection, its preset, the matched-forgetting table and plot;
-    returns each file's path by name."""
+    returns each file's path by name. Several sweeps (a list) are compared as one (`read_sweeps`), into `out`."""
     from harness.plots import plot_matched
 
-    sweep = Path(sweep)
-    frame = read_leaderboard(sweep)
+    sweeps = [Path(s) for s in sweep] if isinstance(sweep, (list, tuple)) else [Path(sweep)]
+    if len(sweeps) > 1 and not out:
+        raise ValueError("--out: expected a folder for the comparison of several sweeps")
+    frame = read_sweeps(sweeps) if len(sweeps) > 1 else read_leaderboard(sweeps[0])
     columns = role_columns(frame)
     points = select(grid_points(frame))
     table = matched(frame, levels)
-    out = Path(out) if out else default_out(sweep)
+    out = Path(out) if out else default_out(sweeps[0])
     out.mkdir(parents=True, exist_ok=True)
     benchmark = str(frame["benchmark"].dropna().iloc[0])
     files = {

@@ -134,7 +134,9 @@ class UnlearningMethod(ABC):
         adapted = None
         if lora.enabled(cfg):
             if sharded:
-                raise ValueError(f"{self.name}: LoRA adapters train unsharded; drop --shard fsdp")  # preflight says so first
+                raise ValueError(
+                    f"{self.name}: LoRA adapters train unsharded; drop --shard fsdp"
+                )  # preflight says so first
             model = adapted = lora.adapt(model, cfg, self.name)
         if sharded:
             compute_dtype = next(model.parameters()).dtype

@@ -50,7 +50,9 @@ def adapt(model, settings, method: str):
     try:
         adapted = wrapped(model, settings)
     except ValueError as err:  # peft: "Target modules {...} not found in the base model"
-        linear = sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+        linear = sorted(
+            {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+        )
         raise ValueError(
             f"--set {method}.lora_targets={settings.lora_targets}: {str(err).splitlines()[0]} (this model's linear "
             f"modules: {', '.join(linear)}; or all-linear)"
@@ -72,7 +74,11 @@ def wrapped(model, settings):
 def checkpointing(model) -> bool:
     """Whether the model recomputes activations (transformers 5 `is_activation_checkpointing`, before it
     `is_gradient_checkpointing`)."""
-    name = "is_activation_checkpointing" if hasattr(type(model), "is_activation_checkpointing") else "is_gradient_checkpointing"
+    name = (
+        "is_activation_checkpointing"
+        if hasattr(type(model), "is_activation_checkpointing")
+        else "is_gradient_checkpointing"
+    )
     return bool(getattr(model, name, False))
 
 

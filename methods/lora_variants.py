@@ -2,9 +2,10 @@
 that their rows sit beside full fine-tuning's in one leaderboard, sweep and matched table (`--set
 so-graddiff.lora_r=8` trains the same adapters, but its rows are named `so-graddiff`). Each is its method with
 LoRA on by default (SOUL's r 8, alpha 32, dropout 0.05 on q_proj and v_proj: methods/settings.py
-`LoRAOptions`), every LoRA setting in the cell's hash, and its `lr` from the tofu-mini sweep at the same
-budget as every method's (README, "How hyperparameters are chosen"). Nothing else differs, so they share one
-file rather than five copies of it."""
+`LoRAOptions`), every LoRA setting in the cell's hash, and its `lr` the one the tofu-mini sweep selected
+(leaderboards/tofu-mini-lora.selected.toml: 9 rates, as every method gets, but a decade higher, 1e-4 to 1e-2,
+since a LoRA update starts from B = 0). Nothing else differs, so they share one file rather than five copies
+of it."""
 
 from __future__ import annotations
 
@@ -36,20 +37,20 @@ def _lora_on(cls, lr: float):
 
 
 class FOGradDiffLoRA(FOGradDiff):
-    settings = _lora_on(FOGradDiffConfig, lr=1e-4)
+    settings = _lora_on(FOGradDiffConfig, lr=1e-3)
 
 
 class SOGradDiffLoRA(SOGradDiff):
-    settings = _lora_on(SOGradDiffConfig, lr=1.7783e-4)
+    settings = _lora_on(SOGradDiffConfig, lr=1e-3)
 
 
 class GradAscentLoRA(GradAscent):
-    settings = _lora_on(FOGradDiffConfig, lr=1e-4)
+    settings = _lora_on(FOGradDiffConfig, lr=1e-3)
 
 
 class NPOLoRA(NPO):
-    settings = _lora_on(NPOConfig, lr=1e-3)
+    settings = _lora_on(NPOConfig, lr=5.6234e-3)
 
 
 class SimNPOLoRA(SimNPO):
-    settings = _lora_on(SimNPOConfig, lr=5.6234e-4)
+    settings = _lora_on(SimNPOConfig, lr=1e-2)

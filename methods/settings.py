@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from harness.rules import FRACTION, NON_NEGATIVE, POSITIVE, Rule, at_least
 
 LORA_TARGETS = Rule(
-    lambda v: isinstance(v, str) and (v == "all-linear" or re.fullmatch(r"[A-Za-z_][\w.]*(,[A-Za-z_][\w.]*)*", v) is not None),
+    lambda v: (
+        isinstance(v, str) and (v == "all-linear" or re.fullmatch(r"[A-Za-z_][\w.]*(,[A-Za-z_][\w.]*)*", v) is not None)
+    ),
     "all-linear, or module names separated by commas (q_proj,v_proj)",
 )
 
@@ -115,5 +117,8 @@ class LoRAOptions:
     lora_alpha: int = setting(32, at_least(1), "LoRA's scale numerator (the update is alpha/r x BA)", legacy=32)
     lora_dropout: float = setting(0.05, FRACTION, "dropout on the adapters' input", legacy=0.05)
     lora_targets: str = setting(
-        "q_proj,v_proj", LORA_TARGETS, "modules given adapters: names, comma-separated, or all-linear", legacy="q_proj,v_proj"
+        "q_proj,v_proj",
+        LORA_TARGETS,
+        "modules given adapters: names, comma-separated, or all-linear",
+        legacy="q_proj,v_proj",
     )

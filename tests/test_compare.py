@@ -176,3 +176,29 @@ def test_table_names_the_parts_that_make_a_harmonic_mean_zero():
 def test_compare_on_a_csv_writes_beside_it_under_its_name(tmp_path):
     assert compare.default_out(tmp_path / "tofu-sweep.csv") == tmp_path / "tofu-sweep-compare"
     assert compare.default_out(tmp_path) == tmp_path / "compare"
+
+
+def test_several_sweeps_compare_as_one_and_bad_mixes_are_one_line(tmp_path, capsys):
+    """`harness compare A B --out DIR`: A's references, both sweeps' methods (as a new method's sweep beside the
+    committed one); a sweep of another benchmark, one repeating a method, or no --out is one error line."""
+    frame = sweep_frame()
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    frame[frame["method"] != "b"].to_csv(first, index=False)
+    frame[frame["method"] != "a"].to_csv(second, index=False)
+    assert main(["compare", str(first), str(second), "--out", str(tmp_path / "both")]) == 0
+    together = pd.read_csv(tmp_path / "both" / "selection.csv")
+    alone = compare.select(compare.grid_points(frame))
+    assert together["method"].tolist() == ["a"] * 3 + ["b"] * 3
+    assert together["score"].tolist() == pytest.approx(alone["score"].tolist())
+    capsys.readouterr()
+    other = frame[frame["method"] != "a"].assign(benchmark="lume-mini")
+    other.to_csv(tmp_path / "other.csv", index=False)
+    for args, words in [
+        ([str(first), str(second)], "--out: expected a folder"),
+        ([str(first), str(first), "--out", str(tmp_path / "x")], "method a is in"),
+        ([str(first), str(tmp_path / "other.csv"), "--out", str(tmp_path / "x")], "benchmark lume-mini, not"),
+    ]:
+        assert main(["compare", *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and words in err, err
+    assert not (tmp_path / "x").exists()

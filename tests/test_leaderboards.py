@@ -129,3 +129,43 @@ def test_method_defaults_are_their_tofu_mini_selection():
     selected = tomllib.loads((BOARDS / "tofu-mini.selected.toml").read_text())["methods"]
     assert list(selected) == ALL_METHODS
     assert {m: method_config(m, {}).lr for m in selected} == {m: v["lr"] for m, v in selected.items()}
+
+
+LORA_METHODS = ["so-graddiff-lora", "fo-graddiff-lora", "npo-lora", "simnpo-lora", "grad-ascent-lora"]
+
+
+def test_lora_variants_sit_at_the_point_their_committed_sweep_selects():
+    """The LoRA sweep: every variant over the same 9 rates (a decade above the full-update grid), its selection
+    recomputed with the rule, committed as a preset, and the variants' defaults."""
+    import tomllib
+
+    from harness.config import method_config
+
+    sweep = read_leaderboard(BOARDS / "tofu-mini-lora-sweep.csv")
+    points = compare.select(compare.grid_points(sweep))
+    preset = (BOARDS / "tofu-mini-lora.selected.toml").read_text()
+    assert compare.selected_preset(sweep, points, "tofu-mini") == preset
+    methods = sweep[sweep["kind"] == "method"]
+    assert list(dict.fromkeys(methods["method"])) == LORA_METHODS
+    assert set(methods.groupby("method")["variant"].nunique()) == {9}
+    assert set(methods["lora_r"]) == {8}
+    selected = tomllib.loads(preset)["methods"]
+    assert {m: method_config(m, {}).lr for m in selected} == {m: v["lr"] for m, v in selected.items()}
+    board = read_leaderboard(BOARDS / "tofu-mini-lora.csv")  # the selection rerun, figure for figure
+    assert (BOARDS / "tofu-mini-lora.md").read_text() == render(board)
+    for _, point in points[points["selected"]].iterrows():
+        cells = sweep[(sweep["method"] == point["method"]) & (sweep["variant"] == point["variant"])]
+        rows = board[board["method"] == point["method"]]
+        checked = [c for c in board.columns if metrics.get(c).checked and c in sweep.columns]
+        assert rows[checked].reset_index(drop=True).equals(cells[checked].reset_index(drop=True)), point["method"]
+
+
+def test_lora_matched_table_sits_beside_full_updates_and_is_in_the_readme(figure_stats):
+    """The matched-forgetting table of the full-update sweep and the LoRA sweep compared as one."""
+    frame = compare.read_sweeps([BOARDS / "tofu-mini-sweep.csv", BOARDS / "tofu-mini-lora-sweep.csv"])
+    assert list(dict.fromkeys(frame.loc[frame["kind"] == "method", "method"])) == ALL_METHODS + LORA_METHODS
+    table = compare.matched_table(compare.matched(frame), compare.role_columns(frame))
+    assert table == (BOARDS / "tofu-mini-lora-matched.md").read_text()
+    assert table in (ROOT / "README.md").read_text()
+    width, _, inked, _ = figure_stats(BOARDS / "tofu-mini-lora-matched.png")
+    assert width > 1000 and 0.01 < inked < 0.6

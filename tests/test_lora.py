@@ -198,3 +198,4 @@ def test_a_saved_adapter_scores_its_rows_figures_again(tmp_path, micro_cache):
     again = json.loads((out / "results" / "reloaded.model.json").read_text())
     figures = [k for k in row if k.startswith(("forget_", "retain_", "mia_", "model_utility"))]
     assert figures and all(again[k] == pytest.approx(row[k], abs=1e-6) for k in figures)
+    assert again["weights_digest"] == row["weights_digest"]  # the same base and adapter tensors
