@@ -19,19 +19,9 @@ import statistics
 import subprocess
 import sys
 
+from simu_speed import SMOLLM2_135M  # HuggingFaceTB/SmolLM2-135M's shape (perf/ is on the path of a script)
+
 PAIRS = [("so-graddiff", "so-graddiff-lora"), ("npo", "npo-lora")]
-SMOLLM2_135M = dict(  # HuggingFaceTB/SmolLM2-135M's config.json
-    hidden_size=576,
-    intermediate_size=1536,
-    num_hidden_layers=30,
-    num_attention_heads=9,
-    num_key_value_heads=3,
-    vocab_size=49152,
-    max_position_embeddings=2048,
-    rms_norm_eps=1e-5,
-    rope_theta=100000.0,
-    tie_word_embeddings=True,
-)
 
 
 def one(model_name: str, method: str, rows: int, cache_dir: str | None) -> dict:
