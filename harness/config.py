@@ -354,18 +354,19 @@ def check_method_settings(cfg: RunConfig) -> None:
 def _check_lora_unsharded(cfg: RunConfig) -> None:
     """LoRA cells train unsharded (their frozen base in the run's dtype plus float32 adapters fit where full
     updates would not), so `--shard fsdp` with one is one line, not a failure after the reference rows."""
-    from harness.grid import cell_config, cells
     from harness.sharding import mode
 
     if mode(cfg.compute.shard) != "fsdp":
         return
-    for cell in cells(cfg):
-        lora_r = getattr(cell_config(cfg, cell), "lora_r", 0)
+    for name in cfg.methods:
+        overrides = cfg.overrides_for(name)
+        points = [overrides | {"lora_r": v} for v in cfg.grid.get(f"{name}.lora_r", [])] or [overrides]
+        lora_r = max(getattr(method_config(name, point), "lora_r", 0) for point in points)
         if lora_r:
             raise SettingError(
                 "shard",
                 "fsdp",
-                f"{cell.method} trains LoRA adapters (lora_r={lora_r}), which train unsharded: drop --shard fsdp "
+                f"{name} trains LoRA adapters (lora_r={lora_r}), which train unsharded: drop --shard fsdp "
                 f"(the frozen base in --dtype plus the adapters is what one device must hold; --dry-run plans it)",
                 via="flag",
             )
