@@ -113,10 +113,10 @@ def methods_help() -> tuple[str, str]:
     methods, and torch with them: only when --help is asked for)."""
     from methods.settings import MethodConfig
 
-    own = []
+    own, indent = [], max(20, 6 + max(len(name) for name in methods.names()))  # "    NAME: ", wide enough for each
     for name in methods.names():
         settings = methods[name].settings
-        own.append(_wrapped(f"  {name}:", _keys(settings, settings.options()) or "none", 20))
+        own.append(_wrapped(f"  {name}:", _keys(settings, settings.options()) or "none", indent))
     return _wrapped("", _keys(MethodConfig, MethodConfig.shared())), "\n".join(own)
 
 
