@@ -135,7 +135,10 @@ def test_conv1d_neuron_rows_are_split_with_their_shards():
     22 and 21): each rank's mask is its rows of the whole mask, the masked Sophia step moves only critical
     rows, and clipping uses the global norm (tests/fsdp_worker.py)."""
     done = torchrun(script=[str(Path(__file__).with_name("fsdp_worker.py"))])
-    assert sorted(re.findall(r"rank \d: ok", done.stdout)) == ["rank 0: ok", "rank 1: ok"]  # the ranks' lines may interleave
+    assert sorted(re.findall(r"rank \d: ok", done.stdout)) == [
+        "rank 0: ok",
+        "rank 1: ok",
+    ]  # the ranks' lines may interleave
 
 
 @pytest.mark.slow
