@@ -20,10 +20,40 @@ SCORE_OF_KIND = {"sc": "regurgitation", "qa": "knowledge"}
 
 # What each column means (harness/metrics.py): defaults in `harness table`'s order, then the families.
 METRICS = [
-    Metric("lume_forget_regurgitation", "lower", "forget regurgitation (ROUGE-L)", default=True),
-    Metric("lume_forget_knowledge", "lower", "forget knowledge (exact match)", default=True, role="forget"),
-    Metric("lume_retain_regurgitation", "higher", "retain regurgitation (ROUGE-L)", default=True),
-    Metric("lume_retain_knowledge", "higher", "retain knowledge (exact match)", default=True, role="retain"),
+    Metric(
+        "lume_forget_regurgitation",
+        "lower",
+        "forget regurgitation (ROUGE-L)",
+        default=True,
+        items=("forget",),
+        item_field="regurgitation",
+    ),
+    Metric(
+        "lume_forget_knowledge",
+        "lower",
+        "forget knowledge (exact match)",
+        default=True,
+        role="forget",
+        items=("forget",),
+        item_field="knowledge",
+    ),
+    Metric(
+        "lume_retain_regurgitation",
+        "higher",
+        "retain regurgitation (ROUGE-L)",
+        default=True,
+        items=("retain",),
+        item_field="regurgitation",
+    ),
+    Metric(
+        "lume_retain_knowledge",
+        "higher",
+        "retain knowledge (exact match)",
+        default=True,
+        role="retain",
+        items=("retain",),
+        item_field="knowledge",
+    ),
     Metric(
         "lume_task_aggregate",
         "higher",

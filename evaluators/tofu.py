@@ -66,16 +66,47 @@ def _split(split: str, better: str) -> Metric:
 # What each column means (harness/metrics.py): defaults in `harness table`'s order, then the families.
 METRICS = [
     Metric(
-        "forget_em_contains", "lower", "forget exact match (contains)", default=True, role="forget", items=("forget",)
+        "forget_em_contains",
+        "lower",
+        "forget exact match (contains)",
+        default=True,
+        role="forget",
+        items=("forget",),
+        item_field="em_contains",
     ),
     Metric(
-        "retain_em_contains", "higher", "retain exact match (contains)", default=True, role="retain", items=("retain",)
+        "retain_em_contains",
+        "higher",
+        "retain exact match (contains)",
+        default=True,
+        role="retain",
+        items=("retain",),
+        item_field="em_contains",
     ),
     Metric(
-        "world_facts_em_contains", "higher", "world facts exact match (contains)", default=True, items=("world_facts",)
+        "world_facts_em_contains",
+        "higher",
+        "world facts exact match (contains)",
+        default=True,
+        items=("world_facts",),
+        item_field="em_contains",
     ),
-    Metric("forget_rougeL_recall", "lower", "forget ROUGE-L recall", default=True, items=("forget",)),
-    Metric("retain_rougeL_recall", "higher", "retain ROUGE-L recall", default=True, items=("retain",)),
+    Metric(
+        "forget_rougeL_recall",
+        "lower",
+        "forget ROUGE-L recall",
+        default=True,
+        items=("forget",),
+        item_field="rougeL_recall",
+    ),
+    Metric(
+        "retain_rougeL_recall",
+        "higher",
+        "retain ROUGE-L recall",
+        default=True,
+        items=("retain",),
+        item_field="rougeL_recall",
+    ),
     Metric(
         "model_utility",
         "higher",

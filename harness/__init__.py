@@ -30,7 +30,7 @@ try:
     __version__ = version("unlearning-harness")  # pyproject.toml's, the one place it is written
 except PackageNotFoundError:  # a source tree on sys.path, not installed
     __version__ = "unknown"
-__all__ = ["Result", "SettingError", "evaluate", "prepare", "run", "sweep", "table"]
+__all__ = ["Result", "SettingError", "compare", "evaluate", "prepare", "run", "sweep", "table"]
 
 
 class Result(NamedTuple):
@@ -129,13 +129,45 @@ def prepare(*, benchmark: str | None = None, preset: str | None = None, settings
     return bench.prepare(cfg)
 
 
-def table(run: str | Path | Result | pd.DataFrame, columns: Iterable[str] | None = None, format: str = "md") -> str:
-    """`harness table`: the comparison table of a run folder, a leaderboard CSV, a `Result` or a frame."""
+def table(
+    run: str | Path | Result | pd.DataFrame,
+    columns: Iterable[str] | None = None,
+    format: str = "md",
+    intervals: bool = False,
+    level: float = 0.95,
+    resamples: int = 1000,
+    bootstrap_seed: int = 0,
+) -> str:
+    """`harness table`: the comparison table of a run folder, a leaderboard CSV, a `Result` or a frame (a frame
+    has no per-item values beside it, so its intervals are over seeds only)."""
     import pandas as pd
 
     from harness.tables import read_leaderboard, render
+    from harness.uncertainty import Bootstrap, read_items
 
+    where = run.folder if isinstance(run, Result) else None if isinstance(run, pd.DataFrame) else run
     frame = (
         run.leaderboard if isinstance(run, Result) else run if isinstance(run, pd.DataFrame) else read_leaderboard(run)
     )
-    return render(frame, list(columns) if columns else None, format)
+    items = read_items(where) if where is not None else None
+    settings = Bootstrap(level, resamples, bootstrap_seed)
+    return render(frame, list(columns) if columns else None, format, items, settings, intervals)
+
+
+def compare(
+    *sweeps: str | Path | Result,
+    out: str | Path | None = None,
+    levels: Iterable[float] = (0.5, 0.25, 0.1),
+    pair: tuple[str, str] | None = None,
+    level: float = 0.95,
+    resamples: int = 1000,
+    bootstrap_seed: int = 0,
+) -> dict[str, Path]:
+    """`harness compare`: the selection, its preset, the matched-forgetting table and plot of one sweep or of
+    several as one, and with `pair` two methods' paired comparison; each file's path by name."""
+    from harness.compare import compare as compare_sweeps
+    from harness.uncertainty import Bootstrap
+
+    paths = [s.folder if isinstance(s, Result) else s for s in sweeps]
+    settings = Bootstrap(level, resamples, bootstrap_seed)
+    return compare_sweeps(paths if len(paths) > 1 else paths[0], out, tuple(levels), pair, settings)

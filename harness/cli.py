@@ -425,8 +425,10 @@ def build_parser() -> argparse.ArgumentParser:
         "table",
         help="a comparison table of a run: methods as rows, mean ± std over seeds",
         description="Methods as rows (target and retain first, marked as references), each metric "
-        "as mean ± std over seeds with an arrow for the better direction and the best method in "
-        "bold.",
+        "as mean ± std over seeds with an arrow for the better direction. The best method is bold "
+        "only where it is separated from every other: the bootstrap interval (over seeds, and over "
+        "items where the leaderboard's items.csv.gz has them) of their paired difference excludes 0; "
+        "otherwise it and the methods it ties with are marked †.",
     )
     table.add_argument("run", metavar="RUN_DIR_OR_CSV", help="a run folder (with leaderboard.csv) or a leaderboard CSV")
     table.add_argument("--format", default="md", choices=["md", "latex", "csv"], help="output format (default: md)")
@@ -437,6 +439,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated metric columns (default: forget/retain/world em_contains, ROUGE-L, "
         "model_utility, forget_quality, mia_loss_auc, wall_seconds)",
     )
+    table.add_argument(
+        "--intervals", action="store_true", help="show each mean's bootstrap interval (always in --format csv)"
+    )
+    _add_bootstrap_arguments(table)
     check = sub.add_parser(
         "check",
         help="compare a run with a reference leaderboard; exit 1 on a regression",
@@ -518,8 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
         "selected.toml, a preset with each method at its selected point (harness run --preset "
         "FILE reruns them); matched.md and matched.csv, retain and utility where each method's "
         "curve over its grid first reaches each forget level, linearly interpolated on the mean "
-        "curve, ± the std of the same on each seed's curve; matched.png, the curves. Prints "
-        "the selection and the matched table.",
+        "curve, ± the std of the same on each seed's curve, and its bootstrap interval (over seeds, "
+        "and items where the sweep's items.csv.gz has them); matched.png, the curves; with --pair "
+        "A,B, pair.md and pair.csv, the paired comparison. Prints the selection and the tables.",
     )
     compare.add_argument(
         "sweep",
@@ -540,7 +547,31 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="comma-separated forget levels to match at (default: 0.5,0.25,0.1)",
     )
+    compare.add_argument(
+        "--pair",
+        type=_csv(str),
+        default=None,
+        metavar="A,B",
+        help="two methods to compare paired (the same seeds and items): A - B at their selected points and at "
+        "each matched level, with its interval and p-value (pair.md, pair.csv)",
+    )
+    _add_bootstrap_arguments(compare)
     return parser
+
+
+def _add_bootstrap_arguments(parser: argparse.ArgumentParser) -> None:
+    """The bootstrap's settings (harness/uncertainty.py): over seeds, and over items where the per-item file
+    beside the leaderboard has them."""
+    group = parser.add_argument_group("intervals (bootstrap over seeds and items)")
+    group.add_argument("--level", type=float, default=0.95, help="the intervals' level (default: 0.95)")
+    group.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default: 1000)")
+    group.add_argument("--bootstrap-seed", type=int, default=0, help="the draws' seed (default: 0)")
+
+
+def _bootstrap(args):
+    from harness.uncertainty import Bootstrap
+
+    return Bootstrap(args.level, args.resamples, args.bootstrap_seed)
 
 
 def _tolerances(pairs: list[str]) -> dict[str, float]:
@@ -556,8 +587,10 @@ def _tolerances(pairs: list[str]) -> dict[str, float]:
 
 def run_table(args) -> int:
     from harness.tables import read_leaderboard, render
+    from harness.uncertainty import read_items
 
-    sys.stdout.write(render(read_leaderboard(args.run), args.columns, args.format))
+    settings, frame = _bootstrap(args), read_leaderboard(args.run)
+    sys.stdout.write(render(frame, args.columns, args.format, read_items(args.run), settings, args.intervals))
     return 0
 
 
@@ -587,10 +620,14 @@ def run_compare(args) -> int:
 
     from harness.compare import LEVELS, compare
 
-    paths = compare(args.sweep, args.out, args.levels or LEVELS)
+    if args.pair is not None and (len(args.pair) != 2 or args.pair[0] == args.pair[1]):
+        raise ValueError(f"--pair {','.join(args.pair)}: expected two different methods, A,B")
+    paths = compare(args.sweep, args.out, args.levels or LEVELS, tuple(args.pair or ()) or None, _bootstrap(args))
     selection = pd.read_csv(paths["selection.csv"])
     print(selection.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(paths["matched.md"].read_text(encoding="utf-8"))
+    if "pair.md" in paths:
+        print(paths["pair.md"].read_text(encoding="utf-8"))
     for path in paths.values():
         print(path)
     return 0

@@ -348,16 +348,21 @@ def check_method_settings(cfg: RunConfig) -> None:
             method_config(method, {key: value})
     for key, points in cfg.grid.items():
         _check_axis(key, points)
-    _check_lora_unsharded(cfg)
+    _check_unsharded(cfg)
 
 
-def _check_lora_unsharded(cfg: RunConfig) -> None:
-    """LoRA cells train unsharded (their frozen base in the run's dtype plus float32 adapters fit where full
-    updates would not), so `--shard fsdp` with one is one line, not a failure after the reference rows."""
+def _check_unsharded(cfg: RunConfig) -> None:
+    """What trains unsharded, so that `--shard fsdp` with it is one line, not a failure after the reference
+    rows: curve points (`eval.every`), and LoRA cells (their frozen base in the run's dtype plus float32 adapters
+    fit where full updates would not)."""
     from harness.sharding import mode
 
     if mode(cfg.compute.shard) != "fsdp":
         return
+    if cfg.eval.every:
+        raise SettingError(
+            "shard", "fsdp", "curve points (eval.every) are taken on an unsharded model: drop --shard fsdp", "flag"
+        )
     for name in cfg.methods:
         overrides = cfg.overrides_for(name)
         points = [overrides | {"lora_r": v} for v in cfg.grid.get(f"{name}.lora_r", [])] or [overrides]
@@ -584,6 +589,31 @@ def validate(cfg: RunConfig, command: str = "run") -> None:
         raise SettingError("methods", "", "expected one or more method names", "flag")
     if command == "sweep" and not cfg.grid:
         raise SettingError("grid", None, "expected one or more axes (METHOD.key=v1,v2,...)", "flag")
+    _check_curves(cfg, command)
+
+
+def _check_curves(cfg: RunConfig, command: str) -> None:
+    """The curves' settings fit the run: points are taken while a cell unlearns (not in `harness eval`) on an
+    unsharded model (checked with the methods' settings: `_check_unsharded`); a stop rule needs points, a
+    declared column and (muse) a retain reference."""
+    from harness.metrics import metrics
+
+    settings = cfg.eval
+    if settings.every and command == "eval":
+        raise SettingError("eval.every", settings.every, "harness eval unlearns nothing, so draws no curve")
+    if not settings.stop_at:
+        return
+    if not settings.every:
+        raise SettingError("eval.stop_at", settings.stop_at, "a stop rule is checked at curve points: set eval.every")
+    if settings.stop_at == "muse" and not benchmarks[cfg.benchmark].retain_reference:
+        raise SettingError(
+            "eval.stop_at", "muse", f"MUSE's rule compares with the retain model; --benchmark {cfg.benchmark} has none"
+        )
+    metric = settings.stop_rule.split("<")[0].split(">")[0]
+    if not metrics.declared(metric):
+        raise SettingError(
+            "eval.stop_at", settings.stop_at, f"{metric} is no declared column (`harness metrics` lists them)"
+        )
 
 
 def _check_eval_names(cfg: RunConfig) -> None:

@@ -13,12 +13,14 @@ from evaluators import lm_eval_bridge
 from evaluators.base import EvalResult
 from harness import distributed, hashing, rows
 from harness.benchmarks.base import Benchmark, Prepared
+from harness.checkpoints import is_saved
 from harness.config import RunConfig, method_config
+from harness.curves import curve_path, light_context
 from harness.environment import record_environment
 from harness.metrics import metrics
 from harness.models import load_model
 from harness.progress import note
-from harness.results import read_row
+from harness.results import cell_done, read_row
 from harness.sharding import gathered
 from harness.sharding import mode as sharding_mode
 
@@ -131,6 +133,11 @@ class Context:
         )
 
     @functools.cached_property
+    def light(self) -> Context:
+        """This context for the curves' light evaluation (harness/curves.py), made once per run."""
+        return light_context(self)
+
+    @functools.cached_property
     def lm_eval_tasks(self) -> list[str]:
         return self.bench.lm_eval_tasks(self.cfg)
 
@@ -181,14 +188,18 @@ class Context:
         result.metrics |= self.bench.final_metrics(result.metrics, self.cfg, before)
         return result, time.perf_counter() - start
 
-    def unlearn(self, method, model, tokenizer):
+    def unlearn(self, method, model, tokenizer, curve=None):
         """`method` run on `model` (sharded under `--shard fsdp`), its report, and the model evaluation and
         `--save-models` take: `model` itself, the adapted model wrapping it (LoRA), or the sharded weights
-        gathered into a fresh replicated copy."""
+        gathered into a fresh replicated copy. `curve` (harness/curves.py) takes its points as it trains, and is
+        written once it has."""
         sharded = self.shard == "fsdp"
+        method.curve = curve
         # `sharded` only when asked for, so a plugin's own `unlearn(model, tokenizer, forget, retain)` still runs
         extra = {"sharded": True} if sharded else {}
         report = method.unlearn(model, tokenizer, self.prepared.forget, self.prepared.retain, **extra)
+        if curve is not None:
+            curve.write(self.results_dir.parent)
         del method  # its masters, masks and frozen copies, before the copy is made
         if report.model is not None:  # the trained model wraps the one given (LoRA adapters over it)
             model, report.model = report.model, None
@@ -205,6 +216,19 @@ class Context:
         if self.cfg.compute.gradient_checkpointing:
             model.activation_checkpointing_enable({"use_reentrant": False})
         return model, tokenizer
+
+    def done(self, cell: str, cell_hash: str, model_folder: Path) -> bool:
+        """The cell's row is written for this configuration, with what the run asks for beside it: its model
+        (`save.models`) and its curve (`eval.every`); a done cell missing one runs again to make it."""
+        if not cell_done(self.results_dir, cell, cell_hash, self.reference_hash):
+            return False
+        if self.cfg.save.models and not is_saved(model_folder, cell_hash):
+            note(f"{cell}: done, but its model was not saved; running it again to save it")
+            return False
+        if self.cfg.eval.every and not curve_path(self.results_dir.parent, cell).exists():
+            note(f"{cell}: done, but without its curve; running it again to draw it")
+            return False
+        return True
 
     def same_as_target(self, figures: dict) -> bool:
         """Every checked figure equals the target row's."""

@@ -38,7 +38,12 @@ def _previous_order(out_dir: Path) -> list[str]:
 
 
 def write_leaderboard(out_dir: Path, methods: list[str] = (), models: list[str] = ()) -> Path:
+    """`OUT/leaderboard.csv`, and beside it `items.csv.gz`, the per-item values its item-mean columns are means
+    of, which `harness table` and `harness compare` resample (harness/uncertainty.py)."""
+    from harness.uncertainty import write_items
+
     path = out_dir / "leaderboard.csv"
     with uninterrupted():
         write_atomically(path, build_leaderboard(out_dir, methods, models).to_csv(index=False))
+        write_items(out_dir)
     return path

@@ -41,6 +41,8 @@ class Metric:
     item_weight: float = 1.0
     floor: Callable | None = None
     parts: tuple[str, ...] = ()  # a harmonic mean's parts (columns or patterns), forget ones entering as 1 - v
+    item_field: str = ""  # the per-item field the column is the mean of over its one `items` split (intervals
+    #                       resample those items: harness/uncertainty.py)
 
     def __post_init__(self):
         if self.better not in BETTER:

@@ -4,6 +4,8 @@
   retain knowledge, and MMLU or its stand-in), one small point per
   method and seed, a large one for the method's mean (± std bars), and the target and retain references;
 - `sweep_<key>.png` (sweeps only): each metric against one swept value, one line per setting of the others;
+- `curves.png` (runs with `eval.every`): the forget, retain and utility columns against the optimizer step and
+  forget against retain along the way, one line per method, mean ± std over seeds (harness/curves.py);
 - each `harness.plots` entry point's figures: a method's own, drawn from its files (SIMU's neurons per layer:
   methods/simu_report.py), called as `plot(run_dir, row_order, out_dir) -> paths`.
 """
@@ -177,6 +179,62 @@ def plot_matched(frame: pd.DataFrame, columns: dict[str, str], levels, path: Pat
     return _finish(fig, axes, title, path)
 
 
+def read_curves(run_dir: Path) -> pd.DataFrame | None:
+    """Every cell's curve points (`OUT/curves/*.csv`, harness/curves.py) as one frame; None when there are none."""
+    files = sorted((run_dir / "curves").glob("*.csv"))
+    if not files:
+        return None
+    frame = pd.concat([pd.read_csv(f, dtype={"variant": str}) for f in files], ignore_index=True)
+    frame["variant"] = frame["variant"].fillna("")
+    return frame
+
+
+def plot_curves(curves: pd.DataFrame, frame: pd.DataFrame, path: Path) -> Path:
+    """The unlearning curves: the forget, retain and utility columns against the optimizer step, and forget
+    against retain along the trajectory; one line per method (and grid point), mean ± std over seeds at each
+    step (a band), the target and retain rows as dashed lines."""
+    roles = [(role, _role(curves, role)) for role in ("forget", "retain", "utility")]
+    roles = [(role, column) for role, column in roles if column]
+    labels = curves["method"] + curves["variant"].map(lambda v: f" {v}" if v else "")
+    order = [m for m in dict.fromkeys(row_labels(frame)) if m in set(labels)] + sorted(
+        set(labels) - set(row_labels(frame))
+    )
+    colours = plt.get_cmap("tab10" if len(order) <= 10 else "tab20")
+    fig, axes = plt.subplots(1, len(roles) + 1, figsize=(4.6 * (len(roles) + 1), 4.2), squeeze=False)
+    columns = [column for _, column in roles]
+    for i, label in enumerate(order):
+        stats = curves[labels == label].groupby("step")[columns].agg(["mean", "std", "count"])
+        colour, seeds = colours(i % colours.N), int(stats[columns[0]]["count"].max())
+        for ax, column in zip(axes[0], columns):
+            mean, std = stats[column]["mean"], stats[column]["std"].fillna(0)
+            ax.plot(stats.index, mean, color=colour, lw=1.6, label=f"{label} ({seeds} seed{'s' * (seeds != 1)})")
+            ax.fill_between(stats.index, mean - std, mean + std, color=colour, alpha=0.18, lw=0)
+        if len(columns) > 1:
+            trajectory = axes[0][-1]
+            trajectory.plot(stats[columns[0]]["mean"], stats[columns[1]]["mean"], color=colour, marker="o", ms=3)
+            trajectory.scatter(
+                stats[columns[0]]["mean"].iloc[:1], stats[columns[1]]["mean"].iloc[:1], color=colour, s=30, marker="s"
+            )
+    for ax, column in zip(axes[0], columns):
+        for ref, style in (("target", "-."), ("retain", "--")):
+            rows = frame.loc[frame["method"] == ref, column] if column in frame else []
+            if len(rows):
+                ax.axhline(
+                    float(rows.iloc[0]), color="gray", linestyle=style, lw=1, label=f"{ref} (reference, full split)"
+                )
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel(_label(column))
+        ax.grid(alpha=0.3)
+    if len(columns) > 1:
+        trajectory = axes[0][-1]
+        trajectory.set_xlabel(_label(columns[0]))
+        trajectory.set_ylabel(_label(columns[1]))
+        trajectory.set_title("trajectory (square: step 0)", fontsize=9)
+        trajectory.grid(alpha=0.3)
+    title = f"Unlearning curves (mean ± std over seeds, on the curve sample): {_title(frame, marker_note=False)}"
+    return _finish(fig, axes, title, path)
+
+
 def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
     """Every figure the run supports; returns the paths written."""
     run_dir = Path(run_dir)
@@ -194,4 +252,7 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
         paths += load_entry_point(entry)(run_dir, order, out)
     for key in swept_columns(frame):
         paths.append(plot_sweep(frame, key, out / f"sweep_{key}.png"))
+    curves = read_curves(run_dir)
+    if curves is not None:
+        paths.append(plot_curves(curves, frame, out / "curves.png"))
     return paths

@@ -16,8 +16,9 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from harness import distributed
-from harness.checkpoints import discard_stale, is_saved, keep_cell
+from harness.checkpoints import discard_stale, keep_cell
 from harness.config import RunConfig
+from harness.curves import Curve
 from harness.environment import environment
 from harness.files import locked
 from harness.grid import Cell, Context, cell_config, cells, swept_values
@@ -26,7 +27,7 @@ from harness.model_rows import check_names_free, evaluate_model, evaluate_refere
 from harness.models import peak_memory_gib, reset_peak_memory, resolve_device, seed_everything, weights_digest
 from harness.progress import WARNINGS, note, progress, quiet_libraries_in_logs, warn
 from harness.registry import benchmarks, methods
-from harness.results import CellsFailed, cell_done, write_artifacts, write_cell
+from harness.results import CellsFailed, write_artifacts, write_cell
 from harness.rows import cell_effort, effort
 from harness.sharding import mode as sharding_mode
 from methods.base import Diverged
@@ -40,15 +41,12 @@ def model_folder(ctx: Context, cell: Cell) -> Path:
 
 def run_method(ctx: Context, cell: Cell) -> bool:
     """Unlearn a fresh copy of the target model with the cell's method, grid point and seed, then evaluate
-    (and with `save.models`, keep the model). False when the cell was already done (rank 0 decides for all
-    ranks); a done cell whose model is asked for but was not saved runs again to save it."""
+    (and with `save.models`, keep the model; with `eval.every`, draw its curve). False when the cell was already
+    done (rank 0 decides for all ranks: `Context.done`)."""
     mcfg = cell_config(ctx.cfg, cell)
-    cell_hash = ctx.cell_hash(cell.method, mcfg.hashed())
+    cell_hash = ctx.cell_hash(cell.method, mcfg.hashed(), *ctx.cfg.eval.stopping())
     main = distributed.is_main()
-    done = main and cell_done(ctx.results_dir, cell.name, cell_hash, ctx.reference_hash)
-    if done and ctx.cfg.save.models and not is_saved(model_folder(ctx, cell), cell_hash):
-        note(f"{cell.name}: done, but its model was not saved; running it again to save it")
-        done = False
+    done = main and ctx.done(cell.name, cell_hash, model_folder(ctx, cell))
     if main and not done:
         discard_stale(model_folder(ctx, cell), cell_hash)
     if distributed.share(done):
@@ -59,7 +57,8 @@ def run_method(ctx: Context, cell: Cell) -> bool:
     if main:
         ctx.target_digest = ctx.target_digest or weights_digest(model)
     seed_everything(cell.seed + 1_000_003 * distributed.rank())  # ranks sample apart (the GNB labels)
-    report, model = ctx.unlearn(methods[cell.method](mcfg), model, tokenizer)
+    curve = Curve(ctx.light, cell, tokenizer) if ctx.cfg.eval.every else None
+    report, model = ctx.unlearn(methods[cell.method](mcfg), model, tokenizer, curve)  # curve: its points taken
     result, eval_seconds = ctx.score(model, tokenizer)  # every rank: data-parallel
     if not main:
         return True

@@ -1,7 +1,10 @@
 """Leaderboard tables: `harness table`.
 
 A run's leaderboard has one row per cell; a table has one row per method, each metric as mean ± std over
-seeds, the direction that is better marked by an arrow, and the best method in each column in bold.
+seeds (with `intervals`, its bootstrap interval over seeds and items: harness/uncertainty.py), the direction
+that is better marked by an arrow, and the best method in each column in bold where it is separated from every
+other: the interval of their paired difference excludes 0. A best that is not is marked † with the methods it
+is tied with.
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ import pandas as pd
 
 from harness.metrics import metrics
 from harness.rows import IDENTITY_COLUMNS, LEADERBOARD_KEYS, REFERENCE_ROWS
+from harness.uncertainty import Bootstrap, resampler_for
+
+TIE = "†"
 
 
 def direction(column: str) -> str:
@@ -102,13 +108,49 @@ def _number(x: float) -> str:
     return f"{x:.1e}" if x != 0 and abs(x) < 5e-4 else f"{x:.3f}"
 
 
-def _cell(mean: float, std: float, n: int, bold: bool, fmt: str, mark: str = "") -> str:
+def _cell(mean: float, std: float, n: int, mark: str, fmt: str, note: str = "", interval=None) -> str:
+    """One table cell: mean ± std (the mean alone for one seed), its interval when asked for, bold when `mark`
+    is "bold", the tie mark when it is TIE, then a footnote's mark."""
     if pd.isna(mean):
         return "–"  # the metric does not apply to this row (e.g. simu_* on other methods)
-    text = (_number(mean) if n == 1 else f"{_number(mean)} ± {_number(std)}") + mark
-    if not bold:
+    text = _number(mean) if n == 1 else f"{_number(mean)} ± {_number(std)}"
+    if interval is not None and not pd.isna(interval[0]):
+        text += f" [{_number(interval[0])}, {_number(interval[1])}]"
+    text += TIE if mark == TIE else ""
+    text += note
+    if mark != "bold":
         return text
     return f"**{text}**" if fmt == "md" else f"\\textbf{{{text}}}"
+
+
+def separated_best(means: pd.DataFrame, column: str, replicates: dict, groups: dict, resampler) -> dict[str, str]:
+    """label -> "bold" for the best method when the interval of its paired difference (in `Metric.badness`)
+    with every other method excludes 0, else label -> TIE for the best and each method it is not separated from
+    (a row of one seed without per-item values has no interval, so it separates from nothing)."""
+    best = best_methods(means, column)
+    if not best:
+        return {}
+    if len(best) > 1:
+        return dict.fromkeys(best, TIE)
+    metric, (top,) = metrics.get(column), best
+    others = [m for m in means.index if m not in REFERENCE_ROWS and m != top and pd.notna(means.loc[m, column])]
+    tied = []
+    for other in others:
+        value = float(metric.badness(means.loc[other, column]) - metric.badness(means.loc[top, column]))
+        difference = replicates[other].map(metric.badness) - replicates[top].map(metric.badness)
+        estimate = resampler.estimate(value, difference, [groups[top], groups[other]], column)
+        if not estimate.separated(resampler.settings.level):
+            tied.append(other)
+    return {top: "bold"} if not tied else dict.fromkeys([top, *tied], TIE)
+
+
+def tie_note(bootstrap: Bootstrap, items: bool) -> str:
+    over = "seeds and items" if items else "seeds only: no per-item file"
+    return (
+        f"{TIE} best mean, but not separated: the {bootstrap.level:.0%} interval (bootstrap over {over}, t with the "
+        f"seeds' degrees of freedom) of its paired difference with each {TIE} row includes 0. Bold: a best "
+        f"separated from every other row."
+    )
 
 
 def zero_parts(frame: pd.DataFrame, column: str) -> dict[str, int]:
@@ -137,17 +179,38 @@ def zero_notes(frame: pd.DataFrame, means: pd.DataFrame, columns: list[str]) -> 
     return notes
 
 
-def render(frame: pd.DataFrame, columns: list[str] | None = None, fmt: str = "md") -> str:
-    """The comparison table as Markdown, LaTeX or CSV (CSV: separate mean and std columns, no markup)."""
+def render(
+    frame: pd.DataFrame,
+    columns: list[str] | None = None,
+    fmt: str = "md",
+    items: pd.DataFrame | None = None,
+    bootstrap: Bootstrap | None = None,
+    intervals: bool = False,
+) -> str:
+    """The comparison table as Markdown, LaTeX or CSV (CSV: separate mean, std and interval columns, no markup).
+    `items`: the per-item values beside the leaderboard (harness.uncertainty.read_items), so that the intervals
+    resample items as well as seeds; `intervals`: show them in Markdown and LaTeX."""
     columns = columns or metrics.defaults(frame.columns)
+    bootstrap = bootstrap or Bootstrap()
     means, stds = summarise(frame, columns)
-    counts = frame.groupby(row_labels(frame), sort=False).size().reindex(means.index)
+    labels = row_labels(frame)
+    counts = frame.groupby(labels, sort=False).size().reindex(means.index)
+    resampler = resampler_for(frame, items, bootstrap)
+    groups = {method: frame[(labels == method).to_numpy()] for method in means.index}
+    replicates, bounds = {}, {}
+    for c in columns:
+        replicates[c] = {method: resampler.replicates(groups[method], c) for method in means.index}
+        for method in means.index:
+            estimate = resampler.estimate(means.loc[method, c], replicates[c][method], [groups[method]], c)
+            bounds[method, c] = estimate.interval(bootstrap.level)
     if fmt == "csv":
         out = pd.DataFrame({"method": means.index, "n_seeds": counts.values})
         for c in columns:
             out[f"{c}_mean"], out[f"{c}_std"] = means[c].values, stds[c].values
+            out[f"{c}_lo"] = [bounds[m, c][0] for m in means.index]
+            out[f"{c}_hi"] = [bounds[m, c][1] for m in means.index]
         return out.to_csv(index=False)
-    best = {c: best_methods(means, c) for c in columns}
+    marks_of = {c: separated_best(means, c, replicates[c], groups, resampler) for c in columns}
     notes = zero_notes(frame, means, columns)
     marks = {key: f" [{i}]" for i, key in enumerate(notes, 1)}
     header = ["method"] + [f"{c} {metrics.get(c).arrow}".rstrip() for c in columns]
@@ -161,14 +224,17 @@ def render(frame: pd.DataFrame, columns: list[str] | None = None, fmt: str = "md
                     means.loc[method, c],
                     stds.loc[method, c],
                     counts[method],
-                    method in best[c],
+                    marks_of[c].get(method, ""),
                     fmt,
                     marks.get((method, c), ""),
+                    bounds[method, c] if intervals else None,
                 )
                 for c in columns
             ]
         )
     footnotes = [f"{marks[key].strip()} {note}" for key, note in notes.items()]
+    if any(TIE in m.values() for m in marks_of.values()):
+        footnotes.append(tie_note(bootstrap, items is not None))
     if fmt == "md":
 
         def line(cells):
@@ -185,6 +251,7 @@ def render(frame: pd.DataFrame, columns: list[str] | None = None, fmt: str = "md
                 ("↑", r"$\uparrow$"),
                 ("↓", r"$\downarrow$"),
                 ("→", r"$\to$"),
+                (TIE, r"$^\dagger$"),
             ):
                 s = s.replace(plain, latex)
             return s

@@ -60,6 +60,7 @@ class UnlearningMethod(ABC):
 
     name: str = "base"  # set by the registry to the name the method is registered under
     settings: ClassVar[type[MethodConfig]] = MethodConfig
+    curve = None  # harness/curves.py's Curve when the run asks for curves (`eval.every`), set by the runner
     optimizer_states: ClassVar[int] = 2  # float32 tensors per trainable parameter (AdamW's moments, Sophia's
     #                                       momentum and Hessian), for the memory plan of `--dry-run`
 
@@ -159,9 +160,10 @@ class UnlearningMethod(ABC):
         bar = progress(
             total=total_steps, desc=f"unlearn {self.name}", unit="step", disable=None if distributed.is_main() else True
         )
-        micro, steps, forget_nll, retain_nll, step_batches = 0, 0, 0.0, 0.0, []
+        micro, steps, forget_nll, retain_nll, step_batches, losses = 0, 0, 0.0, 0.0, [], []
+        lr, stopped = 0.0, self.take_point(model, 0, 0.0, 0.0, losses, total_steps)
         for _ in range(cfg.epochs):
-            for forget_rows, retain_rows in self.epoch_batches(len(forget_ex), len(retain_ex)):
+            for forget_rows, retain_rows in self.epoch_batches(len(forget_ex), len(retain_ex)) if not stopped else ():
                 forget_batch = pad_batch([forget_ex[j] for j in forget_rows], tokenizer.pad_token_id, device)
                 retain_batch = pad_batch([retain_ex[j] for j in retain_rows], tokenizer.pad_token_id, device)
                 loss, forget_nll, retain_nll = self.loss(model, forget_batch, retain_batch)
@@ -170,13 +172,20 @@ class UnlearningMethod(ABC):
                 (loss / cfg.grad_accum).backward()
                 micro += 1
                 step_batches.append((forget_batch, retain_batch))
+                losses.append((loss.detach(), forget_nll, retain_nll))
                 if micro % cfg.grad_accum == 0 or micro == micro_per_epoch * cfg.epochs:
+                    lr = optimizer.param_groups[0]["lr"]  # this step's rate, before the schedule moves it
                     self.optimizer_step(model, optimizer, self.weights.params, step_batches)
                     schedule.step()
                     step_batches = []
                     steps += 1
                     bar.update(1)
                     bar.set_postfix(forget_nll=f"{forget_nll:.2f}", retain_nll=f"{retain_nll:.2f}")
+                    if self.take_point(model, steps, micro / micro_per_epoch, lr, losses, total_steps):
+                        stopped = True
+                        break
+            if not stopped:
+                stopped = self.take_point(model, steps, micro / micro_per_epoch, lr, losses, total_steps, True)
         bar.close()
         if not sharding.all_finite(params):
             raise self.diverged("a parameter became non-finite", steps, total_steps)
@@ -184,9 +193,24 @@ class UnlearningMethod(ABC):
         report = UnlearnReport(
             steps=steps, unlearn_seconds=0.0, trainable_params=sum(p.numel() for p in params), model=adapted
         )
+        if self.curve is not None and self.curve.rule is not None:
+            report.extra["stopped_at_step"] = self.curve.stopped_at if stopped else math.nan
         self.finish(model, report)
         report.unlearn_seconds = time.perf_counter() - start
         return report
+
+    def take_point(self, model, step, epoch, lr, losses, total, end_of_epoch=False) -> bool:
+        """A curve point (harness/curves.py) when `eval.every` asks for one here: the step, epoch and the last
+        step's rate, the mean losses since the last point (emptied), and the light evaluation; True when its
+        stop rule is met."""
+        curve = self.curve
+        if curve is None or not curve.due(step, end_of_epoch, step == total):
+            return False
+        mean = lambda i: float(sum(float(x[i]) for x in losses) / len(losses)) if losses else math.nan  # noqa: E731
+        point = {"step": step, "epoch": epoch, "lr": lr}
+        point |= {"loss": mean(0), "forget_loss": mean(1), "retain_loss": mean(2)}
+        losses.clear()
+        return curve.observe(model, point)
 
     def epoch_batches(self, n_forget: int, n_retain: int):
         """This rank's (forget rows, retain rows) micro-batches of one epoch. Rank 0 draws them for all ranks

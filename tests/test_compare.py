@@ -165,7 +165,8 @@ def test_table_names_the_parts_that_make_a_harmonic_mean_zero():
         "lume_retain_task3_knowledge": 1,
     }
     text = render(frame, ["lume_task_aggregate"])
-    assert "| so-graddiff | 0.000 ± 0.000 [1] |" in text and "| fo-graddiff | **0.500** |" in text
+    # fo-graddiff's one seed has no interval, so its better mean is not separated from so-graddiff's: both tie
+    assert "| so-graddiff | 0.000 ± 0.000† [1] |" in text and "| fo-graddiff | 0.500† |" in text
     assert (
         "[1] so-graddiff: lume_task_aggregate is 0, its parts at 0: lume_forget_task2_knowledge = 1 (1 of 2), "
         "lume_retain_task3_knowledge = 0 (1 of 2)"

@@ -70,6 +70,13 @@ class Benchmark(ABC):
     def evaluate(self, model, tokenizer, prepared: Prepared, cfg) -> EvalResult:
         """The benchmark's own figures of `model` (and the per-item records they come from)."""
 
+    def sample(self, prepared: Prepared, n: int) -> Prepared:
+        """`prepared` with each evaluation split cut to a fixed sample of `n` items (`harness.curves.sample_rows`;
+        0: all), for the curves' light evaluation (`eval.every`). A benchmark that cannot cut its splits says so."""
+        if not n:
+            return prepared
+        raise ValueError(f"--set eval.curve_items={n}: --benchmark {self.name} cannot sample its splits; use 0 (all)")
+
     def lm_eval_tasks(self, cfg) -> list[str]:
         """The lm-eval tasks every model is also scored on: `--lm-eval-tasks`, unless the benchmark adds some."""
         return list(cfg.lm_eval_tasks)

@@ -101,6 +101,13 @@ class Lume(Benchmark):
             target_identity=of_target,
         )
 
+    def sample(self, prepared: Prepared, n: int) -> Prepared:
+        from harness.curves import sample_rows
+
+        splits = prepared.splits
+        cut = {name: sample_rows(getattr(splits, name), n) for name in ("forget", "retain", "members", "nonmembers")}
+        return dataclasses.replace(prepared, splits=dataclasses.replace(splits, **cut))
+
     def evaluate(self, model, tokenizer, prepared: Prepared, cfg) -> EvalResult:
         """Every LUME figure but the final score: greedy generations of the forget and retain rows, and the
         member and non-member documents' NLLs, as one pool of batches (`distributed.run_jobs`)."""

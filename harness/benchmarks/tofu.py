@@ -5,6 +5,8 @@ scipy) are imported where they are used, so checking a run (`check`) loads neith
 
 from __future__ import annotations
 
+import dataclasses
+
 from evaluators.base import EvalResult
 from evaluators.reference import RetainReference
 from harness.benchmarks.base import Benchmark, Prepared, model_name, need_real_paths, target_identity
@@ -65,6 +67,12 @@ class Tofu(Benchmark):
             items += split_items
         items += mia_records(tokenizer, splits["holdout"], "holdout", cfg.eval, results["holdout"])
         return EvalResult(metrics | tofu.suite_metrics(metrics, items), items)
+
+    def sample(self, prepared: Prepared, n: int) -> Prepared:
+        from harness.curves import sample_rows
+
+        cut = {name: sample_rows(rows, n) for name, rows in prepared.splits.eval.items()}
+        return dataclasses.replace(prepared, splits=dataclasses.replace(prepared.splits, eval=cut))
 
     def load_reference(self, path, what: str = "--retain-eval"):
         return RetainReference.load(path, what)
