@@ -5,7 +5,8 @@
   method and seed, a large one for the method's mean (± std bars), and the target and retain references;
 - `sweep_<key>.png` (sweeps only): each metric against one swept value, one line per setting of the others;
 - `curves.png` (runs with `eval.every`): the forget, retain and utility columns against the optimizer step and
-  forget against retain along the way, one line per method, mean ± std over seeds (harness/curves.py);
+  forget against retain along the way, one line per method, mean ± std over seeds (harness/curves.py), and
+  `curves.csv`, every cell's points in one file;
 - each `harness.plots` entry point's figures: a method's own, drawn from its files (SIMU's neurons per layer:
   methods/simu_report.py), called as `plot(run_dir, row_order, out_dir) -> paths`.
 """
@@ -254,5 +255,6 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
         paths.append(plot_sweep(frame, key, out / f"sweep_{key}.png"))
     curves = read_curves(run_dir)
     if curves is not None:
-        paths.append(plot_curves(curves, frame, out / "curves.png"))
+        write_atomically(out / "curves.csv", curves.to_csv(index=False))  # every cell's points, in one file
+        paths += [out / "curves.csv", plot_curves(curves, frame, out / "curves.png")]
     return paths

@@ -11,6 +11,7 @@ import pytest
 from harness import compare
 from harness.metrics import metrics
 from harness.tables import read_leaderboard, render
+from harness.uncertainty import read_items
 
 ROOT = Path(__file__).resolve().parents[1]
 BOARDS = ROOT / "leaderboards"
@@ -55,7 +56,9 @@ def test_each_method_sits_at_the_point_the_committed_sweep_selects(name):
 @pytest.mark.parametrize("name", ["tofu-mini", "lume-mini"])
 def test_matched_forgetting_table_and_plot_are_committed_and_in_the_readme(name, figure_stats):
     sweep = read_leaderboard(BOARDS / f"{name}-sweep.csv")
-    table = compare.matched_table(compare.matched(sweep), compare.role_columns(sweep))
+    items = read_items(BOARDS / f"{name}-sweep.csv")
+    assert items is not None  # the intervals resample items: the sweep's per-item values are committed
+    table = compare.matched_table(compare.matched(sweep, items=items), compare.role_columns(sweep))
     assert table == (BOARDS / f"{name}-matched.md").read_text()
     readme = (BOARDS / "README.md").read_text()
     assert table in readme and f"]({name}-matched.png)" in readme
@@ -66,7 +69,9 @@ def test_matched_forgetting_table_and_plot_are_committed_and_in_the_readme(name,
 @pytest.mark.parametrize("name", ["tofu-mini", "lume-mini"])
 def test_rendered_table_is_the_csv_rendered_and_the_readme_shows_it(name):
     table = (BOARDS / f"{name}.md").read_text()
-    assert table == render(read_leaderboard(BOARDS / f"{name}.csv"))
+    items = read_items(BOARDS / f"{name}.csv")
+    assert items is not None  # the leaderboard's per-item values are committed beside it
+    assert table == render(read_leaderboard(BOARDS / f"{name}.csv"), items=items)
     assert table in (ROOT / "README.md").read_text()
 
 
@@ -152,7 +157,7 @@ def test_lora_variants_sit_at_the_point_their_committed_sweep_selects():
     selected = tomllib.loads(preset)["methods"]
     assert {m: method_config(m, {}).lr for m in selected} == {m: v["lr"] for m, v in selected.items()}
     board = read_leaderboard(BOARDS / "tofu-mini-lora.csv")  # the selection rerun, figure for figure
-    assert (BOARDS / "tofu-mini-lora.md").read_text() == render(board)
+    assert (BOARDS / "tofu-mini-lora.md").read_text() == render(board, items=read_items(BOARDS / "tofu-mini-lora.csv"))
     for _, point in points[points["selected"]].iterrows():
         cells = sweep[(sweep["method"] == point["method"]) & (sweep["variant"] == point["variant"])]
         rows = board[board["method"] == point["method"]]
@@ -162,10 +167,41 @@ def test_lora_variants_sit_at_the_point_their_committed_sweep_selects():
 
 def test_lora_matched_table_sits_beside_full_updates_and_is_in_the_readme(figure_stats):
     """The matched-forgetting table of the full-update sweep and the LoRA sweep compared as one."""
-    frame = compare.read_sweeps([BOARDS / "tofu-mini-sweep.csv", BOARDS / "tofu-mini-lora-sweep.csv"])
+    sweeps = [BOARDS / "tofu-mini-sweep.csv", BOARDS / "tofu-mini-lora-sweep.csv"]
+    frame = compare.read_sweeps(sweeps)
     assert list(dict.fromkeys(frame.loc[frame["kind"] == "method", "method"])) == ALL_METHODS + LORA_METHODS
-    table = compare.matched_table(compare.matched(frame), compare.role_columns(frame))
+    items = compare.sweep_items(sweeps)
+    table = compare.matched_table(compare.matched(frame, items=items), compare.role_columns(frame))
     assert table == (BOARDS / "tofu-mini-lora-matched.md").read_text()
     assert table in (ROOT / "README.md").read_text()
     width, _, inked, _ = figure_stats(BOARDS / "tofu-mini-lora-matched.png")
     assert width > 1000 and 0.01 < inked < 0.6
+
+
+@pytest.mark.parametrize("name", ["tofu-mini", "lume-mini"])
+def test_the_paired_comparison_of_simu_and_so_graddiff_is_committed_and_in_the_readme(name):
+    """`harness compare --pair simu,so-graddiff` on the committed sweep and its per-item values."""
+    sweep = BOARDS / f"{name}-sweep.csv"
+    frame, items = read_leaderboard(sweep), read_items(sweep)
+    pair, settings = ("simu", "so-graddiff"), compare.Bootstrap()
+    table = compare.pair_table(compare.paired(frame, pair, items=items), pair, settings, items is not None)
+    assert table == (BOARDS / f"{name}-pair.md").read_text()
+    assert table in (ROOT / "README.md").read_text() or table in (BOARDS / "README.md").read_text()
+
+
+def test_the_committed_curves_span_every_cell_of_the_leaderboard(figure_stats):
+    """leaderboards/tofu-mini.curves.csv: the curve points of the leaderboard's run (`eval.every=8`), each cell's
+    from step 0 to its last step; the plot made from them is in the README."""
+    import pandas as pd
+
+    curves = pd.read_csv(BOARDS / "tofu-mini.curves.csv")
+    board = read_leaderboard(BOARDS / "tofu-mini.csv").set_index(["method", "seed"])
+    cells = board[board["kind"] == "method"]
+    for (method, seed), points in curves.groupby(["method", "seed"]):
+        steps = int(cells.loc[(method, seed), "steps"])
+        assert list(points["step"]) == sorted({*range(0, steps + 1, 8), steps}), (method, seed)
+        assert points["forget_em_contains"].iloc[0] == 1.0 and (points["lr"].iloc[1:] > 0).all()
+    assert len(curves.groupby(["method", "seed"])) == len(cells)
+    width, _, inked, _ = figure_stats(BOARDS / "tofu-mini-curves.png")
+    assert width > 1500 and 0.01 < inked < 0.6
+    assert "](leaderboards/tofu-mini-curves.png)" in (ROOT / "README.md").read_text()
