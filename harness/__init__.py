@@ -30,7 +30,7 @@ try:
     __version__ = version("unlearning-harness")  # pyproject.toml's, the one place it is written
 except PackageNotFoundError:  # a source tree on sys.path, not installed
     __version__ = "unknown"
-__all__ = ["Result", "SettingError", "compare", "evaluate", "prepare", "run", "sweep", "table"]
+__all__ = ["Result", "SettingError", "evaluate", "prepare", "run", "sweep", "table"]
 
 
 class Result(NamedTuple):
@@ -152,22 +152,3 @@ def table(
     items = read_items(where) if where is not None else None
     settings = Bootstrap(level, resamples, bootstrap_seed)
     return render(frame, list(columns) if columns else None, format, items, settings, intervals)
-
-
-def compare(
-    *sweeps: str | Path | Result,
-    out: str | Path | None = None,
-    levels: Iterable[float] = (0.5, 0.25, 0.1),
-    pair: tuple[str, str] | None = None,
-    level: float = 0.95,
-    resamples: int = 1000,
-    bootstrap_seed: int = 0,
-) -> dict[str, Path]:
-    """`harness compare`: the selection, its preset, the matched-forgetting table and plot of one sweep or of
-    several as one, and with `pair` two methods' paired comparison; each file's path by name."""
-    from harness.compare import compare as compare_sweeps
-    from harness.uncertainty import Bootstrap
-
-    paths = [s.folder if isinstance(s, Result) else s for s in sweeps]
-    settings = Bootstrap(level, resamples, bootstrap_seed)
-    return compare_sweeps(paths if len(paths) > 1 else paths[0], out, tuple(levels), pair, settings)

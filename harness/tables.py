@@ -145,7 +145,7 @@ def separated_best(means: pd.DataFrame, column: str, replicates: dict, groups: d
 
 
 def tie_note(bootstrap: Bootstrap, items: bool) -> str:
-    over = "seeds and items" if items else "seeds only: no per-item file"
+    over = "seeds, and items in a column that is an item mean" if items else "seeds only: no per-item file"
     return (
         f"{TIE} best mean, but not separated: the {bootstrap.level:.0%} interval (bootstrap over {over}, t with the "
         f"seeds' degrees of freedom) of its paired difference with each {TIE} row includes 0. Bold: a best "

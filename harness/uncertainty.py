@@ -202,7 +202,8 @@ class Resampler:
         )
         if split is None:
             values = rows[column].to_numpy(dtype=float)[:, None]
-            return Draws(_weighted(seed_counts, values, ones(1)), np.full(resamples, float(np.nanmean(values))))
+            mean = float(np.nanmean(values)) if not np.isnan(values).all() else math.nan  # a metric not of these rows
+            return Draws(_weighted(seed_counts, values, ones(1)), np.full(resamples, mean))
         counts = self.item_counts(split)
         matrix = np.full((len(rows), counts.shape[1]), np.nan)
         position = {key: j for j, key in enumerate(self.keys[split])}

@@ -157,7 +157,7 @@ def test_the_table_bolds_only_a_separated_best():
     text = render(frame, ["retain_em_contains"], items=items, intervals=True)
     assert "**" not in text and text.count("]†") == 2  # b's and c's cells
     assert "† best mean, but not separated" in text
-    assert "over seeds and items" in text
+    assert "over seeds, and items in a column that is an item mean" in text
 
 
 def sweep_with_items(tmp_path, shift):
