@@ -251,9 +251,9 @@ def pair_table(table: pd.DataFrame, pair: tuple[str, str], bootstrap: Bootstrap,
     a, b = pair
     over = "seeds and items" if items else "seeds only (no per-item file)"
     lines = [
-        f"A = {a}, B = {b}; difference A - B, its {bootstrap.level:.0%} interval and two-sided p-value (t with the "
-        f"seeds' degrees of freedom, on the standard error of {bootstrap.resamples} paired bootstrap resamples over "
-        f"{over})",
+        f"A = {a}, B = {b}; difference A - B, its {bootstrap.level:.0%} interval and two-sided p-value (Student's t "
+        f"on Welch-Satterthwaite degrees of freedom, on the standard error of {bootstrap.resamples} paired "
+        f"bootstrap resamples over {over})",
         "",
         "| at | role | column | A | B | A - B | interval | p | verdict |",
         "|---|---|---|---|---|---|---|---|---|",

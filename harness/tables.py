@@ -147,9 +147,9 @@ def separated_best(means: pd.DataFrame, column: str, replicates: dict, groups: d
 def tie_note(bootstrap: Bootstrap, items: bool) -> str:
     over = "seeds, and items in a column that is an item mean" if items else "seeds only: no per-item file"
     return (
-        f"{TIE} best mean, but not separated: the {bootstrap.level:.0%} interval (bootstrap over {over}, t with the "
-        f"seeds' degrees of freedom) of its paired difference with each {TIE} row includes 0. Bold: a best "
-        f"separated from every other row."
+        f"{TIE} best mean, but not separated: the {bootstrap.level:.0%} interval (bootstrap over {over}, Student's t "
+        f"on Welch-Satterthwaite degrees of freedom) of its paired difference with each {TIE} row includes 0. "
+        "Bold: a best separated from every other row."
     )
 
 
