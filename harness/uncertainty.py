@@ -33,6 +33,7 @@ import pandas as pd
 from scipy import stats
 
 from harness.metrics import metrics
+from harness.results import read_row
 
 ITEM_KEYS = ("method", "variant", "seed", "split", "item")  # a per-item value's identity in items.csv.gz
 AGREE = 1e-9  # how closely the items' mean must give the row's figure (both are the same float sums)
@@ -101,7 +102,7 @@ def items_from_results(results_dir: Path) -> pd.DataFrame | None:
         items_path = row_path.with_name(row_path.name.removesuffix(".json") + ".items.jsonl")
         if not items_path.exists():
             continue
-        row = json.loads(row_path.read_text(encoding="utf-8"))
+        row = read_row(row_path)  # a corrupt row is one line naming it
         records = [json.loads(line) for line in items_path.read_text(encoding="utf-8").splitlines() if line]
         kept = [
             {"split": r.get("split"), "item": str(r.get("index", r.get("id", i)))} | {f: r[f] for f in fields if f in r}
