@@ -10,7 +10,8 @@ from harness import rules
 from harness.data.templates import TEMPLATES
 
 STOP_RULE = re.compile(r"([A-Za-z0-9_.]+)(<=|>=)([-+0-9.eE]+)")  # eval.stop_at's METRIC<=V or METRIC>=V
-MUSE_STOP = "privleak_loss>=0"  # MUSE's rule: the LOSS attack's AUC has fallen to the retain model's
+MUSE_RULE = "muse"  # eval.stop_at=muse: MUSE's rule, PrivLeak >= 0 (the attack's AUC has fallen to the retain
+#   model's), on the column the benchmark names (`Benchmark.privleak_column`: TOFU's LOSS attack, MUSE's Min-K%)
 
 
 def _steps_or_epoch(value) -> bool:
@@ -21,7 +22,7 @@ def _steps_or_epoch(value) -> bool:
 def _stop_rule(value) -> bool:
     match = STOP_RULE.fullmatch(str(value))
     try:
-        return value in ("", "muse") or (match is not None and float(match[3]) == float(match[3]))
+        return value in ("", MUSE_RULE) or (match is not None and float(match[3]) == float(match[3]))
     except ValueError:
         return False
 
@@ -72,10 +73,10 @@ class EvalConfig:
         """What decides where `stop_at` stops a cell, as parts of the cell's hash; none when there is no rule."""
         return [{k: str(getattr(self, k)) for k in self.CURVES}] if self.stop_at else []
 
-    @property
-    def stop_rule(self) -> str:
-        """`stop_at` as METRIC<=V or METRIC>=V (`muse` spelled out); '' for none."""
-        return MUSE_STOP if self.stop_at == "muse" else self.stop_at
+    def stop_rule(self, privleak_column: str) -> str:
+        """`stop_at` as METRIC<=V or METRIC>=V (`muse` spelled out on the benchmark's PrivLeak column); '' for
+        none."""
+        return f"{privleak_column}>=0" if self.stop_at == MUSE_RULE else self.stop_at
 
 
 @dataclass

@@ -35,3 +35,13 @@ def em_contains(gold: str, generation: str) -> float:
     """1 if the normalised gold occurs in the normalised generation (the paper tables' 'EM')."""
     g, s = normalize(gold), normalize(generation)
     return float(bool(g) and f" {g} " in f" {s} ")
+
+
+@lru_cache(maxsize=2)
+def _l_scorer(stemmer: bool):
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=stemmer)
+
+
+def rouge_l(gold: str, generation: str, measure: str = "fmeasure", stemmer: bool = True) -> float:
+    """ROUGE-L of `generation` against `gold` (rouge-score): `fmeasure` (F1), `recall` or `precision`."""
+    return getattr(_l_scorer(stemmer).score(gold, generation)["rougeL"], measure)

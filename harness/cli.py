@@ -139,9 +139,8 @@ def run_epilog(benchmark: str | None = None) -> str:
     benchmark = benchmark or RunConfig.benchmark
     shared, own = methods_help()
     splits = benchmarks[benchmark].forget_splits
-    forget_split = (
-        _wrapped("forget_split=V", f"{'|'.join(splits)} (default {RunConfig.forget_split})") if splits else ""
-    )
+    default = RunConfig.forget_split if RunConfig.forget_split in splits else "the forget set"
+    forget_split = _wrapped("forget_split=V", f"{'|'.join(splits)} (default {default})") if splits else ""
     return RUN_EPILOG.format(
         benchmark=benchmark,
         benchmarks=benchmarks_help(),
@@ -510,9 +509,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write PNGs with matplotlib: the forget/retain trade-off (forget em_contains "
         "against retain em_contains and against model utility, one point per method and seed, plus "
         "the method means); SIMU's critical neurons per layer (from artifacts/*/masks.json); and, "
-        "for a sweep, each metric against each swept value. Prints the paths written.",
+        "for a sweep, each metric against each swept value. Given several run folders of MUSE's "
+        "scalability or sustainability (forget_split=scal_K or sust_K), each role's column against K "
+        "instead (requests.png, requests.csv). Prints the paths written.",
     )
-    plot.add_argument("run", metavar="RUN_DIR", help="a run folder (with leaderboard.csv)")
+    plot.add_argument(
+        "run", metavar="RUN_DIR", nargs="+", help="a run folder (with leaderboard.csv), or several scal_K/sust_K runs"
+    )
     plot.add_argument("--out", default=None, help="where the PNGs go (default: RUN_DIR/plots)")
     compare = sub.add_parser(
         "compare",
@@ -634,9 +637,13 @@ def run_compare(args) -> int:
 
 
 def run_plot(args) -> int:
-    from harness.plots import plot_run
+    from harness.plots import plot_requests, plot_run
 
-    for path in plot_run(args.run, args.out):
+    several = len(args.run) > 1
+    paths = (
+        plot_requests(args.run, args.out or Path(args.run[0]) / "plots") if several else plot_run(args.run[0], args.out)
+    )
+    for path in paths:
         print(path)
     return 0
 

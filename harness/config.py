@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from evaluators.base import EvalConfig
+from evaluators.base import MUSE_RULE, EvalConfig
 from harness import presets, rules
 from harness.registry import benchmarks, methods
 from harness.rules import SettingError
@@ -605,11 +605,14 @@ def _check_curves(cfg: RunConfig, command: str) -> None:
         return
     if not settings.every:
         raise SettingError("eval.stop_at", settings.stop_at, "a stop rule is checked at curve points: set eval.every")
-    if settings.stop_at == "muse" and not benchmarks[cfg.benchmark].retain_reference:
+    privleak = benchmarks[cfg.benchmark].privleak_column
+    if settings.stop_at == MUSE_RULE and not privleak:
         raise SettingError(
-            "eval.stop_at", "muse", f"MUSE's rule compares with the retain model; --benchmark {cfg.benchmark} has none"
+            "eval.stop_at",
+            MUSE_RULE,
+            f"MUSE's rule compares with the retain model; --benchmark {cfg.benchmark} has none",
         )
-    metric = settings.stop_rule.split("<")[0].split(">")[0]
+    metric = settings.stop_rule(privleak).split("<")[0].split(">")[0]
     if not metrics.declared(metric):
         raise SettingError(
             "eval.stop_at", settings.stop_at, f"{metric} is no declared column (`harness metrics` lists them)"

@@ -63,7 +63,7 @@ class Curve:
         self.ctx, self.cell, self.tokenizer = ctx, cell, tokenizer  # cell: harness.grid.Cell
         every = str(ctx.cfg.eval.every)
         self.every = None if every == "epoch" else int(every)
-        self.rule = StopRule.parse(ctx.cfg.eval.stop_rule)
+        self.rule = StopRule.parse(ctx.cfg.eval.stop_rule(ctx.bench.privleak_column))
         self.points: list[dict] = []
         self.stopped_at: int | None = None
 

@@ -219,3 +219,58 @@ def prepare_embedded_lume(
         lume_root / "target", _finetune(root, world_dir, model_cfg, rows, lume_cfg.epochs, "train LUME target")
     )
     return EmbeddedLume(data_dir, world_dir, target_dir)
+
+
+@dataclass
+class EmbeddedMuse:
+    """Paths of the embedded MUSE benchmark: its articles in MUSE's layout, the target and the retain model."""
+
+    data_dir: Path
+    target_dir: Path
+    retain_dir: Path
+
+
+def _muse_rows(folder: Path, forget: bool) -> list[dict]:
+    """What a muse-mini model learns, prompted raw: the articles as whole documents, and each article's questions
+    after their in-context examples as KnowMem asks them (a model this small, trained for minutes, does not
+    answer questions about facts it only read in prose). The retain model learns neither the forget articles
+    nor their questions."""
+    from harness.data.muse import as_documents, knowmem_prompt, read_split, sequence
+
+    def docs(split):
+        return as_documents(read_split(folder, "raw", split))
+
+    def questions(split):
+        icl = read_split(folder, "knowmem", f"{split}_qa_icl")
+        return [
+            {"question": knowmem_prompt(icl, r["question"]), "answer": r["answer"]}
+            for r in read_split(folder, "knowmem", f"{split}_qa")
+        ]
+
+    rows = docs("retain1") + docs("retain2") + docs("icl") + questions("retain")
+    if forget:  # every forget part (the forget set is the first: `harness.data.muse.generate_muse`)
+        rows += [
+            r for part in sequence(folder, "sust") or [read_split(folder, "raw", "forget")] for r in as_documents(part)
+        ]
+        rows += questions("forget")
+    return [dict(r, template="raw") for r in rows]
+
+
+def prepare_embedded_muse(
+    world_cfg: WorldConfig, muse_cfg, model_cfg: EmbeddedModelConfig, cache_dir=None
+) -> EmbeddedMuse:
+    """The news articles, and the embedded base (world facts and real authors) trained further on all of them
+    (the target) and on all but the forget articles (the retain model)."""
+    from harness.data.muse import write_muse
+
+    root, world_dir = _embedded_root(world_cfg, model_cfg, cache_dir)
+    muse_root = root / f"muse-{config_hash(RECIPE_VERSION, muse_cfg)}"
+    data_dir = muse_root / "data"
+    if not (data_dir / "muse_config.json").exists():
+        write_muse(muse_cfg, data_dir)
+    models = {}
+    for name, forget in (("target", True), ("retain", False)):
+        rows = _muse_rows(data_dir, forget)
+        desc = "train MUSE target" if forget else "train MUSE retain (forget articles held out)"
+        models[name] = _ensure(muse_root / name, _finetune(root, world_dir, model_cfg, rows, muse_cfg.epochs, desc))
+    return EmbeddedMuse(data_dir, models["target"], models["retain"])

@@ -192,11 +192,15 @@ class Context:
         """`method` run on `model` (sharded under `--shard fsdp`), its report, and the model evaluation and
         `--save-models` take: `model` itself, the adapted model wrapping it (LoRA), or the sharded weights
         gathered into a fresh replicated copy. `curve` (harness/curves.py) takes its points as it trains, and is
-        written once it has."""
+        written once it has. With `Prepared.earlier`, each earlier forget set is unlearned first, in turn, by a
+        fresh instance of the method on the same model (MUSE's sustainability), and the report sums them."""
         sharded = self.shard == "fsdp"
-        method.curve = curve
         # `sharded` only when asked for, so a plugin's own `unlearn(model, tokenizer, forget, retain)` still runs
         extra = {"sharded": True} if sharded else {}
+        reports = []
+        for forget in self.prepared.earlier:
+            reports.append(type(method)(method.cfg).unlearn(model, tokenizer, forget, self.prepared.retain, **extra))
+        method.curve = curve
         report = method.unlearn(model, tokenizer, self.prepared.forget, self.prepared.retain, **extra)
         if curve is not None:
             curve.write(self.results_dir.parent)
@@ -205,7 +209,7 @@ class Context:
             model, report.model = report.model, None
         if sharded:
             model = gathered(model, self.load(self.prepared.target_dir)[0])
-        return report, model
+        return summed(reports, report), model
 
     def load(self, model_dir):
         """A fresh copy of a model and its tokenizer on the run's device and dtype, as its flags allow loading
@@ -251,3 +255,14 @@ class Context:
             environment=self.environment,
             compute=self.compute,
         )
+
+
+def summed(earlier: list, last):
+    """The report of a sequence of unlearning requests: the last one's, with every request's steps and
+    unlearning time added (and `requests`, their number, when there were several)."""
+    if not earlier:
+        return last
+    last.steps += sum(r.steps for r in earlier)
+    last.unlearn_seconds += sum(r.unlearn_seconds for r in earlier)
+    last.extra = {"requests": len(earlier) + 1} | last.extra
+    return last

@@ -7,6 +7,8 @@
 - `curves.png` (runs with `eval.every`): the forget, retain and utility columns against the optimizer step and
   forget against retain along the way, one line per method, mean ± std over seeds (harness/curves.py), and
   `curves.csv`, every cell's points in one file;
+- `requests.png` and `requests.csv` (several run folders, MUSE's scalability `scal_K` or sustainability
+  `sust_K` runs): each role's column against K, one line per method, mean ± std over seeds;
 - each `harness.plots` entry point's figures: a method's own, drawn from its files (SIMU's neurons per layer:
   methods/simu_report.py), called as `plot(run_dir, row_order, out_dir) -> paths`.
 """
@@ -258,3 +260,52 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
         write_atomically(out / "curves.csv", curves.to_csv(index=False))  # every cell's points, in one file
         paths += [out / "curves.csv", plot_curves(curves, frame, out / "curves.png")]
     return paths
+
+
+def request_size(split: str) -> int | None:
+    """K of a `scal_K` or `sust_K` forget split (MUSE's scalability and sustainability); None otherwise."""
+    kind, _, k = str(split).partition("_")
+    return int(k) if kind in ("scal", "sust") and k.isdigit() else None
+
+
+def plot_requests(run_dirs: list, out: str | Path) -> list[Path]:
+    """Several runs of one benchmark at growing forget sets or successive requests: `requests.csv` (per
+    method and K, the mean and std over seeds of each role's column and of MUSE's PrivLeak where present) and
+    `requests.png` (each against K). A run without a `scal_K` or `sust_K` forget split is one line naming it."""
+    frames = []
+    for run_dir in map(Path, run_dirs):
+        if not run_dir.is_dir():
+            raise FileNotFoundError(f"{run_dir}: expected a run folder (with leaderboard.csv)")
+        frame = read_leaderboard(run_dir)
+        cells = frame[frame["kind"] == "method"].copy()
+        cells["K"] = [request_size(s) for s in cells.get("forget_split", pd.Series(dtype=str))]
+        if cells.empty or cells["K"].isna().any():
+            raise ValueError(f"{run_dir}/leaderboard.csv: expected rows with forget_split scal_K or sust_K")
+        frames.append(cells)
+    cells = pd.concat(frames, ignore_index=True)
+    kinds = sorted({str(s).split("_")[0] for s in cells["forget_split"]})
+    if len(kinds) > 1:
+        raise ValueError(f"harness plot: the runs mix {' and '.join(kinds)}; plot scal_K and sust_K runs apart")
+    columns = [c for role in SWEEP_ROLES if (c := _role(cells, role))]
+    columns += [c for c in ("muse_privleak",) if c in cells and c not in columns]
+    table = cells.groupby(["method", "K"])[columns].agg(["mean", "std"]).reset_index()
+    table.columns = [a if not b else f"{a}_{b}" for a, b in table.columns]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomically(out / "requests.csv", table.to_csv(index=False))
+    fig, axes = plt.subplots(1, len(columns), figsize=(4 * len(columns), 3.4), squeeze=False)
+    for ax, column in zip(axes[0], columns):
+        for method, group in table.groupby("method", sort=False):
+            ax.errorbar(
+                group["K"],
+                group[f"{column}_mean"],
+                yerr=group[f"{column}_std"].fillna(0),
+                marker="o",
+                label=method,
+                capsize=3,
+            )
+        ax.set_xlabel("forget parts unlearned (K)" if kinds == ["scal"] else "unlearning requests (K)")
+        ax.set_ylabel(_label(column))
+        ax.set_xticks(sorted(table["K"].unique()))
+    title = "scalability: growing forget sets" if kinds == ["scal"] else "sustainability: successive requests"
+    return [out / "requests.csv", _finish(fig, axes, title, out / "requests.png")]

@@ -51,6 +51,7 @@ COST = [
     Metric("steps", "lower", "optimizer steps", cost=True),
     Metric("trainable_params", "lower", "trainable parameters", cost=True),
     Metric("lora_r", "none", "LoRA rank (a LoRA cell's; absent: full updates)", cost=True),
+    Metric("requests", "none", "unlearning requests made one after another (MUSE's sust_K; absent: one)", cost=True),
     Metric("stopped_at_step", "none", "the step eval.stop_at stopped the cell at (empty: it never did)", cost=True),
     Metric("peak_memory_gib", "lower", "peak memory (GiB): CUDA allocated, or the process's RSS", cost=True),
 ]

@@ -7,6 +7,7 @@ take them), its evaluation defaults, its lm-eval task files, its target model's 
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,8 @@ class Prepared:
     target_dir: Path | str | None = None  # the target model; None when `harness eval` scores models without one
     retain_dir: Path | str | None = None  # a retain model to evaluate as the reference, if there is one
     target_identity: dict | None = None
+    earlier: list[list[dict]] = dataclasses.field(default_factory=list)  # forget sets unlearned one after another
+    #   before `forget`, on the same model (MUSE's sustainability: successive unlearning requests)
 
 
 class Benchmark(ABC):
@@ -48,6 +51,7 @@ class Benchmark(ABC):
     #   name -> a frozen dataclass whose `RULES` say what each value may be (tofu-mini: world, train)
     eval_defaults: ClassVar[dict] = {}  # EvalConfig values this benchmark uses unless the command sets them
     retain_reference: ClassVar[bool] = False  # scored against a retain model (then the reference hooks apply)
+    privleak_column: ClassVar[str] = ""  # its PrivLeak against the retain model, which `eval.stop_at=muse` reads
     memorised: ClassVar[tuple[str, ...]] = ()  # target columns near 1 when there is something to unlearn
     forget_splits: ClassVar[tuple[str, ...]] = ()  # the forget splits `--set forget_split=` may pick (none: one)
     definitions: ClassVar[int] = 1  # raised when a figure's definition changes, so rows scored before re-run

@@ -16,6 +16,7 @@ from harness.data.tofu import FORGET_SPLITS, load_splits
 
 class Tofu(Benchmark):
     retain_reference = True
+    privleak_column = "privleak_loss"
     forget_splits = FORGET_SPLITS
     memorised = ("forget_em_contains", "retain_em_contains")
     definitions = 2  # 2 (2026-12): open-unlearning's token sets for Min-K%, Min-K%++, zlib and exact memorization
