@@ -105,6 +105,13 @@ class Benchmark(ABC):
 
         return AutoConfig.from_pretrained(cfg.model, trust_remote_code=cfg.trust_remote_code)
 
+    def check_retain_reference(self, cfg) -> None:
+        """At most one retain reference, and a given `--retain-eval` readable (`load_reference`)."""
+        if cfg.retain_model and cfg.retain_eval:
+            raise ValueError("--retain-model and --retain-eval: give one retain reference, not both")
+        if cfg.retain_eval:
+            self.load_reference(cfg.retain_eval)
+
     def load_reference(self, path, what: str = "--retain-eval"):
         """A saved retain-model reference (`--retain-eval`, or the run's own, `what` naming it in errors)."""
         raise ValueError(f"--retain-eval: --benchmark {self.name} takes no retain reference")

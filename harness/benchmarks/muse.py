@@ -66,12 +66,6 @@ class Muse(Benchmark):
         forget_sets(load_muse(cfg.data), cfg.forget_split)
         check_sequential(cfg)
 
-    def check_retain_reference(self, cfg) -> None:
-        if cfg.retain_model and cfg.retain_eval:
-            raise ValueError("--retain-model and --retain-eval: give one retain reference, not both")
-        if cfg.retain_eval:
-            self.load_reference(cfg.retain_eval)
-
     def identity(self, cfg) -> dict:
         return {"data": str(cfg.data), "retain_model": cfg.retain_model}
 

@@ -26,12 +26,6 @@ class Tofu(Benchmark):
         self.check_retain_reference(cfg)
         load_splits(cfg.data, cfg.forget_split)
 
-    def check_retain_reference(self, cfg) -> None:
-        if cfg.retain_model and cfg.retain_eval:
-            raise ValueError("--retain-model and --retain-eval: give one retain reference, not both")
-        if cfg.retain_eval:
-            RetainReference.load(cfg.retain_eval)
-
     def identity(self, cfg) -> dict:
         return {"data": str(cfg.data), "retain_model": cfg.retain_model}
 
