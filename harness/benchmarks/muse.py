@@ -58,7 +58,8 @@ class Muse(Benchmark):
     privleak_column = "muse_privleak"
     forget_splits = SCALES + REQUESTS
     eval_defaults = {"template": "raw"}  # the methods train on the raw corpus; MUSE's prompts are raw text
-    memorised = ("muse_forget_verbmem", "muse_retain_knowmem")
+    # no `memorised`: MUSE's own targets score 0.58 VerbMem and 0.56 retain KnowMem on News (open-unlearning's
+    #   reproduction), so a check against 0.9 would warn on every real run
 
     def check(self, cfg) -> None:
         need_real_paths(cfg, "a MUSE folder: raw/, verbmem/, knowmem/, privleak/")

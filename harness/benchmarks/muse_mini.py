@@ -18,6 +18,7 @@ UTILITY_TASK = "embedded_world_facts_mc"  # the general knowledge beside the art
 
 class MuseMini(Muse):
     sections = EMBEDDED_SECTIONS | {"muse": MuseWorldConfig}
+    memorised = ("muse_forget_verbmem", "muse_forget_knowmem", "muse_retain_knowmem")  # its target learns them all
 
     def check(self, cfg) -> None:
         no_real_paths(cfg)
