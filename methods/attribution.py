@@ -14,8 +14,10 @@ Exact mode at its cost floor (`attribute_exact`): scaling layer l at position p 
 positions, nor below layer l at p. So one teacher-forced pass per QA keeps every layer's keys and values and
 every layer's input at every position, and each (prefix, step) then costs one token through layers l..L:
 that token attends to the cached keys of its prefix, enters layer l with the cached hidden state, and only its
-logits are computed. `attribute_by_prefix`, which reruns every prefix through the whole model once per layer
-and step, is kept as the reference the tests compare it with.
+logits are computed. A QA's tokens share one row and its cache: a 4D mask shows each token its own prefix and
+itself, so no prefix's keys and values are copied per token (those copies took 80% of the time before).
+`attribute_by_prefix`, which reruns every prefix through the whole model once per layer and step, is kept as
+the reference the tests compare it with.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from harness import distributed
 from harness.data.collate import IGNORE, device_of, encode_qa, pad
 from harness.progress import progress
 
-CACHE_BUDGET = 4 * 2**30  # bytes of prefix keys and values one exact-attribution pass may copy
+CACHE_BUDGET = 4 * 2**30  # bytes of cached keys, values and hidden states one exact-attribution group may hold
 
 # model_type -> (suffix of the MLP output projection, weight layout, suffixes of the attention projections)
 ARCHITECTURES = {
@@ -83,11 +85,12 @@ def attention_parameters(model) -> list[torch.nn.Parameter]:
 
 
 def _examples(tokenizer, rows: list[dict], template: str) -> list[tuple[list[int], list[int]]]:
-    """(input ids, the positions that predict an answer token) per QA."""
+    """(input ids, the positions that predict an answer token) per QA. A first token has no predicting position
+    (a raw document from a tokenizer without BOS): the loss never sees it, and neither does attribution."""
     out = []
     for row in rows:
         ex = encode_qa(tokenizer, row["question"], row["answer"], template)
-        out.append((ex["input_ids"], [i - 1 for i, label in enumerate(ex["labels"]) if label != IGNORE]))
+        out.append((ex["input_ids"], [i - 1 for i, label in enumerate(ex["labels"]) if label != IGNORE and i > 0]))
     return out
 
 
@@ -167,14 +170,23 @@ def attribute(
     return [distributed.all_reduce(s, "sum") for s in scores]
 
 
+MASKED_ATTENTION = ("sdpa", "eager")  # the attention implementations that take exact mode's 4D masks
+
+
 @contextlib.contextmanager
 def _attributing(model):
-    """Evaluation mode and no parameter gradients (only the scaled activations need them), restored after."""
+    """Evaluation mode and no parameter gradients (only the scaled activations need them), and an attention
+    that takes a 4D mask (sdpa in place of flash attention), restored after."""
     was_training, flags = model.training, [p.requires_grad for p in model.parameters()]
+    attention = getattr(model.config, "_attn_implementation", None)
     model.eval().requires_grad_(False)
+    if attention is not None and attention not in MASKED_ATTENTION:
+        model.set_attn_implementation("sdpa")
     try:
         yield
     finally:
+        if attention is not None and attention not in MASKED_ATTENTION:
+            model.set_attn_implementation(attention)
         for p, flag in zip(model.parameters(), flags):
             p.requires_grad_(flag)
         model.train(was_training)
@@ -212,39 +224,24 @@ def attribute_exact(
     model, tokenizer, rows: list[dict], m: int, objective: str, template: str, chunk: int = 256
 ) -> list[torch.Tensor]:
     """Exact mode's scores from one teacher-forced pass per group of QAs, then, per layer l, every (prefix, step)
-    as one token through layers l..L only. A pass takes at most `chunk` such tokens, and fewer when their
-    copies of their prefixes' keys and values would pass `CACHE_BUDGET` (long prefixes on a large model)."""
+    as one token through layers l..L only. A pass takes at most `chunk` such tokens; a group holds as many QAs
+    as fill one pass, and fewer when their cached states would pass `CACHE_BUDGET` (long prefixes, large model)."""
     projections, device = output_projections(model), device_of(model)
     totals = [torch.zeros(p.n_neurons, device=device) for p in projections]
     examples = _examples(tokenizer, rows, template)
+    per_pass = max(1, chunk // m)  # prefixes, each repeated m times
+    budget = max(1, CACHE_BUDGET // _state_bytes(model))  # tokens of cached states a group may hold
     with _attributing(model):
-        for group in progress(list(_groups(examples, max(1, chunk // m))), desc="attribute (exact)", leave=False):
+        for group in progress(list(_groups(examples, per_pass, budget)), desc="attribute (exact)", leave=False):
             ids, kv, hidden = _prefix_states(model, group, tokenizer.pad_token_id, device)
-            prefixes = [(q, p) for q, (_, positions) in enumerate(group) for p in positions]
-            token_bytes = sum(k[0].numel() + v[0].numel() for k, v in kv) * kv[0][0].element_size()
-            per_pass = max(1, min(chunk, CACHE_BUDGET // token_bytes) // m)  # prefixes, each repeated m times
-            for start in range(0, len(prefixes), per_pass):
-                part = torch.tensor(prefixes[start : start + per_pass], device=device).repeat_interleave(m, 0)
-                q, p = part.unbind(1)
-                alpha = (torch.arange(1, m + 1, device=device, dtype=torch.float32) / m).repeat(len(q) // m)
+            positions = [example_positions for _, example_positions in group]
+            for part in _passes(positions, per_pass):
+                scaled = _scaled_tokens(part, m, device)
                 for layer in range(len(projections)):
                     totals[layer] += (
-                        _attribute_tokens(model, projections, layer, ids, kv, hidden[layer], q, p, alpha, objective) / m
+                        _attribute_tokens(model, projections, layer, ids, kv, hidden[layer], scaled, objective) / m
                     )
     return totals
-
-
-def _groups(examples, per_pass: int):
-    """Consecutive QAs whose prefixes fill about one pass (a QA with more prefixes is a group of its own)."""
-    group, size = [], 0
-    for example in examples:
-        if group and size + len(example[1]) > per_pass:
-            yield group
-            group, size = [], 0
-        group.append(example)
-        size += len(example[1])
-    if group:
-        yield group
 
 
 @torch.no_grad()
@@ -256,41 +253,103 @@ def _prefix_states(model, group, pad_id: int, device):
     return ids, [(layer.keys, layer.values) for layer in out.cache.layers], out.hidden_states
 
 
-def _attribute_tokens(model, projections, layer: int, ids, kv, hidden, q, p, alpha, objective: str) -> torch.Tensor:
-    """sum over tokens of beta * dP/da at layer `layer`, for the tokens predicting from position p of QA q, with
-    the layer's activation scaled by alpha: each token attends to its prefix's cached keys and values (later
-    slots masked) and enters the layer with its cached hidden state."""
+def _state_bytes(model) -> int:
+    """Bytes the teacher-forced pass keeps per token (every layer's keys, values and input hidden states), an
+    upper bound (full-width keys and values)."""
+    c, size = model.config, next(model.parameters()).element_size()
+    return (3 * c.num_hidden_layers + 1) * c.hidden_size * size
+
+
+def _groups(examples, per_pass: int, budget: int):
+    """Consecutive QAs whose prefixes fill about one pass and whose tokens fit the budget (a QA with more
+    prefixes is a group of its own)."""
+    group, size, tokens = [], 0, 0
+    for example in examples:
+        if group and (size + len(example[1]) > per_pass or (len(group) + 1) * max(tokens, len(example[0])) > budget):
+            yield group
+            group, size, tokens = [], 0, 0
+        group.append(example)
+        size, tokens = size + len(example[1]), max(tokens, len(example[0]))
+    if group:
+        yield group
+
+
+def _passes(positions: list[list[int]], per_pass: int):
+    """A group's predicting positions (one list per QA) cut into passes of at most `per_pass` prefixes, each pass
+    a list of (QA index, its positions in the pass)."""
+    part, size = [], 0
+    for q, qa_positions in enumerate(positions):
+        for start in range(0, len(qa_positions), per_pass):
+            piece = qa_positions[start : start + per_pass]
+            if part and size + len(piece) > per_pass:
+                yield part
+                part, size = [], 0
+            part.append((q, piece))
+            size += len(piece)
+    if part:
+        yield part
+
+
+def _scaled_tokens(part, m: int, device) -> tuple[torch.Tensor, ...]:
+    """A pass's tokens: each prefix m times (steps 1/m..1), one row per QA, right-padded. Returns the QA index
+    of each row, each token's position and scale, and which tokens are real."""
+    width = m * max(len(piece) for _, piece in part)
+    rows = torch.tensor([q for q, _ in part], device=device)
+    p = torch.zeros(len(part), width, dtype=torch.long)
+    alpha, real = torch.ones(len(part), width), torch.zeros(len(part), width, dtype=torch.bool)
+    steps = torch.arange(1, m + 1, dtype=torch.float32) / m
+    for r, (_, piece) in enumerate(part):
+        n = m * len(piece)
+        p[r, :n] = torch.tensor(piece).repeat_interleave(m)
+        alpha[r, :n], real[r, :n] = steps.repeat(len(piece)), True
+    return rows, p.to(device), alpha.to(device), real.to(device)
+
+
+def _attribute_tokens(model, projections, layer: int, ids, kv, hidden, scaled, objective: str) -> torch.Tensor:
+    """sum over tokens of beta * dP/da at layer `layer`, for the tokens predicting from position p, with the
+    layer's activation scaled by alpha. All the tokens of one QA are one row that shares its cached keys and
+    values (no copy): a 4D mask lets each token see its prefix's cached slots and itself, nothing else, and it
+    enters the layer with its prefix's cached hidden state."""
     from transformers import DynamicCache  # here, not above: checking `--set simu.*` then loads no transformers
 
-    rows, width = len(q), ids.shape[1]
-    cache = DynamicCache(ddp_cache_data=[(k[:0], v[:0]) for k, v in kv])  # filled below without a copy more
-    for i, (cached, (k, v)) in enumerate(zip(cache.layers, kv)):  # layers below `layer` are not run: views
-        cached.keys, cached.values = (
-            (k[q], v[q]) if i >= layer else (k[:1].expand(rows, *k.shape[1:]), v[:1].expand(rows, *v.shape[1:]))
-        )
-    prefix = torch.arange(width, device=ids.device) < p.unsqueeze(1)
-    mask = torch.cat([prefix, torch.ones_like(prefix[:, :1])], 1).long()
+    rows, p, alpha, real = scaled
+    width, n = ids.shape[1], p.shape[1]
+    cache = DynamicCache(ddp_cache_data=[(k[:0], v[:0]) for k, v in kv])  # filled below
+    every_row = rows.tolist() == list(range(ids.shape[0]))  # the usual pass: the group's QAs, in order
+    for cached, (k, v) in zip(cache.layers, kv):
+        cached.keys, cached.values = (k, v) if every_row else (k[rows], v[rows])  # a copy of a few rows at most
+    sees = torch.cat(
+        [
+            torch.arange(width, device=p.device) < p.unsqueeze(-1),
+            torch.eye(n, dtype=torch.bool, device=p.device).expand(len(p), n, n),
+        ],
+        -1,
+    )
+    dtype = hidden.dtype
+    mask = torch.zeros(sees.shape, dtype=dtype, device=p.device).masked_fill(~sees, torch.finfo(dtype).min)
+    entering = hidden[rows].gather(1, p.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
     captured = {}
 
     def scale(module, args):
         x = args[0].detach()
         captured["beta"] = x
-        captured["scaled"] = (x * alpha.view(-1, 1, 1).to(x.dtype)).requires_grad_(True)
+        captured["scaled"] = (x * alpha.unsqueeze(-1).to(x.dtype)).requires_grad_(True)
         return (captured["scaled"],) + tuple(args[1:])
 
-    with _from_layer(model, projections, layer, hidden[q, p].unsqueeze(1)), _hooked(projections[layer].module, scale):
+    row_ids = ids[rows]
+    with _from_layer(model, projections, layer, entering), _hooked(projections[layer].module, scale):
         logits = model(
-            input_ids=ids[q, p].unsqueeze(1),
-            attention_mask=mask,
-            position_ids=p.unsqueeze(1),
+            input_ids=row_ids.gather(1, p),
+            attention_mask=mask.unsqueeze(1),
+            position_ids=p,
             cache=cache,
-            cache_position=torch.tensor([width], device=ids.device),
+            cache_position=torch.arange(width, width + n, device=p.device),
             use_cache=True,
-        ).logits[:, -1]
-    logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, ids[q, p + 1].unsqueeze(1)).squeeze(1)
+        ).logits
+    logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, row_ids.gather(1, p + 1).unsqueeze(-1)).squeeze(-1)
     value = logp if objective == "logprob" else logp.exp()
-    (grad,) = torch.autograd.grad(value.sum(), captured["scaled"])
-    return (captured["beta"].float() * grad.float()).sum((0, 1))
+    (grad,) = torch.autograd.grad(value[real].sum(), captured["scaled"])
+    return (captured["beta"][real].float() * grad[real].float()).sum(0)
 
 
 @contextlib.contextmanager

@@ -75,7 +75,7 @@ class SIMU(SOGradDiff):
         return [self.reference] if self.reference is not None else []
 
     def setup_memory(self) -> tuple[float, str]:
-        return attribution.CACHE_BUDGET, "stage-1 attribution's prefix cache"
+        return attribution.CACHE_BUDGET, "stage-1 attribution's cached states"
 
     def loss(self, model, forget_batch, retain_batch):
         """GradDiff (the default), or NPO against the model as stage 1 found it, with `gamma` and `beta`."""

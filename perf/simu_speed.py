@@ -7,10 +7,12 @@ Prints:
   largest difference relative to each layer's largest score and whether the masks are identical; exact
   attribution / one unlearning epoch (goal <= 3), and fast mode's;
 - the same on lume-mini's long rows (`--skip-lume` leaves them out);
+- on muse-mini's forget set (its articles of about 160 tokens and its questions), exact attribution of the
+  forget set and its retain sample (SIMU's stage 1) / one unlearning epoch, and fast mode's (`--skip-muse`);
 - the time per layer, before and after, on a random 30-layer model with a 49,152-token vocabulary shaped like
   SmolLM2-135M (`--skip-random` leaves it out).
 
-    python perf/simu_speed.py [--cache-dir DIR] [--steps 20] [--skip-lume] [--skip-random]
+    python perf/simu_speed.py [--cache-dir DIR] [--steps 20] [--skip-lume] [--skip-muse] [--skip-random]
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from harness.data.lume import as_qa, load_lume
 from harness.data.tofu import load_splits
 from harness.embedded import prepare_embedded, prepare_embedded_lume
 from harness.models import load_model, seed_everything
-from harness.registry import methods
+from harness.registry import benchmarks, methods
 from methods import attribution
 from methods.precision import MasterWeights
 
@@ -141,6 +143,26 @@ def lume_mini(args) -> None:
     report(f"lume-mini ({len(forget)} forget rows)", timings, epoch)
 
 
+def muse_mini(args) -> None:
+    """SIMU's stage 1 on muse-mini's forget set (articles and questions) and as many retain rows, against one
+    unlearning epoch of SIMU. No straightforward reference here: it reruns every prefix of every article."""
+    cfg = RunConfig(benchmark="muse-mini", cache_dir=args.cache_dir)
+    prepared = benchmarks["muse-mini"]().prepare(cfg)
+    forget, retain = prepared.forget, prepared.retain
+    model, tokenizer = load_model(prepared.target_dir)
+    rows = forget + retain[: len(forget)]
+    scores, exact = timed(lambda: attribution.attribute(model, tokenizer, rows, m=5, template="raw"))
+    _, fast = timed(lambda: attribution.attribute(model, tokenizer, rows, m=5, mode="fast", template="raw"))
+    masks = attribution.critical_neurons(scores, 0.3)
+    simu_step = step_seconds("simu", prepared.target_dir, forget, retain, args.steps, masks, "raw")
+    epoch = simu_step * math.ceil(len(forget) / method_config("simu").batch_size)
+    print(
+        f"muse-mini ({len(forget)} forget rows and {len(rows) - len(forget)} retain rows attributed): exact "
+        f"attribution {exact:.2f} s, one unlearning epoch {epoch:.2f} s: exact / epoch {exact / epoch:.2f} "
+        f"(goal <= 3), fast / epoch {fast / epoch:.2f}"
+    )
+
+
 def random_smollm2(tokenizer, rows) -> None:
     """Per-layer attribution time on a random SmolLM2-135M-shaped model (30 layers, 49k vocabulary)."""
     torch.manual_seed(0)
@@ -171,12 +193,15 @@ def main() -> None:
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--skip-lume", action="store_true")
+    parser.add_argument("--skip-muse", action="store_true")
     parser.add_argument("--skip-random", action="store_true")
     args = parser.parse_args()
     torch.manual_seed(0)
     tofu_mini(args)
     if not args.skip_lume:
         lume_mini(args)
+    if not args.skip_muse:
+        muse_mini(args)
     if not args.skip_random:
         cfg = RunConfig(cache_dir=args.cache_dir)
         bench = prepare_embedded(cfg.section("world"), cfg.section("train"), cfg.forget_split, cfg.cache_dir)

@@ -92,6 +92,30 @@ def test_attribution_leaves_the_model_as_it_found_it(tokenizer):
     assert len(model.model.layers) == 3
 
 
+def test_an_attention_without_4d_masks_is_swapped_for_sdpa_and_restored(tokenizer):
+    """Exact mode's 4D masks need sdpa or eager attention: a model loaded with another (flash attention on a
+    GPU; flex attention here) is attributed under sdpa, the same scores, and handed back as it came."""
+    model = random_model("llama", tokenizer)
+    model.set_attn_implementation("sdpa")
+    sdpa = attribution.attribute(model, tokenizer, ROWS, m=3)
+    model.set_attn_implementation("flex_attention")
+    assert_same(attribution.attribute(model, tokenizer, ROWS, m=3), sdpa)
+    assert model.config._attn_implementation == "flex_attention"
+    model.set_attn_implementation("eager")
+    assert_same(attribution.attribute(model, tokenizer, ROWS, m=3), sdpa)
+
+
+def test_a_document_s_first_token_has_no_sample_without_bos(tokenizer):
+    """A raw document from a tokenizer that adds no BOS: its first token is predicted by nothing (the loss never
+    sees it), so the predicting positions start at 0, and attribution equals the reference's."""
+    rows = [{"question": "", "answer": TEXTS[0]}, {"question": "", "answer": TEXTS[1]}]
+    (ids, positions), _ = attribution._examples(tokenizer, rows, "raw")
+    assert ids[0] != tokenizer.bos_token_id and positions == list(range(len(ids) - 1))
+    model = random_model("llama", tokenizer)
+    old = attribution.attribute_by_prefix(model, tokenizer, rows, 5, "exact", "prob", 64, "raw")
+    assert_same(attribution.attribute(model, tokenizer, rows, m=5, template="raw"), old)
+
+
 def test_exact_attribution_equals_the_reference_on_the_embedded_model(micro_cache):
     cfg = RunConfig()
     apply_preset(cfg, "tofu-mini-smoke")
@@ -112,8 +136,9 @@ def test_the_chunk_is_validated_and_changes_no_hash():
         method_config("simu", {"attribution_chunk": "0"})
 
 
-def test_a_small_memory_budget_splits_the_passes_and_changes_no_score(tokenizer, monkeypatch):
+def test_a_small_memory_budget_splits_the_groups_and_changes_no_score(tokenizer, monkeypatch):
     model = random_model("llama", tokenizer)
     full = attribution.attribute(model, tokenizer, ROWS, m=5)
-    monkeypatch.setattr(attribution, "CACHE_BUDGET", 1)  # one prefix (its m steps) per pass
+    monkeypatch.setattr(attribution, "CACHE_BUDGET", 1)  # one QA's cached states per group
+    assert [len(g) for g in attribution._groups(attribution._examples(tokenizer, ROWS, "qa"), 51, 1)] == [1, 1, 1]
     assert_same(attribution.attribute(model, tokenizer, ROWS, m=5), full)
