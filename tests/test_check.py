@@ -11,6 +11,7 @@ import pytest
 from scipy.stats import ks_2samp
 
 from harness.cli import _without_flags, main
+from harness.metrics import metrics
 from harness.noise import derive_tolerances, leave_one_out, one_item, stopped_unlearning
 from harness.regression import check, read_tolerances
 from harness.tables import read_leaderboard
@@ -157,6 +158,9 @@ def test_tolerances_are_three_sigma_the_spread_or_one_item(board):
     retain = derived["metrics"]["retain_em_contains"]  # no noise at all: one item of the retain split
     assert retain["sigma"] == pytest.approx(0, abs=1e-12) and retain["tolerance"] == 1 / 20
     assert derived["environments"] == ["default", "avx2", "avx512"] and derived["items"] == counts
+    unmoved = derive_tolerances(_boards(board), {"forget": 8})["metrics"]["retain_em_contains"]
+    # no noise and no item count (as for an lm-eval column): its declared tolerance, not 0
+    assert unmoved["one_item"] == 0 and unmoved["tolerance"] == metrics.get("retain_em_contains").tolerance > 0
 
 
 def test_leave_one_out_counts_false_alarms_on_the_held_out_kernel_set(board):
