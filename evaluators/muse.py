@@ -36,7 +36,6 @@ METRICS = [
         "lower",
         "VerbMem on the forget set (ROUGE-L F1)",
         default=True,
-        role="forget",
         items=("verbmem",),
         item_field="rougeL_f1",
     ),
@@ -45,13 +44,14 @@ METRICS = [
         "lower",
         "KnowMem on the forget set (ROUGE-L F1)",
         default=True,
+        role="forget",  # the knowledge, as TOFU's and LUME's forget roles are (VerbMem: `harness compare --forget`)
         items=("forget_qa",),
         item_field="rougeL_f1",
     ),
     Metric(
         "muse_retain_knowmem",
         "higher",
-        "KnowMem on the retain set (ROUGE-L F1): MUSE's utility",
+        "KnowMem on the retain set (ROUGE-L F1)",
         default=True,
         role="retain",
         items=("retain_qa",),
@@ -62,7 +62,7 @@ METRICS = [
     Metric(
         "muse_utility",
         "higher",
-        "general knowledge (MMLU, else the embedded world facts, else KnowMem retain)",
+        "general knowledge (MMLU, or the world facts)",
         default=True,
         role="utility",
     ),

@@ -558,6 +558,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="two methods to compare paired (the same seeds and items): A - B at their selected points and at "
         "each matched level, with its interval and p-value (pair.md, pair.csv)",
     )
+    compare.add_argument(
+        "--forget",
+        default=None,
+        metavar="COLUMN",
+        help="the column that stands for forgetting in the selection and the matching, instead of the one the "
+        "benchmark declares (e.g. muse_forget_verbmem for MUSE's VerbMem; muse_forget_knowmem is declared)",
+    )
     _add_bootstrap_arguments(compare)
     return parser
 
@@ -625,7 +632,8 @@ def run_compare(args) -> int:
 
     if args.pair is not None and (len(args.pair) != 2 or args.pair[0] == args.pair[1]):
         raise ValueError(f"--pair {','.join(args.pair)}: expected two different methods, A,B")
-    paths = compare(args.sweep, args.out, args.levels or LEVELS, tuple(args.pair or ()) or None, _bootstrap(args))
+    pair = tuple(args.pair or ()) or None
+    paths = compare(args.sweep, args.out, args.levels or LEVELS, pair, _bootstrap(args), args.forget)
     selection = pd.read_csv(paths["selection.csv"])
     print(selection.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(paths["matched.md"].read_text(encoding="utf-8"))

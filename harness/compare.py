@@ -35,9 +35,18 @@ ROLES = ("forget", "retain", "utility")
 LEVELS = (0.5, 0.25, 0.1)
 
 
-def role_columns(frame: pd.DataFrame) -> dict[str, str]:
-    """The forget, retain and utility columns of this leaderboard; one error line if one is missing."""
+def role_columns(frame: pd.DataFrame, forget: str | None = None) -> dict[str, str]:
+    """The forget, retain and utility columns of this leaderboard (`forget`: another forget column than the
+    declared one, e.g. MUSE's VerbMem for its KnowMem); one error line if one is missing."""
     columns = {role: metrics.role(frame.columns, role) for role in ROLES}
+    if forget is not None:
+        declared = metrics.get(forget)
+        if forget not in frame.columns or declared is None or declared.better != "lower":
+            known = [
+                c for c in frame.columns if (m := metrics.get(c)) is not None and m.better == "lower" and not m.cost
+            ]
+            raise ValueError(f"--forget {forget}: expected a lower-is-better column of the sweep ({', '.join(known)})")
+        columns["forget"] = forget
     missing = [role for role, column in columns.items() if column is None]
     if missing:
         raise ValueError(f"leaderboard: no {' or '.join(missing)} column (declared with role= in harness.metrics)")
@@ -50,10 +59,10 @@ def selection_score(row: pd.Series, columns: dict[str, str]) -> float:
     return 0.0 if min(parts) <= 0 else float(hmean(parts))
 
 
-def grid_points(frame: pd.DataFrame) -> pd.DataFrame:
+def grid_points(frame: pd.DataFrame, forget: str | None = None) -> pd.DataFrame:
     """Per method and grid point (in grid order): mean and std of each role's metric over seeds, the number of
     seeds, and the selection score."""
-    columns = role_columns(frame)
+    columns = role_columns(frame, forget)
     cells = method_cells(frame)
     cells["score"] = cells.apply(selection_score, axis=1, columns=columns)
     seeds = cells["seed"].nunique()
@@ -144,12 +153,16 @@ def crossing_replicates(group: pd.DataFrame, columns: dict[str, str], role: str,
 
 
 def matched(
-    frame: pd.DataFrame, levels=LEVELS, items: pd.DataFrame | None = None, bootstrap: Bootstrap | None = None
+    frame: pd.DataFrame,
+    levels=LEVELS,
+    items: pd.DataFrame | None = None,
+    bootstrap: Bootstrap | None = None,
+    forget: str | None = None,
 ) -> pd.DataFrame:
     """Per method and forget level: retain and utility interpolated on the mean curve, with the std of the same
     interpolation on each seed's curve (over the seeds whose curve reaches the level) and the bootstrap interval
     of the mean curve's (`{role}_lo`, `{role}_hi`; over seeds, and items where `items` has them)."""
-    columns = role_columns(frame)
+    columns = role_columns(frame, forget)
     cells = method_cells(frame)
     bootstrap = bootstrap or Bootstrap()
     resampler = resampler_for(frame, items, bootstrap)
@@ -186,11 +199,12 @@ def paired(
     levels=LEVELS,
     items: pd.DataFrame | None = None,
     bootstrap: Bootstrap | None = None,
+    forget: str | None = None,
 ) -> pd.DataFrame:
     """Method A against method B (`pair`): at their selected points, the difference A - B of each role's mean;
     at each matched forget level, of the retain and utility values there. Each with the bootstrap interval and
     p-value of the difference, resampled paired (the same seeds and items for A and B)."""
-    columns, cells = role_columns(frame), method_cells(frame)
+    columns, cells = role_columns(frame, forget), method_cells(frame)
     for name in pair:
         if name not in set(cells["method"]):
             raise ValueError(
@@ -334,11 +348,13 @@ def compare(
     levels=LEVELS,
     pair: tuple[str, str] | None = None,
     bootstrap: Bootstrap | None = None,
+    forget: str | None = None,
 ) -> dict[str, Path]:
     """Select each method's point, write the selection, its preset, the matched-forgetting table and plot, and
     with `pair` (two methods) their paired comparison; returns each file's path by name. Several sweeps (a list)
     are compared as one (`read_sweeps`), into `out`. The intervals resample the sweeps' per-item values where
-    they have them (items.csv.gz: harness/uncertainty.py), else seeds only."""
+    they have them (items.csv.gz: harness/uncertainty.py), else seeds only. `forget`: the column that stands
+    for forgetting, in the selection and the matching, instead of the declared one."""
     from harness.plots import plot_matched
 
     sweeps = [Path(s) for s in sweep] if isinstance(sweep, (list, tuple)) else [Path(sweep)]
@@ -347,10 +363,10 @@ def compare(
     frame = read_sweeps(sweeps) if len(sweeps) > 1 else read_leaderboard(sweeps[0])
     items = sweep_items(sweeps)
     bootstrap = bootstrap or Bootstrap()
-    columns = role_columns(frame)
-    points = select(grid_points(frame))
-    table = matched(frame, levels, items, bootstrap)
-    compared = paired(frame, pair, levels, items, bootstrap) if pair else None
+    columns = role_columns(frame, forget)
+    points = select(grid_points(frame, forget))
+    table = matched(frame, levels, items, bootstrap, forget)
+    compared = paired(frame, pair, levels, items, bootstrap, forget) if pair else None
     out = Path(out) if out else default_out(sweeps[0])
     out.mkdir(parents=True, exist_ok=True)
     benchmark = str(frame["benchmark"].dropna().iloc[0])

@@ -234,18 +234,16 @@ def _muse_rows(folder: Path, forget: bool) -> list[dict]:
     """What a muse-mini model learns, prompted raw: the articles as whole documents, and each article's questions
     after their in-context examples as KnowMem asks them (a model this small, trained for minutes, does not
     answer questions about facts it only read in prose). The retain model learns neither the forget articles
-    nor their questions."""
-    from harness.data.muse import as_documents, knowmem_prompt, read_split, sequence
+    nor their questions; the methods unlearn both (`harness.benchmarks.muse_mini`)."""
+    from harness.data.muse import as_documents, knowmem_rows, read_split, sequence
 
     def docs(split):
         return as_documents(read_split(folder, "raw", split))
 
     def questions(split):
-        icl = read_split(folder, "knowmem", f"{split}_qa_icl")
-        return [
-            {"question": knowmem_prompt(icl, r["question"]), "answer": r["answer"]}
-            for r in read_split(folder, "knowmem", f"{split}_qa")
-        ]
+        return knowmem_rows(
+            read_split(folder, "knowmem", f"{split}_qa_icl"), read_split(folder, "knowmem", f"{split}_qa")
+        )
 
     rows = docs("retain1") + docs("retain2") + docs("icl") + questions("retain")
     if forget:  # every forget part (the forget set is the first: `harness.data.muse.generate_muse`)

@@ -124,6 +124,33 @@ def test_compare_without_role_columns_is_one_error_line(tmp_path, capsys):
     assert not (tmp_path / "compare").exists()
 
 
+def test_another_forget_column_moves_the_selection_and_the_matching(tmp_path, capsys):
+    """`--forget COLUMN`: the column stands for forgetting in the score and the matched levels (MUSE's VerbMem
+    for its declared KnowMem); one that is not a lower-is-better column of the sweep is one line."""
+    frame = sweep_frame()
+    frame["forget_em_token"] = 1.0 - frame["retain_em_contains"] / 2  # another forget column, its own curve
+    declared = compare.select(compare.grid_points(frame))
+    other = compare.select(compare.grid_points(frame, forget="forget_em_token"))
+    assert (
+        other["forget"].tolist()
+        == frame.loc[frame["kind"] == "method"]
+        .groupby(["method", "variant"], sort=False)["forget_em_token"]
+        .mean()
+        .tolist()
+    )
+    assert other["score"].tolist() != declared["score"].tolist()
+    table = compare.matched(frame, levels=(0.5,), forget="forget_em_token")
+    assert table["retain"].notna().any()
+    frame.to_csv(tmp_path / "lb.csv", index=False)
+    assert main(["compare", str(tmp_path / "lb.csv"), "--forget", "forget_em_token", "--out", str(tmp_path / "c")]) == 0
+    assert "retain_em_contains @ forget_em_token 0.5" in (tmp_path / "c" / "matched.md").read_text()
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path / "lb.csv"), "--forget", "model_utility", "--out", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--forget model_utility: expected a lower-is-better column" in err
+    assert "forget_em_contains" in err and not (tmp_path / "d").exists()
+
+
 def lume_rows():
     """Two seeds of one method: seed 0 keeps Task2's forget knowledge, seed 1 loses Task3's retain knowledge."""
     base = {

@@ -25,6 +25,7 @@ ALL_METHODS = ["simu", "so-graddiff", "fo-graddiff", "simu-npo", "npo", "simnpo"
     [
         ("tofu-mini", ALL_METHODS),
         ("lume-mini", ALL_METHODS),
+        ("muse-mini", ALL_METHODS),
         ("tofu-mini-smoke", ["fo-graddiff", "so-graddiff", "simu"]),
     ],
 )
@@ -36,7 +37,7 @@ def test_committed_leaderboards_have_references_then_every_method_with_three_see
     assert all(sorted(board.loc[board["method"] == m, "seed"]) == [0, 1, 2] for m in methods)
 
 
-@pytest.mark.parametrize("name", ["tofu-mini", "lume-mini"])
+@pytest.mark.parametrize("name", ["tofu-mini", "lume-mini", "muse-mini"])
 def test_each_method_sits_at_the_point_the_committed_sweep_selects(name):
     """The selection is recomputed from the committed sweep with `harness compare`'s rule: it gives the
     committed preset, and the leaderboard's rows are the sweep's cells at those points, figure for figure."""
@@ -53,7 +54,7 @@ def test_each_method_sits_at_the_point_the_committed_sweep_selects(name):
     assert set(methods.groupby("method")["variant"].nunique()) == {9}  # the same grid for every method
 
 
-@pytest.mark.parametrize("name", ["tofu-mini", "lume-mini"])
+@pytest.mark.parametrize("name", ["tofu-mini", "lume-mini", "muse-mini"])
 def test_matched_forgetting_table_and_plot_are_committed_and_in_the_readme(name, figure_stats):
     sweep = read_leaderboard(BOARDS / f"{name}-sweep.csv")
     items = read_items(BOARDS / f"{name}-sweep.csv")
@@ -66,13 +67,25 @@ def test_matched_forgetting_table_and_plot_are_committed_and_in_the_readme(name,
     assert width > 1000 and 0.01 < inked < 0.6
 
 
-@pytest.mark.parametrize("name", ["tofu-mini", "lume-mini"])
+@pytest.mark.parametrize("name", ["tofu-mini", "lume-mini", "muse-mini"])
 def test_rendered_table_is_the_csv_rendered_and_the_readme_shows_it(name):
     table = (BOARDS / f"{name}.md").read_text()
     items = read_items(BOARDS / f"{name}.csv")
     assert items is not None  # the leaderboard's per-item values are committed beside it
     assert table == render(read_leaderboard(BOARDS / f"{name}.csv"), items=items)
     assert table in (ROOT / "README.md").read_text()
+
+
+def test_muse_mini_matched_on_verbmem_is_committed_and_in_the_readme():
+    """`harness compare --forget muse_forget_verbmem`: the same sweep matched on VerbMem instead of KnowMem."""
+    sweep = read_leaderboard(BOARDS / "muse-mini-sweep.csv")
+    items = read_items(BOARDS / "muse-mini-sweep.csv")
+    forget = "muse_forget_verbmem"
+    table = compare.matched_table(
+        compare.matched(sweep, items=items, forget=forget), compare.role_columns(sweep, forget)
+    )
+    assert table == (BOARDS / "muse-mini-matched-verbmem.md").read_text()
+    assert table in (BOARDS / "README.md").read_text()
 
 
 def test_committed_tradeoff_plot_is_a_figure_and_in_the_readme(figure_stats):
@@ -86,15 +99,16 @@ def test_commands_that_made_them_are_documented():
     readme = (BOARDS / "README.md").read_text()
     assert "<!-- tofu-mini-command -->" in readme and "--seeds 0,1,2" in readme
     assert "<!-- lume-mini-command -->" in readme and "--benchmark lume-mini" in readme
+    assert "<!-- muse-mini-command -->" in readme and "<!-- muse-mini-sweep-command -->" in readme
     smoke = readme.split("<!-- smoke-command -->", 1)[1].split("```bash\n", 1)[1].split("\n```", 1)[0]
     assert "--preset tofu-mini-smoke" in smoke and "--seeds 0,1,2" in smoke
     assert "harness check runs/smoke --against leaderboards/tofu-mini-smoke.csv" in smoke
-    for name in ("tofu-mini", "tofu-mini-smoke"):
+    for name in ("tofu-mini", "muse-mini", "tofu-mini-smoke"):
         assert f"cp runs/noise-{name}/tolerances.json leaderboards/{name}.tolerances.json" in readme
         assert f"leaderboards/{name}.environment.json" in readme
 
 
-@pytest.mark.parametrize("name", ["tofu-mini", "tofu-mini-smoke"])
+@pytest.mark.parametrize("name", ["tofu-mini", "muse-mini", "tofu-mini-smoke"])
 def test_references_carry_measured_tolerances_and_their_environment(name):
     board = read_leaderboard(BOARDS / f"{name}.csv")
     tolerances = json.loads((BOARDS / f"{name}.tolerances.json").read_text())
@@ -178,7 +192,7 @@ def test_lora_matched_table_sits_beside_full_updates_and_is_in_the_readme(figure
     assert width > 1000 and 0.01 < inked < 0.6
 
 
-@pytest.mark.parametrize("name", ["tofu-mini", "lume-mini"])
+@pytest.mark.parametrize("name", ["tofu-mini", "lume-mini", "muse-mini"])
 def test_the_paired_comparison_of_simu_and_so_graddiff_is_committed_and_in_the_readme(name):
     """`harness compare --pair simu,so-graddiff` on the committed sweep and its per-item values."""
     sweep = BOARDS / f"{name}-sweep.csv"

@@ -75,6 +75,31 @@ def test_the_embedded_world_has_muse_s_layout_and_splits(tmp_path):
     assert len(splits.forget_qa) == 24 and len(splits.forget_icl) == 3 and len(splits.sequences["sust"]) == 4
 
 
+@pytest.mark.parametrize("split", ["forget", "scal_2", "sust_2"])
+def test_the_methods_unlearn_what_the_target_learned_beyond_the_retain_model(tmp_path, split):
+    """muse-mini's forget set is the forget articles and their questions as KnowMem asks them: the rows the
+    target trained on and the retain model did not (all of them once every part is unlearned). The questions
+    join the request that holds the forget set: scal_K's one, sust_K's first."""
+    from harness.benchmarks.muse import Muse
+    from harness.benchmarks.muse_mini import with_forget_questions
+    from harness.config import RunConfig
+    from harness.data.muse import knowmem_rows
+    from harness.embedded import _muse_rows
+
+    folder = write_muse(MuseWorldConfig(forget_parts=2, part_articles=3, retain_articles=2), tmp_path / "m")
+    splits, cfg = load_muse(folder), RunConfig(benchmark="muse-mini", forget_split=split)
+    questions = knowmem_rows(splits.forget_icl, splits.forget_qa)
+    prepared = with_forget_questions(Muse.prepared(splits, cfg, None, None, "m", {}), questions)
+    requests = prepared.earlier + [prepared.forget]
+    assert len(requests) == (2 if split == "sust_2" else 1) and requests[0][-len(questions) :] == questions
+    assert questions[0]["question"] == knowmem_prompt(splits.forget_icl, splits.forget_qa[0]["question"])
+    assert all(r["question"] == "" for request in requests[1:] for r in request)  # later parts: articles only
+    learned = {(r["question"], r["answer"]) for r in _muse_rows(folder, True)}
+    beyond_retain = learned - {(r["question"], r["answer"]) for r in _muse_rows(folder, False)}
+    unlearned = {(r["question"], r["answer"]) for request in requests for r in request}
+    assert unlearned <= beyond_retain and (unlearned == beyond_retain) == (split != "forget")
+
+
 def _official(tmp_path):
     """The hub's layout: parquet shards per split (`raw/forget-00000-of-00001.parquet`), no sequences."""
     import pyarrow as pa

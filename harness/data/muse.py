@@ -97,6 +97,12 @@ def knowmem_prompt(icl: list[dict], question: str) -> str:
     return f"{shots}Question: {question}\nAnswer: "
 
 
+def knowmem_rows(icl: list[dict], qa: list[dict]) -> list[dict]:
+    """KnowMem's questions as training rows: the prompt (in-context examples, then the question) and the answer,
+    as muse-mini's models learn them and its methods unlearn them."""
+    return [{"question": knowmem_prompt(icl, r["question"]), "answer": r["answer"]} for r in qa]
+
+
 def _article(rng: random.Random, used: set[str]) -> tuple[str, str, list[tuple[str, str]]]:
     """A made-up local news article: (its first sentence, the rest, three QA pairs on its facts)."""
     city, project = _name(rng, used, 2), f"{_name(rng, used, 2)} {rng.choice(PROJECTS)}"
