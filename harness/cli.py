@@ -475,7 +475,9 @@ def build_parser() -> argparse.ArgumentParser:
         "worth of the metric's split, and the tolerance max(3 sigma, spread, one item), plus the "
         "false alarms of a check whose tolerances were derived without one kernel set. Each run "
         "has its own model cache, CACHE_DIR/cache-<kernel set> (CACHE_DIR defaults to OUT). "
-        "Rerunning resumes. Copy tolerances.json beside a reference as NAME.tolerances.json.",
+        "Rerunning resumes. --with DIR adds another machine's OUT of the same command to the "
+        "tolerances (another CPU vendor's BLAS rounds differently from all of this CPU's kernel sets). "
+        "Copy tolerances.json beside a reference as NAME.tolerances.json.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _lazy_epilog(noise)
@@ -493,6 +495,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     noise.add_argument(
         "--jobs", type=int, default=None, help="runs at once (default: one per core, at most one per kernel set)"
+    )
+    noise.add_argument(
+        "--with",
+        dest="others",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="another machine's OUT of the same command (repeatable): its runs join this machine's in the "
+        "tolerances, as DIR_NAME/<kernel set>, so they cover that CPU's noise too",
     )
     _add_run_arguments(noise)
     sub.add_parser(
@@ -697,7 +708,8 @@ def _row_environments(records: dict[str, dict], frame) -> dict[str, dict]:
 
 
 def run_noise(args, argv: list[str]) -> int:
-    from harness.noise import CAPABILITIES, native_capabilities, run_all, summarise
+    from harness.noise import CAPABILITIES, native_capabilities, other_machine_runs, run_all, same_command, summarise
+    from harness.tables import read_leaderboard
 
     capabilities = args.capabilities or native_capabilities()
     if not set(capabilities) <= set(CAPABILITIES) or len(capabilities) < 2:
@@ -707,17 +719,21 @@ def run_noise(args, argv: list[str]) -> int:
         raise ValueError(f"--reference-capability {reference}: not among --capabilities {','.join(capabilities)}")
     if args.jobs is not None and args.jobs < 1:
         raise ValueError(f"--jobs {args.jobs}: expected 1 or more")
+    others = other_machine_runs([Path(d) for d in args.others])
     from harness.config import RunConfig, check_method_settings
 
     check_method_settings(config_from_args(args))  # the run's own flags fail here, before any run starts
     out = Path(args.out or f"runs/noise-{args.benchmark or args.preset or RunConfig.benchmark}")
+    made = {c: out / c for c in capabilities if (out / c / "leaderboard.csv").is_file()}
+    if others and made:  # rerun to add another machine's runs: a different command fails before anything runs
+        same_command({env: read_leaderboard(path) for env, path in (made | others).items()})
     jobs = args.jobs or max(1, min(len(capabilities), os.cpu_count() or 1))
     run_all(_without_flags(argv, NOISE_ONLY_FLAGS), out, Path(args.cache_dir or out), capabilities, jobs)
-    print(f"tolerances: {summarise(out, capabilities, reference)}")
+    print(f"tolerances: {summarise(out, capabilities, reference, others)}")
     return 0
 
 
-NOISE_ONLY_FLAGS = ("--capabilities", "--reference-capability", "--jobs", "--out", "--cache-dir")
+NOISE_ONLY_FLAGS = ("--capabilities", "--reference-capability", "--jobs", "--with", "--out", "--cache-dir")
 
 
 def _without_flags(argv: list[str], flags: tuple[str, ...]) -> list[str]:

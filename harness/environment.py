@@ -4,6 +4,7 @@ comparable only when their records say so (`harness check` prints the difference
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import platform
@@ -46,9 +47,26 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _mkl_kernels() -> str | None:
+    """Which of oneMKL's GEMM code paths this process runs, "intel" or "non-intel": MKL picks them by CPU vendor,
+    not by `ATEN_CPU_CAPABILITY`, so one kernel set rounds differently on an Intel and an AMD CPU. Asked the
+    way MKL asks (its vendor check, looked up globally first, where perf/mkl_intel_path.c answers when
+    preloaded); None when torch has no MKL."""
+    import torch
+
+    if not torch.backends.mkl.is_available():
+        return None
+    for library in (None, Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"):
+        try:
+            return "intel" if ctypes.CDLL(library and str(library)).mkl_serv_intel_cpu_true() else "non-intel"
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
 def environment(device: str = "cpu", dtype: str = "float32", world_size: int = 1, shard: str = "none") -> dict:
-    """What can change a figure without a code change: package versions, the CPU and the ATen kernels it
-    runs (PyTorch's `ATEN_CPU_CAPABILITY` switch), threads, device (its name on CUDA), dtype, processes and sharding."""
+    """What can change a figure without a code change: package versions, the CPU, the ATen kernels it runs
+    (PyTorch's `ATEN_CPU_CAPABILITY` switch) and MKL's (by CPU vendor), threads, device (its name on CUDA), dtype, processes and sharding."""
     import torch  # only the runner calls this, and it has torch loaded already
 
     return {
@@ -59,6 +77,7 @@ def environment(device: str = "cpu", dtype: str = "float32", world_size: int = 1
         "cpu": _cpu_model(),
         "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "ATEN_CPU_CAPABILITY": os.environ.get("ATEN_CPU_CAPABILITY"),
+        "mkl_kernels": _mkl_kernels(),
         "torch_threads": torch.get_num_threads(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
         "device": device,

@@ -222,15 +222,53 @@ def leave_one_out(boards: dict[str, pd.DataFrame], counts: dict[str, int], refer
     return out
 
 
-def summarise(out: Path, capabilities: list[str], reference: str) -> Path:
-    """Write OUT/noise.csv (every value under every kernel set) and OUT/tolerances.json (per metric: sigma,
-    spread, one-item floor, tolerance, and leave-one-kernel-set-out false alarms); print the tolerances."""
+def other_machine_runs(folders: list[Path]) -> dict[str, Path]:
+    """The kernel-set runs in other machines' `harness noise` folders, named FOLDER/<kernel set>: with them the
+    tolerances cover those machines' noise too (another CPU vendor's BLAS rounds differently). One clear
+    error for a folder without runs, or two folders of one name."""
+    runs: dict[str, Path] = {}
+    for folder in folders:
+        found = {f"{folder.name}/{c}": folder / c for c in CAPABILITIES if (folder / c / "leaderboard.csv").is_file()}
+        if not found:
+            raise FileNotFoundError(
+                f"--with {folder}: expected another machine's `harness noise` folder, with "
+                f"{folder}/<{'|'.join(CAPABILITIES)}>/leaderboard.csv"
+            )
+        if set(found) & set(runs):
+            raise ValueError(f"--with {folder}: a folder named {folder.name} is already given; rename one")
+        runs |= found
+    return runs
+
+
+def same_command(boards: dict[str, pd.DataFrame]) -> None:
+    """Every board holds the same cells made by the same command (method, seed and config_hash, which names
+    a configuration and no measured value, so it is the same on every machine)."""
+    cells = {
+        env: set(zip(row_labels(b), b["seed"].astype("string").fillna(""), b["config_hash"]))
+        for env, b in boards.items()
+    }
+    first, expected = next(iter(cells.items()))
+    for env, found in cells.items():
+        if found != expected:
+            label, seed, _ = sorted(found ^ expected)[0]
+            raise ValueError(
+                f"{env}: not the same command as {first} ({label}, seed {seed or '-'} differs in its config_hash or "
+                "is missing); run the same `harness noise` flags on every machine"
+            )
+
+
+def summarise(out: Path, capabilities: list[str], reference: str, others: dict[str, Path] | None = None) -> Path:
+    """Write OUT/noise.csv (every value under every kernel set, and under those of `others`, other machines'
+    runs) and OUT/tolerances.json (per metric: sigma, spread, one-item floor, tolerance, and leave-one-out
+    false alarms); print the tolerances."""
     boards = {c: read_leaderboard(out / c) for c in capabilities}
+    boards |= {env: read_leaderboard(path) for env, path in (others or {}).items()}
+    same_command(boards)
     counts = item_counts(out / capabilities[0])
     tolerances = derive_tolerances(boards, counts)
     checks = leave_one_out(boards, counts, reference)
     tolerances["false_alarms"] = {
-        "rule": f"tolerances derived without the held-out kernel set, its run checked against {reference}'s",
+        "rule": f"tolerances derived without the held-out environment, its run checked against {reference}'s",
         **{
             env: {"regressions": found.regressions, "cells": found.cells, "metrics": found.metrics}
             for env, found in checks.items()
@@ -239,7 +277,7 @@ def summarise(out: Path, capabilities: list[str], reference: str) -> Path:
     missed = detection(boards, reference, {c: m["tolerance"] for c, m in tolerances["metrics"].items()})
     methods = sum(len(set(b["method"]) - set(REFERENCE_ROWS)) for b in boards.values())
     tolerances["detection"] = {
-        "rule": f"each kernel set's run with one method's rows replaced by the target's, checked against {reference}'s",
+        "rule": f"each environment's run with one method's rows replaced by the target's, checked against {reference}'s",
         "faults": methods,
         "missed": missed,
     }

@@ -1,15 +1,20 @@
 """How well CI's smoke check separates faults from noise: false alarms and detections, per kernel set.
 
-Reads a `harness noise` folder of the smoke configuration (its runs and model caches) and the committed
-reference with its tolerances, then
-- false alarms: each kernel set's run checked against the reference, and the held-out counts `harness noise`
-  wrote (tolerances derived without that kernel set);
-- detections: under each kernel set, three injected faults checked against the reference:
+Reads a `harness noise` folder of the smoke configuration (its runs and model caches), the other folders its
+tolerances joined (`--with`, as `harness noise --with`), and the committed reference with its tolerances, then
+- false alarms: each environment's run checked against the reference, and the held-out counts `harness noise`
+  wrote (tolerances derived without that environment);
+- detections: under each environment (its kernel set, threads and MKL path, as its run recorded them), three
+  injected faults checked against the reference:
   1. a method that stopped unlearning (its rows carry the target's figures), per method;
   2. GradDiff with its forget term switched off (only the retain loss trains), per method;
   3. a metric computed wrong: TOFU's truth ratio with its exponent's sign flipped.
 
-    python perf/check_power.py --noise runs/noise-tofu-mini-smoke
+    python perf/check_power.py --noise runs/noise-tofu-mini-smoke --with runs/noise-tofu-mini-smoke-intel-mkl \
+        --with runs/noise-tofu-mini-smoke-intel-mkl-2threads
+
+An environment whose run took MKL's Intel path on a CPU that is not Intel's is rerun with `--mkl-intel-path`
+(perf/mkl_intel_path.c built) preloaded.
 """
 
 from __future__ import annotations
@@ -57,37 +62,62 @@ def child(fault: str, out: str, cache: str) -> int:
     return harness(["run", *RUN, "--out", out, "--cache-dir", cache])
 
 
-def faulty_runs(noise: Path, out: Path, capabilities: list[str]) -> None:
-    """Every fault under every kernel set, two processes at a time with one thread each (resumable)."""
-    jobs = [(f, c) for c in capabilities for f in FAULTS]
-    for i in range(0, len(jobs), 2):
+def run_folders(noise: Path, others: list[Path]) -> dict[str, Path]:
+    """Environment name (as tolerances.json names it) -> its run folder: KERNEL_SET in `noise`, or
+    FOLDER/KERNEL_SET in a `--with` folder."""
+    environments = json.loads((noise / "tolerances.json").read_text())["environments"]
+    folders = {f.name: f for f in others}
+    return {e: folders[e.split("/")[0]] / e.split("/")[1] if "/" in e else noise / e for e in environments}
+
+
+def recorded(run: Path) -> dict[str, str]:
+    """The environment variables a faulty run needs to repeat `run`'s: its kernel set, threads and MKL path."""
+    [env] = json.loads((run / "environment.json").read_text()).values()
+    out = {"ATEN_CPU_CAPABILITY": env["ATEN_CPU_CAPABILITY"], "OMP_NUM_THREADS": env["OMP_NUM_THREADS"]}
+    return out | ({"MKL_PATH": "intel"} if env.get("mkl_kernels") == "intel" else {})
+
+
+def faulty_runs(runs: dict[str, Path], out: Path, mkl_intel: Path) -> None:
+    """Every fault under every environment, with as many threads as its run had, two single-thread processes
+    at a time (resumable)."""
+    jobs = [(fault, env, recorded(run), run) for env, run in runs.items() for fault in FAULTS]
+    while jobs:
+        batch = [jobs.pop(0)]
+        if batch[0][2]["OMP_NUM_THREADS"] == "1" and jobs and jobs[0][2]["OMP_NUM_THREADS"] == "1":
+            batch.append(jobs.pop(0))
         running = []
-        for fault, cap in jobs[i : i + 2]:
-            env = os.environ | {"ATEN_CPU_CAPABILITY": cap, "OMP_NUM_THREADS": "1"}
+        for fault, env, variables, run in batch:
+            preload = {"LD_PRELOAD": str(mkl_intel.resolve())} if variables.pop("MKL_PATH", None) else {}
             command = [
                 sys.executable,
                 __file__,
                 "--child",
                 fault,
                 "--out",
-                str(out / f"{fault}-{cap}"),
+                str(out / f"{fault}-{env.replace('/', '-')}"),
                 "--cache",
-                str(noise / f"cache-{cap}"),
+                str(run.parent / f"cache-{run.name}"),
             ]
-            running.append(subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            running.append(
+                subprocess.Popen(
+                    command, env=os.environ | variables | preload, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                )
+            )
         if any(p.wait() for p in running):
             raise SystemExit("a faulty run failed; rerun it by hand to see why")
 
 
-def report(noise: Path, reference_csv: Path, out: Path) -> None:
+def report(runs: dict[str, Path], noise: Path, reference_csv: Path, out: Path) -> None:
     reference, tolerances = read_leaderboard(reference_csv), read_tolerances(reference_csv)
     derived = json.loads((noise / "tolerances.json").read_text())
-    capabilities = derived["environments"]
-    boards = {c: read_leaderboard(noise / c) for c in capabilities}
+    capabilities = list(runs)
+    boards = {c: read_leaderboard(run) for c, run in runs.items()}
     print("false alarms (failing lines; cells x metrics compared):")
     for cap, board in boards.items():
         found = regression.check(board, reference, tolerances)
         print(f"  {cap:8} run against the reference: {len(found.regressions)} ({found.cells} x {found.metrics})")
+        for line in found.regressions:
+            print(f"    {line}")
     for cap, held in derived["false_alarms"].items():
         if isinstance(held, dict):
             print(
@@ -99,7 +129,10 @@ def report(noise: Path, reference_csv: Path, out: Path) -> None:
     caught = stopped["faults"] - sum(len(missed) for missed in stopped["missed"].values())
     print(f"  stopped unlearning (method = target): caught {caught} of {stopped['faults']}")
     for fault in FAULTS:
-        checks = [regression.check(read_leaderboard(out / f"{fault}-{c}"), reference, tolerances) for c in capabilities]
+        checks = [
+            regression.check(read_leaderboard(out / f"{fault}-{c.replace('/', '-')}"), reference, tolerances)
+            for c in capabilities
+        ]
         if fault == "forget-loss-off":
             found = sum(any(line.startswith(f"{m} (") for line in ch.regressions) for ch in checks for m in METHODS)
             total = len(METHODS) * len(capabilities)
@@ -113,6 +146,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--noise", default="runs/noise-tofu-mini-smoke", help="a `harness noise` folder of the smoke")
     parser.add_argument("--reference", default="leaderboards/tofu-mini-smoke.csv")
+    parser.add_argument(
+        "--with", dest="others", action="append", default=[], help="a folder `harness noise --with` joined"
+    )
+    parser.add_argument("--mkl-intel-path", default="runs/mkl_intel_path.so", help="perf/mkl_intel_path.c, built")
     parser.add_argument("--out", default="runs/check-power")
     parser.add_argument("--child", choices=sorted(FAULTS), help=argparse.SUPPRESS)
     parser.add_argument("--cache", help=argparse.SUPPRESS)
@@ -120,5 +157,6 @@ if __name__ == "__main__":
     if args.child:
         sys.exit(child(args.child, args.out, args.cache))
     noise, out = Path(args.noise), Path(args.out)
-    faulty_runs(noise, out, json.loads((noise / "tolerances.json").read_text())["environments"])
-    report(noise, Path(args.reference), out)
+    runs = run_folders(noise, [Path(d) for d in args.others])
+    faulty_runs(runs, out, Path(args.mkl_intel_path))
+    report(runs, noise, Path(args.reference), out)

@@ -4,6 +4,7 @@ environment diff, and the faults the committed smoke reference must catch."""
 
 import json
 import math
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +13,15 @@ from scipy.stats import ks_2samp
 
 from harness.cli import _without_flags, main
 from harness.metrics import metrics
-from harness.noise import derive_tolerances, leave_one_out, one_item, stopped_unlearning
+from harness.noise import (
+    derive_tolerances,
+    leave_one_out,
+    one_item,
+    other_machine_runs,
+    same_command,
+    stopped_unlearning,
+    summarise,
+)
 from harness.regression import check, read_tolerances
 from harness.tables import read_leaderboard
 
@@ -172,6 +181,51 @@ def test_leave_one_out_counts_false_alarms_on_the_held_out_kernel_set(board):
     assert all(c.cells == 6 for c in checks.values())
 
 
+def _noise_folder(folder, boards):
+    """A `harness noise` OUT as its runs leave it: OUT/<kernel set>/leaderboard.csv and the target's items."""
+    for env, frame in boards.items():
+        (folder / env / "results").mkdir(parents=True)
+        frame.assign(config_hash=frame["method"] + "-hash").to_csv(folder / env / "leaderboard.csv", index=False)
+        items = [{"split": "forget"}] * 8 + [{"split": "retain"}] * 20
+        (folder / env / "results" / "target.items.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items))
+    return folder
+
+
+def test_another_machines_runs_join_the_tolerances(board, tmp_path):
+    """--with: another CPU's runs of the same command are more environments; a cell only that machine moves
+    widens the tolerance, which this machine's kernel sets alone would not."""
+    boards = _boards(board)
+    here = _noise_folder(tmp_path / "here", {"default": boards["default"], "avx2": boards["avx2"]})
+    intel = boards["avx2"].copy()
+    intel.loc[2, "forget_em_contains"] += 0.6
+    there = _noise_folder(tmp_path / "xeon", {"avx512": intel})
+    alone = json.loads(summarise(here, ["default", "avx2"], "avx2").read_text())
+    joined = json.loads(summarise(here, ["default", "avx2"], "avx2", other_machine_runs([there])).read_text())
+    assert joined["environments"] == ["default", "avx2", "xeon/avx512"]
+    assert joined["metrics"]["forget_em_contains"]["spread"] == pytest.approx(0.6)
+    assert (
+        alone["metrics"]["forget_em_contains"]["tolerance"]
+        < 0.6
+        <= joined["metrics"]["forget_em_contains"]["tolerance"]
+    )
+    assert set(joined["false_alarms"]) - {"rule"} == {"default", "xeon/avx512"}
+    assert "xeon/avx512" in pd.read_csv(here / "noise.csv").columns
+
+
+def test_another_machines_folder_is_checked(board, tmp_path):
+    with pytest.raises(FileNotFoundError, match="--with .*empty: expected another machine's `harness noise` folder"):
+        other_machine_runs([tmp_path / "empty"])
+    one = _noise_folder(tmp_path / "a" / "xeon", {"avx2": board})
+    two = _noise_folder(tmp_path / "b" / "xeon", {"avx2": board})
+    with pytest.raises(ValueError, match="a folder named xeon is already given"):
+        other_machine_runs([one, two])
+    other = board.assign(config_hash=board["method"] + "-hash")
+    changed = other.copy()
+    changed.loc[2, "config_hash"] = "another-lr"
+    with pytest.raises(ValueError, match=r"xeon/avx2: not the same command as avx2 \(a, seed 0 differs"):
+        same_command({"avx2": other, "xeon/avx2": changed})
+
+
 def test_one_item_floors():
     boards = [pd.DataFrame({"method": ["retain", "x"], "mia_loss_auc": [0.6, 0.9], "forget_quality": [1.0, 1e-3]})]
     counts = {"forget": 8, "retain": 16, "real_authors": 6, "world_facts": 10}
@@ -206,10 +260,12 @@ def test_noise_forwards_every_run_flag_but_its_own():
         "0,1,2",
         "--cache-dir",
         "c",
+        "--with",
+        "runs/noise-xeon",
         "--set",
         "fo-graddiff.lr=1e-3",
     ]
-    flags = ("--capabilities", "--reference-capability", "--jobs", "--out", "--cache-dir")
+    flags = ("--capabilities", "--reference-capability", "--jobs", "--with", "--out", "--cache-dir")
     assert _without_flags(argv, flags) == [
         "--preset",
         "tofu-mini-smoke",
@@ -227,6 +283,7 @@ def test_noise_forwards_every_run_flag_but_its_own():
         (["--capabilities", "avx2"], "--capabilities avx2: expected two or more of"),
         (["--capabilities", "default,avx2", "--reference-capability", "avx512"], "--reference-capability avx512: not"),
         (["--capabilities", "default,avx2", "--jobs", "0"], "--jobs 0: expected 1 or more"),
+        (["--capabilities", "default,avx2", "--with", "nowhere"], "--with nowhere: expected another machine's"),
         (["--capabilities", "default,avx2", "--methods", "nope"], "unknown method 'nope'"),
         (
             ["--capabilities", "default,avx2", "--set", "fo-graddiff.nope=1"],
@@ -299,3 +356,23 @@ def test_noise_runs_each_kernel_set_and_writes_tolerances(tmp_path):
     derived = json.loads((out / "tolerances.json").read_text())
     assert derived["environments"] == ["default", "avx2"] and "forget_em_contains" in derived["metrics"]
     assert read_tolerances(out)["forget_em_contains"] >= 1 / derived["items"]["forget"]
+
+
+def test_the_environment_names_mkls_code_path(tmp_path):
+    """oneMKL's code path (by CPU vendor) is recorded, and preloading perf/mkl_intel_path.c, with which an AMD
+    machine measured the noise an Intel CPU adds (leaderboards/README.md), turns it to Intel's."""
+    import shutil
+    import subprocess
+    import sys
+
+    code = "from harness.environment import environment; print(environment()['mkl_kernels'])"
+    ask = lambda env: subprocess.run(  # noqa: E731
+        [sys.executable, "-c", code], env=os.environ | env, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert ask({}) in ("intel", "non-intel")
+    if shutil.which("gcc") is None:
+        pytest.skip("no C compiler to build the preload")
+    shim = tmp_path / "mkl_intel_path.so"
+    source = Path(__file__).resolve().parents[1] / "perf" / "mkl_intel_path.c"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(shim), str(source)], check=True)
+    assert ask({"LD_PRELOAD": str(shim)}) == "intel"

@@ -131,6 +131,7 @@ def test_the_run_records_its_environment(micro_run):
     [(key, env)] = records.items()
     assert set(read_leaderboard(micro_run / "run")["environment"]) == {key}
     assert {"python", *PACKAGES, "aten_cpu_capability", "torch_threads", "device", "dtype"} <= set(env)
+    assert env["mkl_kernels"] in ("intel", "non-intel")  # oneMKL's path by CPU vendor (None without MKL)
     assert env["aten_cpu_capability"] == "DEFAULT" and env["ATEN_CPU_CAPABILITY"] == "default"
     assert env["device"] == "cpu" and env["dtype"] == "float32" and env["torch"].startswith("2.")
 

@@ -113,7 +113,10 @@ def test_commands_that_made_them_are_documented():
 def test_references_carry_measured_tolerances_and_their_environment(name):
     board = read_leaderboard(BOARDS / f"{name}.csv")
     tolerances = json.loads((BOARDS / f"{name}.tolerances.json").read_text())
-    assert tolerances["environments"] == ["default", "avx2", "avx512"]
+    kernel_sets = ["default", "avx2", "avx512"]
+    # this machine's kernel sets, then any other machine's (`harness noise --with`: FOLDER/<kernel set>)
+    assert tolerances["environments"][:3] == kernel_sets
+    assert all(env.split("/")[-1] in kernel_sets and "/" in env for env in tolerances["environments"][3:])
     for column, entry in tolerances["metrics"].items():
         assert column in board.columns
         measured = max(3 * entry["sigma"], entry["spread"], entry["one_item"])
@@ -124,6 +127,16 @@ def test_references_carry_measured_tolerances_and_their_environment(name):
     environments = json.loads((BOARDS / f"{name}.environment.json").read_text())
     assert set(board["environment"]) <= set(environments)
     assert {env["aten_cpu_capability"] for env in environments.values()} == {"AVX2"}
+
+
+@pytest.mark.parametrize("name", ["tofu-mini", "tofu-mini-smoke"])
+def test_the_references_ci_checks_cover_both_of_mkls_code_paths(name):
+    """CI's CPU may be AMD or Intel, and oneMKL runs other matrix kernels on each: the tolerances of the two
+    references CI checks were measured over both (leaderboards/README.md, "Tolerances")."""
+    environments = json.loads((BOARDS / f"{name}.tolerances.json").read_text())["environments"]
+    kernel_sets = ["default", "avx2", "avx512"]
+    intel = [f"noise-{name}-intel-mkl{threads}/{k}" for threads in ("", "-2threads") for k in kernel_sets]
+    assert environments == kernel_sets + intel  # MKL's Intel path at one thread and two: threads matter there
 
 
 def test_the_lock_file_pins_what_the_references_were_made_with():
