@@ -33,6 +33,7 @@ import methods.base
 import methods.losses
 from harness import regression
 from harness.cli import main as harness
+from harness.noise import other_machine_runs
 from harness.regression import read_tolerances
 from harness.tables import read_leaderboard
 
@@ -63,44 +64,48 @@ def child(fault: str, out: str, cache: str) -> int:
 
 
 def run_folders(noise: Path, others: list[Path]) -> dict[str, Path]:
-    """Environment name (as tolerances.json names it) -> its run folder: KERNEL_SET in `noise`, or
-    FOLDER/KERNEL_SET in a `--with` folder."""
+    """Environment name (as tolerances.json names it) -> its run folder: KERNEL_SET in `noise`, or the
+    `--with` folder's, named as `harness noise --with` names it."""
     environments = json.loads((noise / "tolerances.json").read_text())["environments"]
-    folders = {f.name: f for f in others}
-    return {e: folders[e.split("/")[0]] / e.split("/")[1] if "/" in e else noise / e for e in environments}
+    folders = {e: noise / e for e in environments} | other_machine_runs(others)
+    return {e: folders[e] for e in environments}
 
 
-def recorded(run: Path) -> dict[str, str]:
-    """The environment variables a faulty run needs to repeat `run`'s: its kernel set, threads and MKL path."""
+def recorded(run: Path, mkl_intel: Path) -> dict[str, str]:
+    """The environment variables a faulty run needs to repeat `run`'s: its kernel set, threads and MKL path
+    (the Intel one through `mkl_intel`, preloaded)."""
     [env] = json.loads((run / "environment.json").read_text()).values()
     out = {"ATEN_CPU_CAPABILITY": env["ATEN_CPU_CAPABILITY"], "OMP_NUM_THREADS": env["OMP_NUM_THREADS"]}
-    return out | ({"MKL_PATH": "intel"} if env.get("mkl_kernels") == "intel" else {})
+    return out | ({"LD_PRELOAD": str(mkl_intel.resolve())} if env.get("mkl_kernels") == "intel" else {})
+
+
+def fault_folder(out: Path, fault: str, env: str) -> Path:
+    return out / f"{fault}-{env.replace('/', '-')}"
 
 
 def faulty_runs(runs: dict[str, Path], out: Path, mkl_intel: Path) -> None:
     """Every fault under every environment, with as many threads as its run had, two single-thread processes
     at a time (resumable)."""
-    jobs = [(fault, env, recorded(run), run) for env, run in runs.items() for fault in FAULTS]
+    jobs = [(fault, env, recorded(run, mkl_intel), run) for env, run in runs.items() for fault in FAULTS]
     while jobs:
         batch = [jobs.pop(0)]
         if batch[0][2]["OMP_NUM_THREADS"] == "1" and jobs and jobs[0][2]["OMP_NUM_THREADS"] == "1":
             batch.append(jobs.pop(0))
         running = []
         for fault, env, variables, run in batch:
-            preload = {"LD_PRELOAD": str(mkl_intel.resolve())} if variables.pop("MKL_PATH", None) else {}
             command = [
                 sys.executable,
                 __file__,
                 "--child",
                 fault,
                 "--out",
-                str(out / f"{fault}-{env.replace('/', '-')}"),
+                str(fault_folder(out, fault, env)),
                 "--cache",
                 str(run.parent / f"cache-{run.name}"),
             ]
             running.append(
                 subprocess.Popen(
-                    command, env=os.environ | variables | preload, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                    command, env=os.environ | variables, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
                 )
             )
         if any(p.wait() for p in running):
@@ -130,8 +135,7 @@ def report(runs: dict[str, Path], noise: Path, reference_csv: Path, out: Path) -
     print(f"  stopped unlearning (method = target): caught {caught} of {stopped['faults']}")
     for fault in FAULTS:
         checks = [
-            regression.check(read_leaderboard(out / f"{fault}-{c.replace('/', '-')}"), reference, tolerances)
-            for c in capabilities
+            regression.check(read_leaderboard(fault_folder(out, fault, c)), reference, tolerances) for c in capabilities
         ]
         if fault == "forget-loss-off":
             found = sum(any(line.startswith(f"{m} (") for line in ch.regressions) for ch in checks for m in METHODS)
