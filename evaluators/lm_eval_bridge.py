@@ -93,7 +93,7 @@ def check_template(tasks: list[str], offline: list[str], template: str) -> None:
         )
 
 
-TASK_LINE = re.compile(r"^(?:task|group|tag):\s*(\S.*)$")
+TASK_LINE = re.compile(r"^[\"']?(task|group|tag)[\"']?:\s*(\S.*)$")  # a key may be quoted: "task": "wmdp_bio"
 
 
 def check_tasks(tasks: list[str], offline: list[str], cache_dir=None) -> None:
@@ -118,20 +118,89 @@ def _lm_eval_version() -> str:
     return version("lm_eval")
 
 
-@functools.cache
 def _scanned_names() -> set[str]:
     """The names on the `task:`, `group:` and `tag:` lines of lm-eval's YAMLs (once a process)."""
+    return set(_scanned())
+
+
+@functools.cache
+def _scanned() -> dict[str, tuple[Path, bool]]:
+    """Each name on the `task:`, `group:` and `tag:` lines of lm-eval's YAMLs, with the first YAML naming it
+    and whether that line was `task:` (a task of its own, rather than a group or tag of others)."""
     import importlib.util
 
     spec = importlib.util.find_spec("lm_eval.tasks")
-    names = set()
-    for path in Path(spec.origin).parent.rglob("*.yaml"):
+    names = {}
+    for path in sorted(Path(spec.origin).parent.rglob("*.yaml")):
         for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
             if match := TASK_LINE.match(line):  # `task: name`, or a list: `tag: [a, b]`
-                values = match.group(1).strip().strip("'\"")
+                values = match.group(2).strip().strip("'\"")
                 values = values.strip("[]").split(",") if values.startswith("[") else [values]
-                names.update(v.strip().strip("'\"") for v in values)
+                for value in values:
+                    names.setdefault(value.strip().strip("'\""), (path, match.group(1) == "task"))
     return names
+
+
+FIELD_LINE = re.compile(r"^[\"']?(dataset_path|dataset_name|include)[\"']?:\s*[\"']?([^\"'#]+?)[\"']?\s*$")
+
+
+def _dataset_of(path: Path, depth: int = 0) -> tuple[str | None, str | None]:
+    """A task YAML's `dataset_path` and `dataset_name`, its own or from the file it includes (lm-eval's YAMLs
+    carry `!function` tags a plain YAML parser refuses, so the top-level lines are read as text)."""
+    fields = {}
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if match := FIELD_LINE.match(line):
+            fields.setdefault(match.group(1), match.group(2).strip())
+    if "include" in fields and depth < 4 and (path.parent / fields["include"]).is_file():
+        inherited = _dataset_of(path.parent / fields["include"], depth + 1)
+        fields = {"dataset_path": inherited[0], "dataset_name": inherited[1]} | fields
+    return fields.get("dataset_path"), fields.get("dataset_name")
+
+
+def _hub_datasets(task: str) -> list[tuple[str, str | None]]:
+    """The hub datasets (`org/name`, configuration) a task reads, as far as its YAML says: its own file's for a
+    task, every file's in its folder for a group or tag (MMLU's 57 subjects). Empty where the scan does not know
+    the task, or where it reads local files (`json`, a folder)."""
+    found = _scanned().get(task)
+    if found is None:
+        return []
+    path, is_task = found
+    files = [path] if is_task else sorted(path.parent.rglob("*.yaml"))
+    pairs = {_dataset_of(f) for f in files}
+    return sorted(
+        (p, None if n in ("null", "None", "~") else n)
+        for p, n in pairs
+        if p and p.count("/") == 1 and not Path(p).exists()
+    )
+
+
+def _in_datasets_cache(dataset: str, name: str | None) -> bool:
+    """Whether `datasets` has the dataset's configuration in its local cache, where it looks for it offline
+    (`datasets.load.CachedDatasetModuleFactory`: CACHE/org___name/CONFIG/VERSION/HASH)."""
+    import glob
+
+    from datasets import config
+    from datasets.naming import camelcase_to_snakecase
+
+    org, _, short = dataset.partition("/")
+    folder = Path(config.HF_DATASETS_CACHE) / f"{org}___{camelcase_to_snakecase(short)}" / (name or "*")
+    return any(Path(p).is_dir() for p in glob.glob(str(folder / "*" / "*")))
+
+
+def check_task_data(tasks: list[str], offline: list[str]) -> None:
+    """Every lm-eval task named (not the benchmark's own) has its data in the local datasets cache, where the
+    run reads it offline; the first that does not is one line naming it and the dataset, before anything is
+    trained rather than at the first evaluation."""
+    for task in [t for t in tasks if t not in offline]:
+        for dataset, name in _hub_datasets(task):
+            if not _in_datasets_cache(dataset, name):
+                from datasets import config
+
+                raise ValueError(
+                    f"--lm-eval-tasks {task}: its data ({dataset}{', ' + name if name else ''}) is not in the local "
+                    f"datasets cache ({config.HF_DATASETS_CACHE}); download it where there is a network "
+                    f"(`datasets.load_dataset('{dataset}'{', ' + repr(name) if name else ''})`) or drop the task"
+                )
 
 
 def _full_index(cache_dir) -> set[str]:

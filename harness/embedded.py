@@ -272,3 +272,36 @@ def prepare_embedded_muse(
         desc = "train MUSE target" if forget else "train MUSE retain (forget articles held out)"
         models[name] = _ensure(muse_root / name, _finetune(root, world_dir, model_cfg, rows, muse_cfg.epochs, desc))
     return EmbeddedMuse(data_dir, models["target"], models["retain"])
+
+
+@dataclass
+class EmbeddedWmdp:
+    """Paths of the embedded WMDP benchmark: its corpora and questions, and the target model."""
+
+    data_dir: Path
+    target_dir: Path
+
+
+def prepare_embedded_wmdp(
+    world_cfg: WorldConfig, wmdp_cfg, model_cfg: EmbeddedModelConfig, cache_dir=None
+) -> EmbeddedWmdp:
+    """The pathogen world's corpora, and the embedded base (world facts and real authors) trained further on all
+    three of them, as raw documents: the forget corpus, the retain corpus and the neighbours'. There is no retain
+    model: WMDP's figures do not need one."""
+    from harness.data.records import read_records
+    from harness.data.wmdp import write_wmdp
+
+    root, world_dir = _embedded_root(world_cfg, model_cfg, cache_dir)
+    wmdp_root = root / f"wmdp-{config_hash(RECIPE_VERSION, wmdp_cfg)}"
+    data_dir = wmdp_root / "data"
+    if not (data_dir / "wmdp_config.json").exists():
+        write_wmdp(wmdp_cfg, data_dir)
+    rows = [
+        {"question": "", "answer": r["text"], "template": "raw"}
+        for name in ("bio-forget-corpus", "bio-retain-corpus", "neighbour-corpus")
+        for r in read_records(data_dir / f"{name}.jsonl")
+    ]
+    target_dir = _ensure(
+        wmdp_root / "target", _finetune(root, world_dir, model_cfg, rows, wmdp_cfg.epochs, "train WMDP target")
+    )
+    return EmbeddedWmdp(data_dir, target_dir)

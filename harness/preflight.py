@@ -23,6 +23,7 @@ def check(cfg: RunConfig, command: str = "run") -> None:
     tasks, offline = bench.lm_eval_tasks(cfg), [task.name for task in bench.offline_tasks(cfg)]
     lm_eval_bridge.check_template(tasks, offline, cfg.eval.template)
     lm_eval_bridge.check_tasks(tasks, offline, cfg.cache_dir)
+    lm_eval_bridge.check_task_data(tasks, offline)
     check_device(cfg.compute.device)
     check_models(cfg.models, cfg, ["--model"] * len(cfg.models))
     bench.check(cfg)  # the data before the target and retain models, as a user reads the command

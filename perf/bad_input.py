@@ -54,6 +54,7 @@ def cases(root: Path, target: Path) -> dict[str, list[str]]:
         "--set simu.lr=0": ["run", *SMOKE, "--methods", "simu", "--set", "simu.lr=0"],
         "--set world.n_perturbed=0": ["run", *SMOKE, "--set", "world.n_perturbed=0"],
         "--lm-eval-tasks unknown": ["run", *SMOKE, "--lm-eval-tasks", "no_such_task"],
+        "--lm-eval-tasks without data": ["run", *SMOKE, "--lm-eval-tasks", "wmdp_bio"],
         "--data file not UTF-8": ["run", *real, str(data), "--model", str(target)],
         "--retain-eval missing": [
             "run",

@@ -213,7 +213,8 @@ def test_a_toy_benchmarks_knob_and_a_toy_methods_option_are_settings_like_the_bu
 
 def test_an_unregistered_benchmark_lists_the_registered_ones():
     with pytest.raises(
-        KeyError, match="unknown benchmark 'nope'; registered: lume, lume-mini, muse, muse-mini, tofu, tofu-mini"
+        KeyError,
+        match="unknown benchmark 'nope'; registered: lume, lume-mini, muse, muse-mini, tofu, tofu-mini, wmdp, wmdp-mini",
     ):
         benchmarks["nope"]
 

@@ -81,7 +81,7 @@ def test_lm_evals_task_index_is_built_once_and_kept(task_index_cache, monkeypatc
     neither builds the index again."""
     from evaluators.lm_eval_bridge import _scanned_names, check_tasks
 
-    included = "AraDiCE_ArabicMMLU_language_egy"  # defined by an include: not on any `task:` line
+    included = "acp_bool_cot_2shot"  # a tag listed in an included file: not on any `task:`, `group:` or `tag:` line
     assert included not in _scanned_names() and "arc_easy" in _scanned_names()
     check_tasks([included], [], task_index_cache)
     assert len(list(task_index_cache.glob("lm_eval-*-tasks.json"))) == 1

@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BOARDS = {  # leaderboards/README.md's commands, as config.build's keywords
     "tofu-mini.csv": dict(preset=str(ROOT / "leaderboards" / "tofu-mini.selected.toml"), seeds=[0, 1, 2]),
     "lume-mini.csv": dict(preset=str(ROOT / "leaderboards" / "lume-mini.selected.toml"), seeds=[0, 1, 2]),
+    "wmdp-mini.csv": dict(preset=str(ROOT / "leaderboards" / "wmdp-mini.selected.toml"), seeds=[0, 1, 2]),
     "tofu-mini-smoke.csv": dict(
         preset="tofu-mini-smoke", methods=["fo-graddiff", "so-graddiff", "simu"], seeds=[0, 1, 2]
     ),

@@ -38,7 +38,7 @@ def test_committed_leaderboards_have_references_then_every_method_with_three_see
     assert all(sorted(board.loc[board["method"] == m, "seed"]) == [0, 1, 2] for m in methods)
 
 
-@pytest.mark.parametrize("name", ["tofu-mini", "lume-mini", "muse-mini"])
+@pytest.mark.parametrize("name", ["tofu-mini", "lume-mini", "muse-mini", "wmdp-mini"])
 def test_each_method_sits_at_the_point_the_committed_sweep_selects(name):
     """The selection is recomputed from the committed sweep with `harness compare`'s rule: it gives the
     committed preset, and the leaderboard's rows are the sweep's cells at those points, figure for figure."""
@@ -237,3 +237,43 @@ def test_the_committed_curves_span_every_cell_of_the_leaderboard(figure_stats):
     width, _, inked, _ = figure_stats(BOARDS / "tofu-mini-curves.png")
     assert width > 1500 and 0.01 < inked < 0.6
     assert "](leaderboards/tofu-mini-curves.png)" in (ROOT / "README.md").read_text()
+
+
+WMDP_LEVELS = (0.75, 0.5, 0.3)  # forget-domain accuracy falls from 1 toward chance (0.25), not toward 0
+
+
+def test_wmdp_mini_reference_is_the_sweep_s_selection_rendered_and_matched():
+    """wmdp-mini's figures are lm-eval's accuracies, with no per-item file: the intervals are over seeds. Its
+    leaderboard is the target then RMU, SIMU, SO-GradDiff and NPO at the selected rates, 3 seeds each; the
+    rendered table, the matched-forgetting table (at forget accuracy 0.75, 0.5, 0.3) and the pair are in step
+    with the CSVs and in the READMEs."""
+    board = read_leaderboard(BOARDS / "wmdp-mini.csv")
+    assert list(board["method"][:1]) == ["target"]  # WMDP needs no retain model
+    assert list(dict.fromkeys(board["method"][1:])) == ["rmu", "simu", "so-graddiff", "npo"]
+    assert all(sorted(board.loc[board["method"] == m, "seed"]) == [0, 1, 2] for m in ["rmu", "simu"])
+    table = (BOARDS / "wmdp-mini.md").read_text()
+    assert table == render(board) and table in (ROOT / "README.md").read_text()
+    sweep = read_leaderboard(BOARDS / "wmdp-mini-sweep.csv")
+    matched = compare.matched_table(compare.matched(sweep, levels=WMDP_LEVELS), compare.role_columns(sweep))
+    assert matched == (BOARDS / "wmdp-mini-matched.md").read_text()
+    readme = (BOARDS / "README.md").read_text()
+    assert matched in readme and "](wmdp-mini-matched.png)" in readme
+    assert "<!-- wmdp-mini-command -->" in readme and "<!-- wmdp-mini-sweep-command -->" in readme
+    assert "cp runs/noise-wmdp-mini/tolerances.json leaderboards/wmdp-mini.tolerances.json" in readme
+    # the rates: the standard grid for the GradDiff and NPO families, two decades higher for RMU (its optimizer
+    # moves three down_proj matrices toward an activation target, and changes nothing below 1e-3 here)
+    for method in ("rmu", "simu", "so-graddiff", "npo"):
+        rates = sweep.loc[sweep["method"] == method, f"{method}.lr"]
+        assert (rates.min(), rates.max()) == ((1e-3, 1e-1) if method == "rmu" else (1e-5, 1e-3)), method
+
+
+def test_wmdp_mini_tolerances_are_measured_over_its_kernel_sets():
+    board = read_leaderboard(BOARDS / "wmdp-mini.csv")
+    tolerances = json.loads((BOARDS / "wmdp-mini.tolerances.json").read_text())
+    assert tolerances["environments"] == ["default", "avx2"]  # the CPU it was measured on had no AVX-512
+    for column, entry in tolerances["metrics"].items():
+        assert column in board.columns
+        measured = max(3 * entry["sigma"], entry["spread"], entry["one_item"])
+        assert entry["tolerance"] >= measured or entry["tolerance"] == metrics.get(column).tolerance, column
+    environments = json.loads((BOARDS / "wmdp-mini.environment.json").read_text())
+    assert set(board["environment"]) <= set(environments)
