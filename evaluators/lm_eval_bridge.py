@@ -124,59 +124,87 @@ def _scanned_names() -> set[str]:
 
 
 @functools.cache
-def _scanned() -> dict[str, tuple[Path, bool]]:
-    """Each name on the `task:`, `group:` and `tag:` lines of lm-eval's YAMLs, with the first YAML naming it
-    and whether that line was `task:` (a task of its own, rather than a group or tag of others)."""
+def _scanned() -> dict[str, list[tuple[Path, str]]]:
+    """Each name on the `task:`, `group:` and `tag:` lines of lm-eval's YAMLs, with every YAML naming it and
+    the line's key (a task's own file, a group's, or a task file that carries the tag)."""
     import importlib.util
 
     spec = importlib.util.find_spec("lm_eval.tasks")
-    names = {}
+    names: dict[str, list[tuple[Path, str]]] = {}
     for path in sorted(Path(spec.origin).parent.rglob("*.yaml")):
         for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
             if match := TASK_LINE.match(line):  # `task: name`, or a list: `tag: [a, b]`
                 values = match.group(2).strip().strip("'\"")
                 values = values.strip("[]").split(",") if values.startswith("[") else [values]
                 for value in values:
-                    names.setdefault(value.strip().strip("'\""), (path, match.group(1) == "task"))
+                    names.setdefault(value.strip().strip("'\""), []).append((path, match.group(1)))
     return names
 
 
-FIELD_LINE = re.compile(r"^[\"']?(dataset_path|dataset_name|include)[\"']?:\s*[\"']?([^\"'#]+?)[\"']?\s*$")
+FIELD_LINE = re.compile(
+    r"^[\"']?(dataset_path|dataset_name|dataset_kwargs|include)[\"']?:\s*[\"']?([^\"'#]*?)[\"']?\s*(?:#.*)?$"
+)
+MEMBER_LINE = re.compile(r"^\s+-\s+[\"']?([\w.-]+)[\"']?\s*(?:#.*)?$")  # `  - mmlu_stem` under a group's `task:`
 
 
-def _dataset_of(path: Path, depth: int = 0) -> tuple[str | None, str | None]:
-    """A task YAML's `dataset_path` and `dataset_name`, its own or from the file it includes (lm-eval's YAMLs
+def _fields(path: Path, depth: int = 0) -> dict[str, str]:
+    """A task YAML's top-level `dataset_*` fields, its own over those of the file it includes (lm-eval's YAMLs
     carry `!function` tags a plain YAML parser refuses, so the top-level lines are read as text)."""
     fields = {}
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         if match := FIELD_LINE.match(line):
             fields.setdefault(match.group(1), match.group(2).strip())
     if "include" in fields and depth < 4 and (path.parent / fields["include"]).is_file():
-        inherited = _dataset_of(path.parent / fields["include"], depth + 1)
-        fields = {"dataset_path": inherited[0], "dataset_name": inherited[1]} | fields
-    return fields.get("dataset_path"), fields.get("dataset_name")
+        fields = _fields(path.parent / fields.pop("include"), depth + 1) | fields
+    return fields
 
 
-def _hub_datasets(task: str) -> list[tuple[str, str | None]]:
-    """The hub datasets (`org/name`, configuration) a task reads, as far as its YAML says: its own file's for a
-    task, every file's in its folder for a group or tag (MMLU's 57 subjects). Empty where the scan does not know
-    the task, or where it reads local files (`json`, a folder)."""
-    found = _scanned().get(task)
-    if found is None:
+def _members(path: Path) -> list[str]:
+    """The names a group's YAML lists under its top-level `task:` key."""
+    members, listing = [], False
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if re.match(r"^[\"']?task[\"']?:\s*(#.*)?$", line):
+            listing = True
+        elif listing and (match := MEMBER_LINE.match(line)):
+            members.append(match.group(1))
+        elif listing and line.strip() and not line.startswith((" ", "-")):
+            listing = False
+    return members
+
+
+def _hub_datasets(task: str, seen: set[str] | None = None) -> list[tuple[str, str | None]]:
+    """The hub datasets (`org/name`, configuration) a task reads, as far as lm-eval's YAMLs say: a task's own
+    file's, a group's members' (MMLU: its four groups, each a tag of subjects), a tag's tasks'. Left out (for
+    lm-eval to find at the first evaluation): a name the scan does not place, a task reading local files
+    (`json`, a folder), one with `dataset_kwargs` (`datasets` caches those under another folder)."""
+    seen = set() if seen is None else seen
+    if task in seen:
         return []
-    path, is_task = found
-    files = [path] if is_task else sorted(path.parent.rglob("*.yaml"))
-    pairs = {_dataset_of(f) for f in files}
+    seen.add(task)
+    found = _scanned().get(task, [])
+    own = [path for path, key in found if key == "task"][:1]  # a task's first definition
+    files = own + [path for path, key in found if key == "tag"]
+    pairs = set()
+    for path in files:
+        fields = _fields(path)
+        if "dataset_kwargs" not in fields:
+            pairs.add((fields.get("dataset_path", ""), fields.get("dataset_name") or None))
+    for path in [path for path, key in found if key == "group"][:1]:
+        pairs.update(pair for member in _members(path) for pair in _hub_datasets(member, seen))
     return sorted(
-        (p, None if n in ("null", "None", "~") else n)
-        for p, n in pairs
-        if p and p.count("/") == 1 and not Path(p).exists()
+        {
+            (p, None if n in ("null", "None", "~") else n)
+            for p, n in pairs
+            if p.count("/") == 1 and not Path(p).exists()
+        },
+        key=lambda pair: (pair[0], pair[1] or ""),
     )
 
 
 def _in_datasets_cache(dataset: str, name: str | None) -> bool:
     """Whether `datasets` has the dataset's configuration in its local cache, where it looks for it offline
-    (`datasets.load.CachedDatasetModuleFactory`: CACHE/org___name/CONFIG/VERSION/HASH)."""
+    (`datasets.load.CachedDatasetModuleFactory`: CACHE/org___name/CONFIG/VERSION/HASH; any configuration
+    where the task names none)."""
     import glob
 
     from datasets import config
@@ -190,12 +218,18 @@ def _in_datasets_cache(dataset: str, name: str | None) -> bool:
 def check_task_data(tasks: list[str], offline: list[str]) -> None:
     """Every lm-eval task named (not the benchmark's own) has its data in the local datasets cache, where the
     run reads it offline; the first that does not is one line naming it and the dataset, before anything is
-    trained rather than at the first evaluation."""
-    for task in [t for t in tasks if t not in offline]:
+    trained rather than at the first evaluation. Online (neither `HF_DATASETS_OFFLINE` nor `HF_HUB_OFFLINE`
+    set), lm-eval downloads what is missing, and nothing is checked."""
+    asked = [t for t in tasks if t not in offline]
+    if not asked:
+        return
+    from datasets import config
+
+    if not config.HF_HUB_OFFLINE:
+        return
+    for task in asked:
         for dataset, name in _hub_datasets(task):
             if not _in_datasets_cache(dataset, name):
-                from datasets import config
-
                 raise ValueError(
                     f"--lm-eval-tasks {task}: its data ({dataset}{', ' + name if name else ''}) is not in the local "
                     f"datasets cache ({config.HF_DATASETS_CACHE}); download it where there is a network "

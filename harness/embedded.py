@@ -288,6 +288,7 @@ def prepare_embedded_wmdp(
     """The pathogen world's corpora, and the embedded base (world facts and real authors) trained further on all
     three of them, as raw documents: the forget corpus, the retain corpus and the neighbours'. There is no retain
     model: WMDP's figures do not need one."""
+    from harness.data.muse import as_documents
     from harness.data.records import read_records
     from harness.data.wmdp import write_wmdp
 
@@ -297,9 +298,9 @@ def prepare_embedded_wmdp(
     if not (data_dir / "wmdp_config.json").exists():
         write_wmdp(wmdp_cfg, data_dir)
     rows = [
-        {"question": "", "answer": r["text"], "template": "raw"}
+        dict(r, template="raw")
         for name in ("bio-forget-corpus", "bio-retain-corpus", "neighbour-corpus")
-        for r in read_records(data_dir / f"{name}.jsonl")
+        for r in as_documents(read_records(data_dir / f"{name}.jsonl"))
     ]
     target_dir = _ensure(
         wmdp_root / "target", _finetune(root, world_dir, model_cfg, rows, wmdp_cfg.epochs, "train WMDP target")

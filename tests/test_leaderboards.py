@@ -240,17 +240,18 @@ def test_the_committed_curves_span_every_cell_of_the_leaderboard(figure_stats):
 
 
 WMDP_LEVELS = (0.75, 0.5, 0.3)  # forget-domain accuracy falls from 1 toward chance (0.25), not toward 0
+METHODS_WMDP = ["rmu", "simu", "so-graddiff", "npo"]
 
 
-def test_wmdp_mini_reference_is_the_sweep_s_selection_rendered_and_matched():
+def test_wmdp_mini_reference_is_the_sweep_s_selection_rendered_and_matched(figure_stats):
     """wmdp-mini's figures are lm-eval's accuracies, with no per-item file: the intervals are over seeds. Its
     leaderboard is the target then RMU, SIMU, SO-GradDiff and NPO at the selected rates, 3 seeds each; the
     rendered table, the matched-forgetting table (at forget accuracy 0.75, 0.5, 0.3) and the pair are in step
     with the CSVs and in the READMEs."""
     board = read_leaderboard(BOARDS / "wmdp-mini.csv")
     assert list(board["method"][:1]) == ["target"]  # WMDP needs no retain model
-    assert list(dict.fromkeys(board["method"][1:])) == ["rmu", "simu", "so-graddiff", "npo"]
-    assert all(sorted(board.loc[board["method"] == m, "seed"]) == [0, 1, 2] for m in ["rmu", "simu"])
+    assert list(dict.fromkeys(board["method"][1:])) == METHODS_WMDP
+    assert all(sorted(board.loc[board["method"] == m, "seed"]) == [0, 1, 2] for m in METHODS_WMDP)
     table = (BOARDS / "wmdp-mini.md").read_text()
     assert table == render(board) and table in (ROOT / "README.md").read_text()
     sweep = read_leaderboard(BOARDS / "wmdp-mini-sweep.csv")
@@ -258,6 +259,11 @@ def test_wmdp_mini_reference_is_the_sweep_s_selection_rendered_and_matched():
     assert matched == (BOARDS / "wmdp-mini-matched.md").read_text()
     readme = (BOARDS / "README.md").read_text()
     assert matched in readme and "](wmdp-mini-matched.png)" in readme
+    width, _, inked, _ = figure_stats(BOARDS / "wmdp-mini-matched.png")
+    assert width > 1000 and 0.01 < inked < 0.6
+    pair, settings = ("simu", "so-graddiff"), compare.Bootstrap()
+    table = compare.pair_table(compare.paired(sweep, pair, levels=WMDP_LEVELS), pair, settings, False)
+    assert table == (BOARDS / "wmdp-mini-pair.md").read_text()
     assert "<!-- wmdp-mini-command -->" in readme and "<!-- wmdp-mini-sweep-command -->" in readme
     assert "cp runs/noise-wmdp-mini/tolerances.json leaderboards/wmdp-mini.tolerances.json" in readme
     # the rates: the standard grid for the GradDiff and NPO families, two decades higher for RMU (its optimizer

@@ -51,10 +51,22 @@ def cached_tasks(tmp_path, monkeypatch):
     cache = tmp_path / "datasets"
     for task in ("wmdp_bio", "wmdp_cyber", "mmlu"):
         for dataset, name in lm_eval_bridge._hub_datasets(task):
-            org, short = dataset.split("/")
-            (cache / f"{org}___{short}" / name / "0.0.0" / "abc").mkdir(parents=True)
+            cache_as_datasets_does(cache, dataset, name)
     monkeypatch.setattr(config, "HF_DATASETS_CACHE", str(cache))
+    monkeypatch.setattr(config, "HF_HUB_OFFLINE", True)
     return cache
+
+
+def cache_as_datasets_does(cache, dataset, name):
+    """A dataset's configuration as `datasets` keeps it (CACHE/org___name/CONFIG/VERSION/HASH with its
+    dataset_info.json), checked by `datasets`' own offline lookup."""
+    from datasets.packaged_modules.cache.cache import _find_hash_in_cache
+
+    org, short = dataset.split("/")
+    folder = cache / f"{org}___{short}" / name / "0.0.0" / "abc"
+    folder.mkdir(parents=True)
+    (folder / "dataset_info.json").write_text(json.dumps({"config_name": name}))
+    assert _find_hash_in_cache(dataset, name, str(cache), {}, None)[0] == name
 
 
 def test_columns_and_summary_by_hand():
@@ -151,6 +163,7 @@ def test_lm_eval_tasks_without_their_data_are_refused_before_anything_runs(tmp_p
     from datasets import config
 
     monkeypatch.setattr(config, "HF_DATASETS_CACHE", str(tmp_path / "datasets"))
+    monkeypatch.setattr(config, "HF_HUB_OFFLINE", True)  # offline, as the run would read it
     out = tmp_path / "out"
     start = time.perf_counter()
     code = main(["run", "--methods", "fo-graddiff", "--lm-eval-tasks", "wmdp_bio", "--out", str(out)])
@@ -169,12 +182,35 @@ def test_tasks_whose_data_is_cached_pass_and_their_datasets_are_read_from_lm_eva
     from datasets import config
 
     monkeypatch.setattr(config, "HF_DATASETS_CACHE", str(tmp_path))
+    monkeypatch.setattr(config, "HF_HUB_OFFLINE", True)
     assert lm_eval_bridge._hub_datasets("wmdp_bio") == [("cais/wmdp", "wmdp-bio")]  # its include's dataset_path
-    assert len(lm_eval_bridge._hub_datasets("mmlu")) == 57  # a group: every subject's
-    (tmp_path / "cais___wmdp" / "wmdp-bio" / "0.0.0" / "abc").mkdir(parents=True)  # where `datasets` caches it
+    # a group is its members: MMLU's four groups, each a tag of its subjects (19 in STEM), not its whole folder
+    assert len(lm_eval_bridge._hub_datasets("mmlu")) == 57 and len(lm_eval_bridge._hub_datasets("mmlu_stem")) == 19
+    assert lm_eval_bridge._hub_datasets("hellaswag") == [("Rowan/hellaswag", None)]  # no configuration: any
+    cache_as_datasets_does(tmp_path, "cais/wmdp", "wmdp-bio")
     lm_eval_bridge.check_task_data(["wmdp_bio", "embedded_world_facts_mc"], ["embedded_world_facts_mc"])
     with pytest.raises(ValueError, match="--lm-eval-tasks wmdp_cyber: its data"):
         lm_eval_bridge.check_task_data(["wmdp_cyber"], [])
+    monkeypatch.setattr(config, "HF_HUB_OFFLINE", False)  # online, lm-eval downloads what is missing
+    lm_eval_bridge.check_task_data(["wmdp_cyber"], [])
+
+
+def test_the_scan_reads_lm_eval_s_yaml_lines_as_they_are_written(tmp_path, monkeypatch):
+    """Quoted keys, a trailing comment, an include, `dataset_kwargs` (cached elsewhere: not checked), a group
+    listing its members, and a dataset with and without a configuration in one group (sorted, not compared as
+    None against a string)."""
+    (tmp_path / "_template_yaml").write_text("dataset_path: org/data  # the hub dataset\noutput_type: x\n")
+    task = tmp_path / "a.yaml"
+    task.write_text('"task": "a"\n"include": "_template_yaml"\n"dataset_name": "cfg"\n')
+    assert lm_eval_bridge._fields(task) == {"dataset_path": "org/data", "dataset_name": "cfg"}
+    (tmp_path / "b.yaml").write_text("task: b\ndataset_path: org/other\ndataset_kwargs:\n  data_dir: x\n")
+    (tmp_path / "c.yaml").write_text("task: c\ndataset_path: org/data\n")
+    group = tmp_path / "g.yaml"
+    group.write_text("group: g\ntask:\n  - a\n  - 'b'  # the second\n  - c\naggregate_metric_list:\n  - metric: acc\n")
+    assert lm_eval_bridge._members(group) == ["a", "b", "c"]
+    files = {name: [(tmp_path / f"{name}.yaml", "task")] for name in "abc"} | {"g": [(group, "group")]}
+    monkeypatch.setattr(lm_eval_bridge, "_scanned", lambda: files)
+    assert lm_eval_bridge._hub_datasets("g") == [("org/data", None), ("org/data", "cfg")]
 
 
 def test_the_real_benchmark_unlearns_the_corpora_and_asks_lm_eval_for_the_domain_and_mmlu(corpora):
@@ -211,7 +247,9 @@ def test_wmdp_mini_run_scores_every_model_on_lm_eval_s_questions(wmdp_run):
     assert (board["wmdp_retain_acc"] == board["lmeval_wmdp_mini_neighbour_acc"]).all()
     assert (board["wmdp_general_acc"] == board["lmeval_embedded_world_facts_mc_acc"]).all()
     assert board.loc["target", "wmdp_forget_acc"] > 0.5  # the micro target knows its pathogens: above chance
-    assert board.loc["fo-graddiff", "wmdp_forget_acc"] < board.loc["target", "wmdp_forget_acc"]
+    for method in ("rmu", "fo-graddiff"):  # both unlearn some of the pathogens (on the micro world: 0.42, 0.75)
+        assert board.loc[method, "wmdp_forget_acc"] < board.loc["target", "wmdp_forget_acc"], method
+        assert not board.loc[method, "unchanged"], method
     for method, row in board.iterrows():
         expected = wmdp.summary(row["wmdp_forget_acc"], row["wmdp_retain_acc"], row["wmdp_general_acc"])
         assert row["wmdp_score"] == pytest.approx(expected), method

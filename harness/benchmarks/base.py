@@ -145,6 +145,14 @@ def no_real_paths(cfg) -> None:
             )
 
 
+def no_retain_model(cfg, figures: str) -> None:
+    """A benchmark whose figures need no retain model refuses one (`figures`: "LUME's metrics")."""
+    if cfg.retain_model or cfg.retain_eval:
+        raise ValueError(
+            f"--benchmark {cfg.benchmark}: {figures} need no retain model; drop --retain-model and --retain-eval"
+        )
+
+
 def need_real_paths(cfg, what: str) -> None:
     """Real data, and a target model when there are methods to unlearn it with (`harness eval` scores models
     without one)."""

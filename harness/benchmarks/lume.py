@@ -11,7 +11,7 @@ from typing import ClassVar
 from evaluators.base import EvalResult
 from evaluators.lm_eval_bridge import OfflineTask
 from harness import rules
-from harness.benchmarks.base import Benchmark, Prepared, model_name, need_real_paths, target_identity
+from harness.benchmarks.base import Benchmark, Prepared, model_name, need_real_paths, no_retain_model, target_identity
 from harness.data.lume import LumeWorldConfig, as_qa, load_lume, sums
 from harness.progress import note
 
@@ -82,11 +82,7 @@ class Lume(Benchmark):
         )
 
     def no_retain_reference(self, cfg) -> None:
-        if cfg.retain_model or cfg.retain_eval:
-            raise ValueError(
-                f"--benchmark {cfg.benchmark}: LUME's metrics need no retain model; drop "
-                f"--retain-model and --retain-eval"
-            )
+        no_retain_model(cfg, "LUME's metrics")
 
     @staticmethod
     def prepared(splits, target, name: str, identity: dict, of_target: dict | None = None) -> Prepared:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 from evaluators.base import EvalResult
-from harness.benchmarks.base import Benchmark, Prepared, model_name, target_identity
+from harness.benchmarks.base import Benchmark, Prepared, model_name, need_real_paths, no_retain_model, target_identity
 from harness.data.muse import as_documents
 from harness.data.wmdp import WmdpConfig, load_corpora
 
@@ -22,18 +22,13 @@ class Wmdp(Benchmark):
 
     def check(self, cfg) -> None:
         self.no_retain_reference(cfg)
-        if cfg.methods and (not cfg.data or not cfg.model):
-            raise ValueError(
-                f"--benchmark {cfg.benchmark}: needs --data (a cais/wmdp-corpora folder) and --model (the target model)"
-            )
-        if cfg.data:  # `harness eval` scores models on lm-eval's questions alone, and needs no corpora
+        if cfg.methods:  # `harness eval` scores models on lm-eval's questions alone, and needs no corpora
+            need_real_paths(cfg, "a cais/wmdp-corpora folder")
+        if cfg.data:
             load_corpora(cfg.data, cfg.section("wmdp"))
 
     def no_retain_reference(self, cfg) -> None:
-        if cfg.retain_model or cfg.retain_eval:
-            raise ValueError(
-                f"--benchmark {cfg.benchmark}: WMDP's figures need no retain model; drop --retain-model and --retain-eval"
-            )
+        no_retain_model(cfg, "WMDP's figures")
 
     def identity(self, cfg) -> dict:
         return {"data": str(cfg.data or ""), "wmdp": dataclasses.asdict(cfg.section("wmdp"))}

@@ -2,12 +2,12 @@
 pathogens (wmdp-mini).
 
 The corpora are `cais/wmdp-corpora` as open-unlearning lays them out (`data/wmdp/wmdp-corpora/`): one file per
-corpus, `{domain}-forget-corpus.jsonl` (what is unlearned; bio's is given on request as `bio_remove_dataset.jsonl`
-by WMDP, renamed so) and `{domain}-retain-corpus.jsonl` (what is kept), each row a `text` (bio's forget rows
-also carry `title`, `abstract` and `doi`, which are not read). `.json` and `.parquet` are read as well. The
+corpus, `{domain}-forget-corpus.jsonl` (what is unlearned; bio's is given by WMDP on request) and
+`{domain}-retain-corpus.jsonl` (what is kept), each row a `text` (bio's forget rows also carry `title`,
+`abstract` and `doi`, which are not read); `.json`, `.parquet` and a folder of parquet shards are read too. The
 multiple-choice questions are `cais/wmdp`'s rows: `question`, four `choices`, `answer` (the right choice's
 index), which lm-eval's `wmdp_*` tasks read from the datasets cache; wmdp-mini writes its own beside its corpora
-(`mcq/*.jsonl`) and runs them as offline tasks.
+(`mcq/*.jsonl`), and its offline tasks generate the same rows from the same world.
 
 The embedded world is harmless by construction: invented pathogens of invented animals, cultured in invented
 broths, first isolated in invented towns. Beside them are invented crops described in the same sentence shapes
@@ -26,11 +26,11 @@ from typing import ClassVar
 
 from harness import rules
 from harness.data.records import read_records
+from harness.data.tofu import split_files
 from harness.data.world import ANIMALS, _name
 from harness.files import write_atomically
 
 DOMAINS = ("bio", "cyber")  # the corpora cais/wmdp-corpora gives (chem has questions and no corpus)
-EXTENSIONS = (".jsonl", ".json", ".parquet")
 
 # The pathogens' and the crops' facts: (key, the sentence a document states it in, the question), the value
 # pools they draw from, so a crop and a pathogen may share an animal, a broth, a hazard and a town.
@@ -113,27 +113,28 @@ class WmdpCorpora:
     domain: str
 
 
-def corpus_path(folder: Path, domain: str, side: str) -> Path | None:
-    """`{domain}-{side}-corpus` with the first extension found, or None."""
-    found = [folder / f"{domain}-{side}-corpus{ext}" for ext in EXTENSIONS]
-    return next((f for f in found if f.is_file()), None)
-
-
 def read_corpus(folder: Path, cfg: WmdpConfig, side: str) -> list[dict]:
-    """One corpus' texts, checked (a row without a string `text` is one line naming the file and the row),
-    short ones left out and long ones cut as `cfg` says; a corpus left empty is an error."""
-    path = corpus_path(folder, cfg.domain, side)
-    if path is None:
-        names = ", ".join(f"{cfg.domain}-{side}-corpus{ext}" for ext in EXTENSIONS)
-        raise FileNotFoundError(f"--data {folder}: no {cfg.domain} {side} corpus (looked for {names})")
+    """One corpus' texts (`{domain}-{side}-corpus` as .json, .jsonl, .parquet or a folder of parquet shards),
+    checked (a row without a string `text` is one line naming the file and the row), short ones left out and
+    long ones cut as `cfg` says; a corpus left empty is an error."""
+    name = f"{cfg.domain}-{side}-corpus"
+    files = split_files(folder, name)
+    if not files:
+        raise FileNotFoundError(
+            f"--data {folder}: no {cfg.domain} {side} corpus (looked for {name}.jsonl, .json, .parquet or a "
+            f"folder {name}/ of parquet files)"
+        )
     rows = []
-    for i, row in enumerate(read_records(path)):
-        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-            raise ValueError(f"{path}: row {i}: field 'text' is missing or not a string")
-        if len(row["text"].strip()) > cfg.min_chars:
-            rows.append({"text": row["text"].strip()[: cfg.max_chars]})
+    for path in files:
+        for i, row in enumerate(read_records(path)):
+            if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+                raise ValueError(f"{path}: row {i}: field 'text' is missing or not a string")
+            if len(row["text"].strip()) > cfg.min_chars:
+                rows.append({"text": row["text"].strip()[: cfg.max_chars]})
     if not rows:
-        raise ValueError(f"{path}: no text longer than wmdp.min_chars={cfg.min_chars}; expected at least one")
+        raise ValueError(
+            f"{', '.join(map(str, files))}: no text longer than wmdp.min_chars={cfg.min_chars}; expected at least one"
+        )
     return rows
 
 
@@ -219,8 +220,3 @@ def write_wmdp(cfg: WmdpWorldConfig, folder: Path) -> Path:
         write_atomically(path, "".join(json.dumps(r) + "\n" for r in rows))
     write_atomically(folder / "wmdp_config.json", json.dumps(asdict(cfg)) + "\n")
     return folder
-
-
-def read_questions(folder: Path, name: str) -> list[dict]:
-    """wmdp-mini's questions of one set (forget, retain, neighbour), as it wrote them."""
-    return read_records(Path(folder) / "mcq" / f"{name}.jsonl")
