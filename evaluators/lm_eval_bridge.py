@@ -118,6 +118,7 @@ def _lm_eval_version() -> str:
     return version("lm_eval")
 
 
+@functools.cache
 def _scanned_names() -> set[str]:
     """The names on the `task:`, `group:` and `tag:` lines of lm-eval's YAMLs (once a process)."""
     return set(_scanned())
